@@ -1,0 +1,385 @@
+//! The engine: the task and media APIs every edge (gRPC, bindings) calls.
+//! It validates, talks to the store, wakes the scheduler and runs the
+//! periodic upkeep (lease recovery, retention).
+
+mod scheduler;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::scheduler::Scheduler;
+use crate::app::{ApiKey, App, KeyHash, validate_app_name};
+use crate::error::{Error, Result};
+use crate::ids::{AppId, FileId, TaskId};
+use crate::media::{MediaFile, MediaLibrary, Upload};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Orphans, Store};
+use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery, TimeRange};
+use crate::task::{NewTask, Task, TaskRequest, TaskStatus};
+use crate::time;
+
+/// The name of the app created on an empty data dir.
+pub const DEFAULT_APP: &str = "default";
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    /// Tasks run at once.
+    pub workers: usize,
+    pub ffmpeg: PathBuf,
+    pub ffprobe: PathBuf,
+    /// Prefix of file URLs, e.g. `http://127.0.0.1:8080`.
+    pub public_base_url: String,
+    /// A running task's lease; renewed every second while its worker lives.
+    pub lease: Duration,
+    /// Recoveries after lost workers before a task ends with WORKER_LOST.
+    pub max_recoveries: u32,
+    /// Ended tasks are deleted this long after they finished.
+    pub task_retention: Duration,
+    pub max_upload_bytes: u64,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            public_base_url: "http://127.0.0.1:8080".into(),
+            lease: Duration::from_secs(30),
+            max_recoveries: 3,
+            task_retention: Duration::from_secs(7 * 24 * 3600),
+            max_upload_bytes: 10 << 30,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    library: MediaLibrary,
+    config: EngineConfig,
+    scheduler: Arc<Scheduler>,
+    keys: RwLock<HashMap<KeyHash, App>>,
+    upkeep: CancellationToken,
+    upkeep_tasks: TaskTracker,
+    /// Held for the engine's lifetime: one engine per data dir.
+    _lock: File,
+}
+
+/// How long CancelTask waits for a running task's worker to stop.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+impl Engine {
+    /// Opens the data dir (creating it), takes its lock, recovers tasks a
+    /// previous process left running and starts the workers.
+    pub async fn open(config: EngineConfig) -> Result<Engine> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let lock = lock_data_dir(dir)?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir)?);
+        let library = MediaLibrary::open(
+            dir,
+            config.ffprobe.clone(),
+            &config.public_base_url,
+            config.max_upload_bytes,
+        )?;
+        clear_dir(&dir.join("tmp"));
+
+        if store.app_count().await? == 0 {
+            let (_, key) = create_app(store.as_ref(), DEFAULT_APP).await?;
+            write_key_file(&dir.join("default.key"), key.expose())?;
+            tracing::info!(
+                "created app {DEFAULT_APP:?}; its API key is in {}",
+                dir.join("default.key").display()
+            );
+        }
+        // We hold the data dir's lock, so whatever is PROCESSING was left by a
+        // process that died: run it again now rather than after its lease.
+        let recovered = store
+            .recover(Orphans::All, config.max_recoveries, time::now())
+            .await?;
+        if recovered.requeued + recovered.failed > 0 {
+            tracing::warn!(?recovered, "recovered tasks of a previous run");
+        }
+
+        let scheduler = Scheduler::start(Arc::clone(&store), library.clone(), config.clone());
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                store,
+                library,
+                config,
+                scheduler,
+                keys: RwLock::new(HashMap::new()),
+                upkeep: CancellationToken::new(),
+                upkeep_tasks: TaskTracker::new(),
+                _lock: lock,
+            }),
+        };
+        engine.inner.upkeep_tasks.spawn(engine.clone().upkeep());
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Where the media library keeps its files (served over HTTP by the edge).
+    pub fn media_dir(&self) -> &Path {
+        self.inner.library.media_dir()
+    }
+
+    /// Maps an API key to its app. Known keys are cached; unknown ones are
+    /// looked up every time, so a key made by `vodtask apps create` works at
+    /// once.
+    pub async fn authenticate(&self, api_key: &str) -> Result<App> {
+        let hash = KeyHash::of(api_key);
+        if let Some(app) = self
+            .inner
+            .keys
+            .read()
+            .ok()
+            .and_then(|k| k.get(&hash).cloned())
+        {
+            return Ok(app);
+        }
+        let app = self
+            .inner
+            .store
+            .app_by_key(&hash)
+            .await?
+            .ok_or_else(|| Error::Unauthenticated("authorization: unknown API key".into()))?;
+        if let Ok(mut keys) = self.inner.keys.write() {
+            keys.insert(hash, app.clone());
+        }
+        Ok(app)
+    }
+
+    pub async fn create_app(&self, name: &str) -> Result<(App, ApiKey)> {
+        create_app(self.inner.store.as_ref(), name).await
+    }
+
+    pub async fn create_task(&self, app: AppId, request: TaskRequest) -> Result<TaskId> {
+        let file_id = request.spec.file_id();
+        if self.inner.store.get_media(app, file_id).await?.is_none() {
+            return Err(Error::NotFound(format!("file_id: no media file {file_id}")));
+        }
+        let task = NewTask {
+            id: TaskId::generate(request.spec.task_type()),
+            app_id: app,
+            request,
+            create_time: time::now(),
+        };
+        let inserted = self.inner.store.insert_task(task).await?;
+        self.inner.scheduler.wake();
+        Ok(inserted.task_id().clone())
+    }
+
+    pub async fn describe_task(&self, app: AppId, id: &TaskId) -> Result<Task> {
+        let mut task = self
+            .inner
+            .store
+            .get_task(app, id, true)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("task_id: no task {id}")))?;
+        self.overlay_live_progress(&mut task);
+        Ok(task)
+    }
+
+    pub async fn list_tasks(&self, app: AppId, query: &TaskQuery) -> Result<TaskPage> {
+        let mut page = self.inner.store.list_tasks(app, query).await?;
+        page.tasks
+            .iter_mut()
+            .for_each(|t| self.overlay_live_progress(t));
+        Ok(page)
+    }
+
+    /// Counts per status and type, from counters. A create-time range is
+    /// widened to whole UTC hours (`Overview::counted` says which).
+    pub async fn overview(&self, app: AppId, create_time: TimeRange) -> Result<Overview> {
+        create_time.validate("create_time")?;
+        self.inner
+            .store
+            .overview(app, HourRange::covering(create_time))
+            .await
+    }
+
+    pub async fn redo_task(&self, app: AppId, id: &TaskId) -> Result<Task> {
+        let task = self.inner.store.redo_task(app, id, time::now()).await?;
+        self.inner.scheduler.wake();
+        Ok(task)
+    }
+
+    /// WAITING: aborted at once. PROCESSING: its ffmpeg is killed and the
+    /// call returns once the task is ABORTED (or after a bounded wait, with
+    /// `cancel_requested` set). Ended tasks are returned unchanged.
+    pub async fn cancel_task(&self, app: AppId, id: &TaskId) -> Result<Task> {
+        let task = self.inner.store.cancel_task(app, id, time::now()).await?;
+        if task.status == TaskStatus::Processing
+            && self.inner.scheduler.cancel_local(id, CANCEL_WAIT).await
+        {
+            return self.describe_task(app, id).await;
+        }
+        Ok(task)
+    }
+
+    pub async fn begin_upload(
+        &self,
+        app: AppId,
+        file_name: &str,
+        source_context: &str,
+    ) -> Result<Upload> {
+        self.inner
+            .library
+            .begin_upload(app, file_name, source_context)
+            .await
+    }
+
+    /// Makes an upload durable and records it; returns once both are done.
+    pub async fn finish_upload(&self, upload: Upload) -> Result<MediaFile> {
+        let media = upload.finish().await?;
+        if let Err(e) = self.inner.store.insert_media(&media).await {
+            self.inner.library.discard(&media.file_id).await;
+            return Err(e);
+        }
+        Ok(media)
+    }
+
+    pub async fn describe_media(&self, app: AppId, file_id: &FileId) -> Result<MediaFile> {
+        self.inner
+            .store
+            .get_media(app, file_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("file_id: no media file {file_id}")))
+    }
+
+    pub fn file_url(&self, media: &MediaFile) -> String {
+        self.inner
+            .library
+            .url_of(&media.file_id, &media.stored_name)
+    }
+
+    /// Stops taking work, gives running tasks back to the queue (they run
+    /// again at the next start) and waits until that is recorded.
+    pub async fn shutdown(&self) {
+        self.inner.upkeep.cancel();
+        self.inner.upkeep_tasks.close();
+        self.inner.scheduler.shutdown().await;
+        self.inner.upkeep_tasks.wait().await;
+    }
+
+    fn overlay_live_progress(&self, task: &mut Task) {
+        if task.status == TaskStatus::Processing
+            && let Some(p) = self.inner.scheduler.live_progress(&task.id)
+        {
+            task.progress = task.progress.max(p);
+        }
+    }
+
+    /// Lease recovery (workers of other processes sharing a store) and
+    /// retention of ended tasks.
+    async fn upkeep(self) {
+        let inner = &self.inner;
+        let recover_every = (inner.config.lease / 3).max(Duration::from_secs(1));
+        let mut recover = tokio::time::interval(recover_every);
+        let mut purge = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                _ = inner.upkeep.cancelled() => return,
+                _ = recover.tick() => {
+                    let now = time::now();
+                    match inner.store.recover(Orphans::ExpiredBefore(now), inner.config.max_recoveries, now).await {
+                        Ok(r) if r.requeued + r.failed > 0 => {
+                            tracing::warn!(?r, "recovered tasks with expired leases");
+                            inner.scheduler.wake();
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::error!("lease recovery failed: {e}"),
+                    }
+                }
+                _ = purge.tick() => {
+                    let before = time::now() - inner.config.task_retention;
+                    match inner.store.purge_finished(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!("retention deleted {n} ended tasks"),
+                        Err(e) => tracing::error!("retention failed: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Creates an app and returns its key (shown once; only its hash is stored).
+pub async fn create_app(store: &dyn Store, name: &str) -> Result<(App, ApiKey)> {
+    validate_app_name(name)?;
+    let key = ApiKey::generate();
+    let app = store.create_app(name, &key.hash(), time::now()).await?;
+    Ok((app, key))
+}
+
+/// Creates an app in a data dir, whether or not a server runs on it.
+pub async fn create_app_in(data_dir: &Path, name: &str) -> Result<(App, ApiKey)> {
+    let store = SqliteStore::open(data_dir)?;
+    create_app(&store, name).await
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("LOCK");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    file.try_lock().map_err(|_| {
+        Error::FailedPrecondition(format!(
+            "data dir {} is in use by another vodtask process",
+            dir.display()
+        ))
+    })?;
+    Ok(file)
+}
+
+fn clear_dir(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+}
+
+/// Writes the key readable by the owner only, atomically.
+fn write_key_file(path: &Path, key: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("key.tmp");
+    let mut file = File::options()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    file.write_all(format!("{key}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("rename to {}", path.display()), e))
+}

@@ -1,0 +1,99 @@
+//! Runs one ffmpeg process: progress from `-progress pipe:1`, a capped tail
+//! of stderr for error messages, and a real kill on cancellation.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// How much of ffmpeg's stderr is kept for the task's message.
+const STDERR_TAIL: usize = 2048;
+
+#[derive(Debug)]
+pub enum RunError {
+    Cancelled,
+    Failed(String),
+}
+
+/// Runs ffmpeg with `args` (inputs and outputs). `on_progress` receives the
+/// fraction done (0.0..=1.0) of a source `duration_seconds` long.
+pub async fn run(
+    ffmpeg: &Path,
+    args: Vec<OsString>,
+    duration_seconds: f64,
+    on_progress: &(dyn Fn(f64) + Send + Sync),
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
+    let mut child = Command::new(ffmpeg)
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-nostats",
+            "-progress",
+            "pipe:1",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| RunError::Failed(format!("cannot run {}: {e}", ffmpeg.display())))?;
+
+    let stderr = child.stderr.take();
+    let stderr_tail = tokio::spawn(async move {
+        let mut tail = Vec::new();
+        if let Some(mut stderr) = stderr {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+        }
+        String::from_utf8_lossy(&tail).trim().to_string()
+    });
+
+    let stdout = child.stdout.take();
+    let progress = async move {
+        if let Some(stdout) = stdout {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(us) = line
+                    .strip_prefix("out_time_us=")
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    && duration_seconds > 0.0
+                {
+                    on_progress((us / 1e6 / duration_seconds).clamp(0.0, 1.0));
+                }
+            }
+        }
+    };
+
+    tokio::select! {
+        _ = cancel.cancelled() => {
+            // SIGKILL, then reap, so that no ffmpeg outlives a cancelled task.
+            let _ = child.kill().await;
+            stderr_tail.abort();
+            Err(RunError::Cancelled)
+        }
+        status = async { progress.await; child.wait().await } => {
+            let tail = stderr_tail.await.unwrap_or_default();
+            match status {
+                Ok(s) if s.success() => Ok(()),
+                Ok(s) => Err(RunError::Failed(if tail.is_empty() { format!("ffmpeg exited with {s}") } else { tail })),
+                Err(e) => Err(RunError::Failed(format!("waiting for ffmpeg: {e}"))),
+            }
+        }
+    }
+}

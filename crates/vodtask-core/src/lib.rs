@@ -1,0 +1,16 @@
+//! vodtask's core: the offline media task model, the durable store, the
+//! scheduler and the ffmpeg executors. It knows nothing of gRPC or of the
+//! language bindings; those are edges that call [`Engine`].
+
+pub mod app;
+mod engine;
+pub mod error;
+mod exec;
+pub mod ids;
+pub mod media;
+pub mod store;
+pub mod task;
+pub mod time;
+
+pub use engine::{DEFAULT_APP, Engine, EngineConfig, create_app, create_app_in};
+pub use error::{Error, Result};

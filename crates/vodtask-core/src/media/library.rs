@@ -1,0 +1,352 @@
+//! Files on disk: `<data-dir>/media/<file_id>/<stored_name>`, served over HTTP
+//! at `<public base URL>/files/<file_id>/<stored_name>`. Partial uploads live
+//! in `<data-dir>/tmp` so that they are never served.
+
+use std::path::{Path, PathBuf};
+
+use md5::{Digest, Md5};
+use tokio::fs;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{MAX_FILE_NAME_BYTES, MAX_SOURCE_CONTEXT_BYTES, MediaFile, SourceType, probe};
+use crate::error::{Error, Result};
+use crate::ids::{AppId, FileId, TaskId};
+use crate::time;
+
+#[derive(Debug, Clone)]
+pub struct MediaLibrary {
+    media_dir: PathBuf,
+    tmp_dir: PathBuf,
+    ffprobe: PathBuf,
+    public_base_url: String,
+    max_upload_bytes: u64,
+}
+
+impl MediaLibrary {
+    pub fn open(
+        data_dir: &Path,
+        ffprobe: PathBuf,
+        public_base_url: &str,
+        max_upload_bytes: u64,
+    ) -> Result<Self> {
+        let media_dir = data_dir.join("media");
+        let tmp_dir = data_dir.join("tmp");
+        for dir in [&media_dir, &tmp_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        }
+        Ok(MediaLibrary {
+            media_dir,
+            tmp_dir,
+            ffprobe,
+            public_base_url: public_base_url.trim_end_matches('/').to_string(),
+            max_upload_bytes,
+        })
+    }
+
+    pub fn media_dir(&self) -> &Path {
+        &self.media_dir
+    }
+
+    pub fn ffprobe(&self) -> &Path {
+        &self.ffprobe
+    }
+
+    pub fn path_of(&self, file_id: &FileId, stored_name: &str) -> PathBuf {
+        self.media_dir.join(file_id.as_str()).join(stored_name)
+    }
+
+    pub fn url_of(&self, file_id: &FileId, stored_name: &str) -> String {
+        format!("{}/files/{}/{}", self.public_base_url, file_id, stored_name)
+    }
+
+    /// A scratch directory for one task run, removed by the caller.
+    pub async fn scratch_dir(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.tmp_dir.join(name);
+        let _ = fs::remove_dir_all(&dir).await;
+        fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        Ok(dir)
+    }
+
+    pub async fn begin_upload(
+        &self,
+        app_id: AppId,
+        file_name: &str,
+        source_context: &str,
+    ) -> Result<Upload> {
+        validate_file_name(file_name)?;
+        if source_context.len() > MAX_SOURCE_CONTEXT_BYTES {
+            return Err(Error::invalid(
+                "header.source_context",
+                format!("must be at most {MAX_SOURCE_CONTEXT_BYTES} bytes"),
+            ));
+        }
+        let file_id = FileId::generate();
+        let tmp_path = self.tmp_dir.join(format!("upload-{file_id}"));
+        let file = fs::File::create(&tmp_path)
+            .await
+            .map_err(|e| Error::io(format!("create {}", tmp_path.display()), e))?;
+        Ok(Upload {
+            library: self.clone(),
+            app_id,
+            file_id,
+            file_name: file_name.to_string(),
+            source_context: source_context.to_string(),
+            tmp_path,
+            file: Some(file),
+            size: 0,
+            md5: Md5::new(),
+        })
+    }
+
+    /// Moves a file a task wrote into the library as a new media file.
+    pub async fn adopt_output(
+        &self,
+        app_id: AppId,
+        task_id: &TaskId,
+        src: &Path,
+        stored_name: &str,
+    ) -> Result<MediaFile> {
+        let (size, md5) = digest_file(src).await?;
+        let file_id = FileId::generate();
+        let dest = self.place(&file_id, stored_name, src).await?;
+        let metadata = probe::probe(&self.ffprobe, &dest).await;
+        Ok(MediaFile {
+            file_id,
+            app_id,
+            file_name: stored_name.to_string(),
+            stored_name: stored_name.to_string(),
+            size,
+            md5,
+            create_time: time::now(),
+            source_type: SourceType::TaskOutput,
+            source_context: String::new(),
+            source_task_id: Some(task_id.clone()),
+            metadata,
+        })
+    }
+
+    /// Renames `src` to its place in the library and syncs both directories,
+    /// so that the file survives a crash once this returns.
+    async fn place(&self, file_id: &FileId, stored_name: &str, src: &Path) -> Result<PathBuf> {
+        let dir = self.media_dir.join(file_id.as_str());
+        fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let dest = dir.join(stored_name);
+        fs::rename(src, &dest)
+            .await
+            .map_err(|e| Error::io(format!("move {} to {}", src.display(), dest.display()), e))?;
+        sync_dir(&dir).await?;
+        sync_dir(&self.media_dir).await?;
+        Ok(dest)
+    }
+
+    /// Removes a file's directory (used when its database row could not be written).
+    pub async fn discard(&self, file_id: &FileId) {
+        let _ = fs::remove_dir_all(self.media_dir.join(file_id.as_str())).await;
+    }
+}
+
+/// An upload in progress. Dropped without `finish`, it leaves only a temp
+/// file, removed at the next start.
+pub struct Upload {
+    library: MediaLibrary,
+    app_id: AppId,
+    file_id: FileId,
+    file_name: String,
+    source_context: String,
+    tmp_path: PathBuf,
+    file: Option<fs::File>,
+    size: u64,
+    md5: Md5,
+}
+
+impl Upload {
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        self.size += chunk.len() as u64;
+        if self.size > self.library.max_upload_bytes {
+            return Err(Error::ResourceExhausted(format!(
+                "upload exceeds the limit of {} bytes (--max-upload-bytes)",
+                self.library.max_upload_bytes
+            )));
+        }
+        self.md5.update(chunk);
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| Error::Internal("upload already finished".into()))?;
+        file.write_all(chunk)
+            .await
+            .map_err(|e| Error::io(format!("write {}", self.tmp_path.display()), e))
+    }
+
+    /// Makes the bytes durable, moves them into the library and probes them.
+    /// The caller records the returned file in the store.
+    pub async fn finish(mut self) -> Result<MediaFile> {
+        if self.size == 0 {
+            return Err(Error::invalid("chunk", "the upload carried no bytes"));
+        }
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::Internal("upload already finished".into()))?;
+        file.sync_all()
+            .await
+            .map_err(|e| Error::io(format!("sync {}", self.tmp_path.display()), e))?;
+        drop(file);
+        let stored_name = stored_upload_name(&self.file_name);
+        let dest = self
+            .library
+            .place(&self.file_id, &stored_name, &self.tmp_path)
+            .await?;
+        let metadata = probe::probe(&self.library.ffprobe, &dest).await;
+        Ok(MediaFile {
+            file_id: self.file_id.clone(),
+            app_id: self.app_id,
+            file_name: std::mem::take(&mut self.file_name),
+            stored_name,
+            size: self.size,
+            md5: hex::encode(self.md5.clone().finalize()),
+            create_time: time::now(),
+            source_type: SourceType::ClientUpload,
+            source_context: std::mem::take(&mut self.source_context),
+            source_task_id: None,
+            metadata,
+        })
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+fn validate_file_name(name: &str) -> Result<()> {
+    let field = "header.file_name";
+    if name.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if name.len() > MAX_FILE_NAME_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_FILE_NAME_BYTES} bytes"),
+        ));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
+    {
+        return Err(Error::invalid(
+            field,
+            "must not contain '/', '\\' or control characters, nor be '.' or '..'",
+        ));
+    }
+    Ok(())
+}
+
+/// `source.<ext>`: the extension, when it is short and plain, keeps the
+/// served Content-Type right; the app's own name stays in the database.
+fn stored_upload_name(file_name: &str) -> String {
+    let ext = Path::new(file_name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .filter(|e| !e.is_empty() && e.len() <= 8 && e.bytes().all(|b| b.is_ascii_alphanumeric()));
+    match ext {
+        Some(ext) => format!("source.{ext}"),
+        None => "source".to_string(),
+    }
+}
+
+async fn digest_file(path: &Path) -> Result<(u64, String)> {
+    let mut file = fs::File::open(path)
+        .await
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    let mut md5 = Md5::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        md5.update(&buf[..n]);
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| Error::io(format!("sync {}", path.display()), e))?;
+    Ok((size, hex::encode(md5.finalize())))
+}
+
+async fn sync_dir(dir: &Path) -> Result<()> {
+    let d = fs::File::open(dir)
+        .await
+        .map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
+    d.sync_all()
+        .await
+        .map_err(|e| Error::io(format!("sync {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_names_keep_plain_extensions_only() {
+        assert_eq!(stored_upload_name("My Clip.MP4"), "source.mp4");
+        assert_eq!(stored_upload_name("noext"), "source");
+        assert_eq!(stored_upload_name("x.we ird"), "source");
+    }
+
+    #[test]
+    fn file_names_are_checked() {
+        assert!(validate_file_name("clip.mp4").is_ok());
+        assert!(validate_file_name("../x").is_err());
+        assert!(validate_file_name("").is_err());
+        assert!(validate_file_name("a\nb").is_err());
+    }
+
+    #[tokio::test]
+    async fn upload_is_durable_and_measured() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib = MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 1024).expect("open");
+        let mut up = lib
+            .begin_upload(AppId(1), "a.txt", "ctx")
+            .await
+            .expect("begin");
+        up.write(b"hello ").await.expect("write");
+        up.write(b"world").await.expect("write");
+        let media = up.finish().await.expect("finish");
+        assert_eq!(media.size, 11);
+        assert_eq!(media.md5, "5eb63bbbe01eeed093cb22bb8f5acdc3");
+        let path = lib.path_of(&media.file_id, &media.stored_name);
+        assert_eq!(std::fs::read(path).expect("read"), b"hello world");
+        assert!(media.metadata.is_err(), "text is not media");
+    }
+
+    #[tokio::test]
+    async fn upload_limit_is_enforced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib = MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 4).expect("open");
+        let mut up = lib
+            .begin_upload(AppId(1), "a.bin", "")
+            .await
+            .expect("begin");
+        assert!(matches!(
+            up.write(b"12345").await,
+            Err(Error::ResourceExhausted(_))
+        ));
+    }
+}

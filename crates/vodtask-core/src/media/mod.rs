@@ -1,0 +1,55 @@
+//! The media library: files an app uploaded and files its tasks wrote.
+
+mod library;
+pub mod probe;
+
+pub use library::{MediaLibrary, Upload};
+pub use probe::{MediaMetadata, MediaStream};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AppId, FileId, TaskId};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceType {
+    ClientUpload,
+    TaskOutput,
+}
+
+impl SourceType {
+    pub fn code(self) -> i64 {
+        match self {
+            SourceType::ClientUpload => 1,
+            SourceType::TaskOutput => 2,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            1 => Some(SourceType::ClientUpload),
+            2 => Some(SourceType::TaskOutput),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaFile {
+    pub file_id: FileId,
+    pub app_id: AppId,
+    /// The name the app gave it (or vodtask, for outputs).
+    pub file_name: String,
+    /// The name on disk and in the URL, `<file_id>/<stored_name>`.
+    pub stored_name: String,
+    pub size: u64,
+    pub md5: String,
+    pub create_time: Timestamp,
+    pub source_type: SourceType,
+    pub source_context: String,
+    pub source_task_id: Option<TaskId>,
+    pub metadata: Result<MediaMetadata, String>,
+}
+
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+pub const MAX_SOURCE_CONTEXT_BYTES: usize = 256;

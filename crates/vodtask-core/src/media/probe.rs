@@ -1,0 +1,174 @@
+//! What ffprobe says about a file.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tokio::process::Command;
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MediaMetadata {
+    pub container: String,
+    pub duration_seconds: f64,
+    pub width: u32,
+    pub height: u32,
+    pub bitrate: i64,
+    pub streams: Vec<MediaStream>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MediaStream {
+    pub index: u32,
+    pub codec_type: String,
+    pub codec: String,
+    pub bitrate: i64,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub sample_rate: u32,
+    pub channels: u32,
+}
+
+impl MediaMetadata {
+    pub fn has_video(&self) -> bool {
+        self.streams.iter().any(|s| s.codec_type == "video")
+    }
+
+    fn video(&self) -> Option<&MediaStream> {
+        self.streams.iter().find(|s| s.codec_type == "video")
+    }
+
+    pub fn video_bitrate(&self) -> i64 {
+        self.video().map_or(0, |v| v.bitrate)
+    }
+}
+
+/// Runs ffprobe; Err holds ffprobe's reason, fit for a task's message.
+pub async fn probe(ffprobe: &Path, file: &Path) -> Result<MediaMetadata, String> {
+    let output = Command::new(ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
+        .arg(file)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", ffprobe.display()))?;
+    if !output.status.success() {
+        let reason = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        return Err(if reason.is_empty() {
+            format!("ffprobe exited with {}", output.status)
+        } else {
+            reason
+        });
+    }
+    parse(&output.stdout)
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    #[serde(default)]
+    format: RawFormat,
+    #[serde(default)]
+    streams: Vec<RawStream>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawFormat {
+    #[serde(default)]
+    format_name: String,
+    duration: Option<String>,
+    bit_rate: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawStream {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    codec_type: String,
+    #[serde(default)]
+    codec_name: String,
+    bit_rate: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    avg_frame_rate: Option<String>,
+    sample_rate: Option<String>,
+    channels: Option<u32>,
+}
+
+fn num<T: std::str::FromStr + Default>(s: Option<&str>) -> T {
+    s.and_then(|s| s.parse().ok()).unwrap_or_default()
+}
+
+/// "30000/1001" → 29.97; "0/0" → 0.
+fn rate(s: Option<&str>) -> f64 {
+    let Some((n, d)) = s.and_then(|s| s.split_once('/')) else {
+        return num(s);
+    };
+    let (n, d): (f64, f64) = (num(Some(n)), num(Some(d)));
+    if d == 0.0 { 0.0 } else { n / d }
+}
+
+pub(crate) fn parse(json: &[u8]) -> Result<MediaMetadata, String> {
+    let raw: Raw =
+        serde_json::from_slice(json).map_err(|e| format!("unreadable ffprobe output: {e}"))?;
+    if raw.streams.is_empty() {
+        return Err("no audio or video streams".to_string());
+    }
+    let streams: Vec<MediaStream> = raw
+        .streams
+        .into_iter()
+        .map(|s| MediaStream {
+            index: s.index,
+            codec_type: s.codec_type,
+            codec: s.codec_name,
+            bitrate: num(s.bit_rate.as_deref()),
+            width: s.width.unwrap_or(0),
+            height: s.height.unwrap_or(0),
+            fps: rate(s.avg_frame_rate.as_deref()),
+            sample_rate: num(s.sample_rate.as_deref()),
+            channels: s.channels.unwrap_or(0),
+        })
+        .collect();
+    let (width, height) = streams
+        .iter()
+        .find(|s| s.codec_type == "video")
+        .map_or((0, 0), |v| (v.width, v.height));
+    Ok(MediaMetadata {
+        container: raw.format.format_name,
+        duration_seconds: num(raw.format.duration.as_deref()),
+        width,
+        height,
+        bitrate: num(raw.format.bit_rate.as_deref()),
+        streams,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ffprobe_json() {
+        let json = br#"{"streams":[{"index":0,"codec_type":"video","codec_name":"h264","width":320,"height":240,"avg_frame_rate":"30000/1001","bit_rate":"1000"},
+            {"index":1,"codec_type":"audio","codec_name":"aac","sample_rate":"44100","channels":2}],
+            "format":{"format_name":"mov,mp4","duration":"2.500000","bit_rate":"12345"}}"#;
+        let m = parse(json).expect("parse");
+        assert_eq!((m.width, m.height), (320, 240));
+        assert!((m.duration_seconds - 2.5).abs() < 1e-9);
+        assert!((m.streams[0].fps - 29.97).abs() < 0.01);
+        assert_eq!(m.streams[1].sample_rate, 44100);
+        assert_eq!(m.bitrate, 12345);
+    }
+
+    #[test]
+    fn no_streams_is_an_error() {
+        assert!(parse(br#"{"format":{}}"#).is_err());
+        assert!(parse(b"not json").is_err());
+    }
+}

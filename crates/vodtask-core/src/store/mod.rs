@@ -1,0 +1,122 @@
+//! Durable state behind one narrow trait, so that the engine knows nothing of
+//! SQLite (the embedded default) and a PostgreSQL store can follow.
+//!
+//! Contract for every implementation: a method returns only after its writes
+//! are durable; each status change is one `Transition` applied with its
+//! `from` set as a guard, together with the counters, in one transaction.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::app::{App, KeyHash};
+use crate::error::Result;
+use crate::ids::{AppId, FileId, TaskId};
+use crate::media::MediaFile;
+use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery};
+use crate::task::{Inserted, NewTask, Task, TaskOutput};
+use crate::time::Timestamp;
+
+/// The right to write a running task's progress and result. `token` is a
+/// fencing token: it grows with every claim, so a worker that lost its lease
+/// (and a new worker took the task) can no longer write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub task_id: TaskId,
+    pub token: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub task: Task,
+    pub lease: Lease,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    Held {
+        cancel_requested: bool,
+    },
+    /// The token is stale: another worker owns the task, or it ended.
+    Lost,
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The work ended; `err_code` 0 is success. `new_media` are the output
+    /// files, recorded in the same transaction.
+    Finished {
+        err_code: i32,
+        message: String,
+        output: Option<TaskOutput>,
+        new_media: Vec<MediaFile>,
+    },
+    /// The work was stopped by CancelTask.
+    Aborted,
+}
+
+/// Which running tasks `recover` puts back in the queue.
+#[derive(Debug, Clone, Copy)]
+pub enum Orphans {
+    /// Those whose lease expired before this time.
+    ExpiredBefore(Timestamp),
+    /// All of them: the caller holds the data dir exclusively, so no other
+    /// worker can be running them.
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recovered {
+    pub requeued: u64,
+    /// Ended with `WORKER_LOST` after too many recoveries.
+    pub failed: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Apps.
+    async fn create_app(&self, name: &str, key_hash: &KeyHash, now: Timestamp) -> Result<App>;
+    async fn app_by_key(&self, key_hash: &KeyHash) -> Result<Option<App>>;
+    async fn app_count(&self) -> Result<u64>;
+
+    // Media library.
+    async fn insert_media(&self, media: &MediaFile) -> Result<()>;
+    async fn get_media(&self, app: AppId, file_id: &FileId) -> Result<Option<MediaFile>>;
+
+    // Task API.
+    async fn insert_task(&self, task: NewTask) -> Result<Inserted>;
+    async fn get_task(&self, app: AppId, id: &TaskId, with_attempts: bool) -> Result<Option<Task>>;
+    async fn list_tasks(&self, app: AppId, query: &TaskQuery) -> Result<TaskPage>;
+    async fn overview(&self, app: AppId, range: HourRange) -> Result<Overview>;
+    /// Redo: FINISH or ABORTED → WAITING, attempt + 1, the old result kept
+    /// as a previous attempt.
+    async fn redo_task(&self, app: AppId, id: &TaskId, now: Timestamp) -> Result<Task>;
+    /// WAITING → ABORTED at once; PROCESSING → flagged, for its worker to
+    /// stop. Returns the task after the change.
+    async fn cancel_task(&self, app: AppId, id: &TaskId, now: Timestamp) -> Result<Task>;
+
+    // Scheduler.
+    /// Claims the queued task with the highest priority, oldest first.
+    async fn claim_next(&self, lease_until: Timestamp, now: Timestamp) -> Result<Option<Claim>>;
+    async fn heartbeat(
+        &self,
+        lease: &Lease,
+        progress: u8,
+        lease_until: Timestamp,
+    ) -> Result<LeaseState>;
+    /// Returns false (and writes nothing) when the lease was lost.
+    async fn finish(&self, lease: &Lease, outcome: Outcome, now: Timestamp) -> Result<bool>;
+    /// Gives a running task back to the queue without counting an attempt
+    /// (graceful shutdown).
+    async fn release(&self, lease: &Lease) -> Result<bool>;
+    /// Requeues orphaned running tasks with attempt + 1; one recovered more
+    /// than `max_recoveries` times ends FINISH with `WORKER_LOST`.
+    async fn recover(
+        &self,
+        orphans: Orphans,
+        max_recoveries: u32,
+        now: Timestamp,
+    ) -> Result<Recovered>;
+    /// Deletes tasks that ended before `before` (retention).
+    async fn purge_finished(&self, before: Timestamp) -> Result<u64>;
+}

@@ -1,0 +1,286 @@
+//! The embedded default store: one SQLite file in WAL mode with
+//! `synchronous = FULL`, a group-commit writer thread and a pool of read
+//! connections.
+
+mod rows;
+mod schema;
+mod tasks;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, params};
+
+use self::rows::{MEDIA_COLUMNS, one, to_json};
+use self::writer::Writer;
+use super::{Claim, Lease, LeaseState, Orphans, Outcome, Recovered, Store};
+use crate::app::{App, KeyHash};
+use crate::error::{Error, Result};
+use crate::ids::{AppId, FileId, TaskId};
+use crate::media::MediaFile;
+use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery};
+use crate::task::{Inserted, NewTask, Task};
+use crate::time::{Timestamp, to_micros};
+
+const PURGE_BATCH: u32 = 1000;
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<ReadPool>,
+}
+
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA cache_size = -65536;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `<dir>/vodtask.db`.
+    pub fn open(dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let path = dir.join("vodtask.db");
+        let conn = open_connection(&path)?;
+        schema::migrate(&conn)?;
+        Ok(SqliteStore {
+            writer: Writer::start(conn)?,
+            readers: Arc::new(ReadPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let idle = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
+            let conn = match idle {
+                Some(conn) => conn,
+                None => {
+                    let conn = open_connection(&pool.path)?;
+                    conn.execute_batch("PRAGMA query_only = 1")?;
+                    conn
+                }
+            };
+            let result = work(&conn);
+            if let Ok(mut idle) = pool.idle.lock() {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("read task failed: {e}")))?
+    }
+}
+
+fn insert_media(conn: &Connection, m: &MediaFile) -> Result<()> {
+    let (metadata, probe_error) = match &m.metadata {
+        Ok(meta) => (Some(to_json(meta)?), None),
+        Err(e) => (None, Some(e.clone())),
+    };
+    conn.prepare_cached(&format!(
+        "INSERT INTO media ({MEDIA_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))?
+    .execute(params![
+        m.file_id.as_str(),
+        m.app_id.0,
+        m.file_name,
+        m.stored_name,
+        m.size as i64,
+        m.md5,
+        to_micros(m.create_time),
+        m.source_type.code(),
+        m.source_context,
+        m.source_task_id.as_ref().map(TaskId::as_str),
+        metadata,
+        probe_error,
+    ])?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_app(&self, name: &str, key_hash: &KeyHash, now: Timestamp) -> Result<App> {
+        let (name, hash) = (name.to_string(), key_hash.0.clone());
+        self.writer
+            .write(move |conn| {
+                let exists: Option<i64> = rows::optional(conn.query_row(
+                    "SELECT app_id FROM apps WHERE name = ?1",
+                    [&name],
+                    |r| r.get(0),
+                ))?;
+                if exists.is_some() {
+                    return Err(Error::AlreadyExists(format!(
+                        "name: an app named {name:?} exists already"
+                    )));
+                }
+                conn.execute(
+                    "INSERT INTO apps (name, key_hash, create_time) VALUES (?1, ?2, ?3)",
+                    params![name, hash, to_micros(now)],
+                )?;
+                Ok(App {
+                    id: AppId(conn.last_insert_rowid()),
+                    name,
+                })
+            })
+            .await
+    }
+
+    async fn app_by_key(&self, key_hash: &KeyHash) -> Result<Option<App>> {
+        let hash = key_hash.0.clone();
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT app_id, name FROM apps WHERE key_hash = ?1")?;
+            one(&mut stmt, [hash], |r| {
+                Ok(App {
+                    id: AppId(r.get(0)?),
+                    name: r.get(1)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn app_count(&self) -> Result<u64> {
+        self.read(|conn| {
+            Ok(conn.query_row("SELECT count(*) FROM apps", [], |r| r.get::<_, i64>(0))? as u64)
+        })
+        .await
+    }
+
+    async fn insert_media(&self, media: &MediaFile) -> Result<()> {
+        let media = media.clone();
+        self.writer
+            .write(move |conn| insert_media(conn, &media))
+            .await
+    }
+
+    async fn get_media(&self, app: AppId, file_id: &FileId) -> Result<Option<MediaFile>> {
+        let file_id = file_id.clone();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {MEDIA_COLUMNS} FROM media WHERE file_id = ?1 AND app_id = ?2"
+            ))?;
+            one(&mut stmt, params![file_id.as_str(), app.0], rows::media)
+        })
+        .await
+    }
+
+    async fn insert_task(&self, task: NewTask) -> Result<Inserted> {
+        self.writer
+            .write(move |conn| tasks::insert(conn, task))
+            .await
+    }
+
+    async fn get_task(&self, app: AppId, id: &TaskId, with_attempts: bool) -> Result<Option<Task>> {
+        let id = id.clone();
+        self.read(move |conn| tasks::get(conn, app, &id, with_attempts))
+            .await
+    }
+
+    async fn list_tasks(&self, app: AppId, query: &TaskQuery) -> Result<TaskPage> {
+        let query = query.clone();
+        self.read(move |conn| tasks::list(conn, app, &query)).await
+    }
+
+    async fn overview(&self, app: AppId, range: HourRange) -> Result<Overview> {
+        self.read(move |conn| tasks::overview(conn, app, range))
+            .await
+    }
+
+    async fn redo_task(&self, app: AppId, id: &TaskId, _now: Timestamp) -> Result<Task> {
+        let id = id.clone();
+        self.writer
+            .write(move |conn| tasks::redo(conn, app, &id))
+            .await
+    }
+
+    async fn cancel_task(&self, app: AppId, id: &TaskId, now: Timestamp) -> Result<Task> {
+        let id = id.clone();
+        self.writer
+            .write(move |conn| tasks::cancel(conn, app, &id, now))
+            .await
+    }
+
+    async fn claim_next(&self, lease_until: Timestamp, now: Timestamp) -> Result<Option<Claim>> {
+        self.writer
+            .write(move |conn| tasks::claim_next(conn, lease_until, now))
+            .await
+    }
+
+    async fn heartbeat(
+        &self,
+        lease: &Lease,
+        progress: u8,
+        lease_until: Timestamp,
+    ) -> Result<LeaseState> {
+        let lease = lease.clone();
+        self.writer
+            .write(move |conn| tasks::heartbeat(conn, &lease, progress, lease_until))
+            .await
+    }
+
+    async fn finish(&self, lease: &Lease, outcome: Outcome, now: Timestamp) -> Result<bool> {
+        let lease = lease.clone();
+        self.writer
+            .write(move |conn| tasks::finish(conn, &lease, outcome, now))
+            .await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<bool> {
+        let lease = lease.clone();
+        self.writer
+            .write(move |conn| tasks::release(conn, &lease))
+            .await
+    }
+
+    async fn recover(
+        &self,
+        orphans: Orphans,
+        max_recoveries: u32,
+        now: Timestamp,
+    ) -> Result<Recovered> {
+        self.writer
+            .write(move |conn| tasks::recover(conn, orphans, max_recoveries, now))
+            .await
+    }
+
+    async fn purge_finished(&self, before: Timestamp) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = self
+                .writer
+                .write(move |conn| tasks::purge(conn, before, PURGE_BATCH))
+                .await?;
+            total += n;
+            if n < u64::from(PURGE_BATCH) {
+                return Ok(total);
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The schema, applied in order and tracked by `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use crate::error::Result;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE apps (
+    app_id      INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    key_hash    TEXT NOT NULL UNIQUE,
+    create_time INTEGER NOT NULL
+);
+
+CREATE TABLE media (
+    file_id        TEXT PRIMARY KEY,
+    app_id         INTEGER NOT NULL,
+    file_name      TEXT NOT NULL,
+    stored_name    TEXT NOT NULL,
+    size           INTEGER NOT NULL,
+    md5            TEXT NOT NULL,
+    create_time    INTEGER NOT NULL,
+    source_type    INTEGER NOT NULL,
+    source_context TEXT NOT NULL,
+    source_task_id TEXT,
+    metadata_json  TEXT,
+    probe_error    TEXT
+);
+
+-- seq orders tasks by insertion and breaks ties in keyset cursors.
+CREATE TABLE tasks (
+    seq                INTEGER PRIMARY KEY,
+    task_id            TEXT NOT NULL UNIQUE,
+    app_id             INTEGER NOT NULL,
+    task_type          INTEGER NOT NULL,
+    status             INTEGER NOT NULL,
+    err_code           INTEGER NOT NULL DEFAULT 0,
+    message            TEXT NOT NULL DEFAULT '',
+    progress           INTEGER NOT NULL DEFAULT 0,
+    attempt            INTEGER NOT NULL DEFAULT 1,
+    recoveries         INTEGER NOT NULL DEFAULT 0,
+    priority           INTEGER NOT NULL,
+    create_time        INTEGER NOT NULL,
+    begin_process_time INTEGER,
+    finish_time        INTEGER,
+    session_id         TEXT,
+    session_context    TEXT NOT NULL,
+    request_hash       TEXT NOT NULL,
+    file_id            TEXT NOT NULL,
+    input_json         TEXT NOT NULL,
+    output_json        TEXT,
+    cancel_requested   INTEGER NOT NULL DEFAULT 0,
+    lease_token        INTEGER NOT NULL DEFAULT 0,
+    lease_expires      INTEGER
+);
+CREATE INDEX tasks_by_create ON tasks (app_id, create_time, seq);
+CREATE INDEX tasks_by_status ON tasks (app_id, status, create_time, seq);
+CREATE INDEX tasks_by_type ON tasks (app_id, task_type, create_time, seq);
+CREATE INDEX tasks_by_file ON tasks (app_id, file_id, create_time, seq);
+CREATE INDEX tasks_by_finish ON tasks (app_id, finish_time, seq) WHERE finish_time IS NOT NULL;
+CREATE INDEX tasks_finished ON tasks (finish_time) WHERE finish_time IS NOT NULL;
+CREATE INDEX tasks_queue ON tasks (priority DESC, seq) WHERE status = 1;
+CREATE INDEX tasks_leases ON tasks (lease_expires) WHERE status = 2;
+CREATE UNIQUE INDEX tasks_session ON tasks (app_id, session_id) WHERE session_id IS NOT NULL;
+
+CREATE TABLE task_attempts (
+    task_seq           INTEGER NOT NULL,
+    attempt            INTEGER NOT NULL,
+    status             INTEGER NOT NULL,
+    err_code           INTEGER NOT NULL,
+    message            TEXT NOT NULL,
+    begin_process_time INTEGER,
+    finish_time        INTEGER,
+    output_json        TEXT,
+    PRIMARY KEY (task_seq, attempt)
+) WITHOUT ROWID;
+
+-- Counters kept in the transaction of every status change, so that the
+-- overview never counts rows: all-time per app, and per hour of create time.
+CREATE TABLE task_counts (
+    app_id    INTEGER NOT NULL,
+    status    INTEGER NOT NULL,
+    task_type INTEGER NOT NULL,
+    n         INTEGER NOT NULL,
+    PRIMARY KEY (app_id, status, task_type)
+) WITHOUT ROWID;
+CREATE TABLE task_counts_hourly (
+    app_id    INTEGER NOT NULL,
+    hour      INTEGER NOT NULL,
+    status    INTEGER NOT NULL,
+    task_type INTEGER NOT NULL,
+    n         INTEGER NOT NULL,
+    PRIMARY KEY (app_id, hour, status, task_type)
+) WITHOUT ROWID;
+"#];
+
+pub(super) fn migrate(conn: &Connection) -> Result<()> {
+    // The version is read inside the write transaction, so that two processes
+    // opening a new data dir at once (server and `apps create`) cannot both
+    // apply the same migration.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let applied = (|| -> Result<()> {
+        let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
+        let version = usize::try_from(version).unwrap_or(0);
+        for sql in MIGRATIONS.iter().skip(version) {
+            conn.execute_batch(sql)?;
+        }
+        conn.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+        Ok(())
+    })();
+    match applied {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! Task SQL. Every function takes a connection and runs inside the caller's
+//! transaction (the group-commit writer) or read connection.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, params};
+
+use super::rows::{self, TASK_COLUMNS, one, to_json};
+use crate::error::{Error, Result};
+use crate::ids::{AppId, TaskId};
+use crate::store::{Claim, Lease, LeaseState, Orphans, Outcome, Recovered};
+use crate::task::errcode;
+use crate::task::query::{HourRange, Overview, Position, SortBy, SortOrder, TaskPage, TaskQuery};
+use crate::task::{Inserted, NewTask, Task, TaskStatus, TaskType, Transition};
+use crate::time::{Timestamp, hour_of, to_micros};
+
+/// What a transition needs to know of the row it changes.
+struct Current {
+    seq: i64,
+    app_id: i64,
+    task_type: i64,
+    status: TaskStatus,
+    create_time: i64,
+    lease_token: i64,
+    recoveries: i64,
+    cancel_requested: bool,
+}
+
+fn current_by(
+    conn: &Connection,
+    clause: &str,
+    key: &dyn rusqlite::ToSql,
+) -> Result<Option<Current>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT seq, app_id, task_type, status, create_time, lease_token, recoveries, cancel_requested
+         FROM tasks WHERE {clause}"
+    ))?;
+    one(&mut stmt, [key], |r| {
+        Ok(Current {
+            seq: r.get(0)?,
+            app_id: r.get(1)?,
+            task_type: r.get(2)?,
+            status: rows::status(r.get(3)?)?,
+            create_time: r.get(4)?,
+            lease_token: r.get(5)?,
+            recoveries: r.get(6)?,
+            cancel_requested: r.get(7)?,
+        })
+    })
+}
+
+fn current_of_app(conn: &Connection, app: AppId, id: &TaskId) -> Result<Current> {
+    current_by(conn, "task_id = ?1", &id.as_str())?
+        .filter(|c| c.app_id == app.0)
+        .ok_or_else(|| not_found(id))
+}
+
+fn not_found(id: &TaskId) -> Error {
+    Error::NotFound(format!("task_id: no task {id}"))
+}
+
+/// The one place where a task's status is written. The guard on the old
+/// status and the counters are part of the same statement group.
+fn apply(conn: &Connection, cur: &Current, t: Transition) -> Result<()> {
+    if !t.allowed_from(cur.status) {
+        return Err(Error::Internal(format!(
+            "illegal transition {t:?} from {:?}",
+            cur.status
+        )));
+    }
+    let changed = conn
+        .prepare_cached("UPDATE tasks SET status = ?1 WHERE seq = ?2 AND status = ?3")?
+        .execute(params![t.to().code(), cur.seq, cur.status.code()])?;
+    if changed != 1 {
+        return Err(Error::Internal("task changed under a transition".into()));
+    }
+    count(
+        conn,
+        cur.app_id,
+        cur.create_time,
+        cur.status.code(),
+        cur.task_type,
+        -1,
+    )?;
+    count(
+        conn,
+        cur.app_id,
+        cur.create_time,
+        t.to().code(),
+        cur.task_type,
+        1,
+    )
+}
+
+fn count(
+    conn: &Connection,
+    app: i64,
+    create_time: i64,
+    status: i64,
+    task_type: i64,
+    delta: i64,
+) -> Result<()> {
+    let hour = hour_of(crate::time::from_micros(create_time));
+    conn.prepare_cached(
+        "INSERT INTO task_counts (app_id, status, task_type, n) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT DO UPDATE SET n = n + excluded.n",
+    )?
+    .execute(params![app, status, task_type, delta])?;
+    conn.prepare_cached(
+        "INSERT INTO task_counts_hourly (app_id, hour, status, task_type, n) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT DO UPDATE SET n = n + excluded.n",
+    )?
+    .execute(params![app, hour, status, task_type, delta])?;
+    Ok(())
+}
+
+pub(super) fn insert(conn: &Connection, task: NewTask) -> Result<Inserted> {
+    let req = &task.request;
+    let fingerprint = req.fingerprint();
+    if let Some(session_id) = &req.session_id {
+        let mut stmt = conn.prepare_cached(
+            "SELECT task_id, request_hash FROM tasks WHERE app_id = ?1 AND session_id = ?2",
+        )?;
+        let existing = one(&mut stmt, params![task.app_id.0, session_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        if let Some((id, hash)) = existing {
+            return if hash == fingerprint {
+                Ok(Inserted::Existing(TaskId::from_stored(id)))
+            } else {
+                Err(Error::AlreadyExists(format!(
+                    "session_id: {session_id:?} was used by task {id} with a different request"
+                )))
+            };
+        }
+    }
+    let task_type = req.spec.task_type().code();
+    let create_time = to_micros(task.create_time);
+    conn.prepare_cached(
+        "INSERT INTO tasks (task_id, app_id, task_type, status, priority, create_time, session_id,
+                            session_context, request_hash, file_id, input_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        task.id.as_str(),
+        task.app_id.0,
+        task_type,
+        TaskStatus::Waiting.code(),
+        req.priority,
+        create_time,
+        req.session_id,
+        req.session_context,
+        fingerprint,
+        req.spec.file_id().as_str(),
+        to_json(&req.spec)?,
+    ])?;
+    count(
+        conn,
+        task.app_id.0,
+        create_time,
+        TaskStatus::Waiting.code(),
+        task_type,
+        1,
+    )?;
+    Ok(Inserted::Created(task.id))
+}
+
+pub(super) fn get(
+    conn: &Connection,
+    app: AppId,
+    id: &TaskId,
+    with_attempts: bool,
+) -> Result<Option<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?1 AND app_id = ?2"
+    ))?;
+    let Some((seq, mut task)) = one(&mut stmt, params![id.as_str(), app.0], rows::task)? else {
+        return Ok(None);
+    };
+    if with_attempts {
+        let mut stmt = conn.prepare_cached(
+            "SELECT attempt, status, err_code, message, begin_process_time, finish_time, output_json
+             FROM task_attempts WHERE task_seq = ?1 ORDER BY attempt",
+        )?;
+        let mut rows = stmt.query([seq])?;
+        while let Some(row) = rows.next()? {
+            task.previous_attempts.push(rows::attempt(row)?);
+        }
+    }
+    Ok(Some(task))
+}
+
+fn get_existing(conn: &Connection, app: AppId, id: &TaskId) -> Result<Task> {
+    get(conn, app, id, true)?.ok_or_else(|| not_found(id))
+}
+
+pub(super) fn list(conn: &Connection, app: AppId, q: &TaskQuery) -> Result<TaskPage> {
+    let key = match q.sort_by {
+        SortBy::CreateTime => "create_time",
+        SortBy::FinishTime => "finish_time",
+    };
+    let mut sql = format!("SELECT {TASK_COLUMNS}, {key} FROM tasks WHERE app_id = ?");
+    let mut args: Vec<Value> = vec![Value::Integer(app.0)];
+    let mut filter = |clause: &str, value: Value| {
+        sql.push_str(clause);
+        args.push(value);
+    };
+    if let Some(s) = q.status {
+        filter(" AND status = ?", Value::Integer(s.code()));
+    }
+    if let Some(t) = q.task_type {
+        filter(" AND task_type = ?", Value::Integer(t.code()));
+    }
+    if let Some(f) = &q.file_id {
+        filter(" AND file_id = ?", Value::Text(f.as_str().to_string()));
+    }
+    for (column, range) in [
+        ("create_time", q.create_time),
+        ("finish_time", q.finish_time),
+    ] {
+        if let Some(after) = range.after {
+            filter(
+                &format!(" AND {column} >= ?"),
+                Value::Integer(to_micros(after)),
+            );
+        }
+        if let Some(before) = range.before {
+            filter(
+                &format!(" AND {column} < ?"),
+                Value::Integer(to_micros(before)),
+            );
+        }
+    }
+    let (cmp, dir) = match q.order {
+        SortOrder::Asc => (">", "ASC"),
+        SortOrder::Desc => ("<", "DESC"),
+    };
+    if q.sort_by == SortBy::FinishTime {
+        sql.push_str(" AND finish_time IS NOT NULL");
+    }
+    if let Some(Position { key: k, tie }) = q.after {
+        sql.push_str(&format!(" AND ({key}, seq) {cmp} (?, ?)"));
+        args.push(Value::Integer(k));
+        args.push(Value::Integer(tie));
+    }
+    sql.push_str(&format!(
+        " ORDER BY {key} {dir}, seq {dir} LIMIT {}",
+        q.limit + 1
+    ));
+
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+    let mut tasks = Vec::with_capacity(q.limit as usize + 1);
+    let mut last = None;
+    while let Some(row) = rows.next()? {
+        if tasks.len() == q.limit as usize {
+            let scroll_token = last.map(|p| q.token_after(p)).unwrap_or_default();
+            return Ok(TaskPage {
+                tasks,
+                scroll_token,
+            });
+        }
+        let (seq, task) = rows::task(row)?;
+        let key_value: i64 = row.get(17)?;
+        last = Some(Position {
+            key: key_value,
+            tie: seq,
+        });
+        tasks.push(task);
+    }
+    Ok(TaskPage {
+        tasks,
+        scroll_token: String::new(),
+    })
+}
+
+pub(super) fn overview(conn: &Connection, app: AppId, range: HourRange) -> Result<Overview> {
+    let mut counts: Vec<(i64, i64, i64)> = Vec::new();
+    let mut collect =
+        |stmt: &mut rusqlite::CachedStatement<'_>, args: &[&dyn rusqlite::ToSql]| -> Result<()> {
+            let mut rows = stmt.query(args)?;
+            while let Some(r) = rows.next()? {
+                counts.push((r.get(0)?, r.get(1)?, r.get(2)?));
+            }
+            Ok(())
+        };
+    let mut all_time =
+        conn.prepare_cached("SELECT status, task_type, n FROM task_counts WHERE app_id = ?1")?;
+    if range.is_unbounded() {
+        collect(&mut all_time, &[&app.0])?;
+    } else {
+        let mut stmt = conn.prepare_cached(
+            "SELECT status, task_type, SUM(n) FROM task_counts_hourly
+             WHERE app_id = ?1 AND hour >= ?2 AND hour < ?3 GROUP BY status, task_type",
+        )?;
+        collect(
+            &mut stmt,
+            &[
+                &app.0,
+                &range.first_hour.unwrap_or(i64::MIN),
+                &range.end_hour.unwrap_or(i64::MAX),
+            ],
+        )?;
+    }
+    let mut overview = Overview {
+        counted: range,
+        ..Overview::default()
+    };
+    for status in TaskStatus::ALL {
+        let n = counts
+            .iter()
+            .filter(|c| c.0 == status.code())
+            .map(|c| c.2)
+            .sum();
+        overview.by_status.push((status, n));
+    }
+    for task_type in TaskType::ALL {
+        let n = counts
+            .iter()
+            .filter(|c| c.1 == task_type.code())
+            .map(|c| c.2)
+            .sum();
+        overview.by_type.push((task_type, n));
+    }
+    let mut rows = all_time.query([app.0])?;
+    while let Some(r) = rows.next()? {
+        let (status, n): (i64, i64) = (r.get(0)?, r.get(2)?);
+        if status == TaskStatus::Waiting.code() {
+            overview.queue_depth += n;
+        } else if status == TaskStatus::Processing.code() {
+            overview.running += n;
+        }
+    }
+    Ok(overview)
+}
+
+pub(super) fn redo(conn: &Connection, app: AppId, id: &TaskId) -> Result<Task> {
+    let cur = current_of_app(conn, app, id)?;
+    if !Transition::Redo.allowed_from(cur.status) {
+        return Err(Error::FailedPrecondition(format!(
+            "task_id: task {id} is {:?}; only a FINISH or ABORTED task can be redone",
+            cur.status
+        )));
+    }
+    conn.prepare_cached(
+        "INSERT INTO task_attempts (task_seq, attempt, status, err_code, message, begin_process_time, finish_time, output_json)
+         SELECT seq, attempt, status, err_code, message, begin_process_time, finish_time, output_json FROM tasks WHERE seq = ?1",
+    )?
+    .execute([cur.seq])?;
+    conn.prepare_cached(
+        "UPDATE tasks SET attempt = attempt + 1, recoveries = 0, err_code = 0, message = '', progress = 0,
+                          begin_process_time = NULL, finish_time = NULL, output_json = NULL, cancel_requested = 0
+         WHERE seq = ?1",
+    )?
+    .execute([cur.seq])?;
+    apply(conn, &cur, Transition::Redo)?;
+    get_existing(conn, app, id)
+}
+
+pub(super) fn cancel(conn: &Connection, app: AppId, id: &TaskId, now: Timestamp) -> Result<Task> {
+    let cur = current_of_app(conn, app, id)?;
+    match cur.status {
+        TaskStatus::Waiting => {
+            conn.prepare_cached("UPDATE tasks SET finish_time = ?1, message = 'cancelled by CancelTask' WHERE seq = ?2")?
+                .execute(params![to_micros(now), cur.seq])?;
+            apply(conn, &cur, Transition::Abort)?;
+        }
+        TaskStatus::Processing => {
+            conn.prepare_cached("UPDATE tasks SET cancel_requested = 1 WHERE seq = ?1")?
+                .execute([cur.seq])?;
+        }
+        TaskStatus::Finish | TaskStatus::Aborted => {}
+    }
+    get_existing(conn, app, id)
+}
+
+pub(super) fn claim_next(
+    conn: &Connection,
+    lease_until: Timestamp,
+    now: Timestamp,
+) -> Result<Option<Claim>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT task_id FROM tasks WHERE status = 1 ORDER BY priority DESC, seq LIMIT 1",
+    )?;
+    let Some(id) = one(&mut stmt, [], |r| Ok(TaskId::from_stored(r.get(0)?)))? else {
+        return Ok(None);
+    };
+    let cur = current_by(conn, "task_id = ?1", &id.as_str())?.ok_or_else(|| not_found(&id))?;
+    conn.prepare_cached(
+        "UPDATE tasks SET lease_token = lease_token + 1, lease_expires = ?1, begin_process_time = ?2, progress = 0,
+                          cancel_requested = 0
+         WHERE seq = ?3",
+    )?
+    .execute(params![to_micros(lease_until), to_micros(now), cur.seq])?;
+    apply(conn, &cur, Transition::Start)?;
+    let task = get(conn, AppId(cur.app_id), &id, false)?.ok_or_else(|| not_found(&id))?;
+    Ok(Some(Claim {
+        task,
+        lease: Lease {
+            task_id: id,
+            token: cur.lease_token + 1,
+        },
+    }))
+}
+
+/// The row of a lease that is still held, or None when it was lost.
+fn held(conn: &Connection, lease: &Lease) -> Result<Option<Current>> {
+    Ok(current_by(conn, "task_id = ?1", &lease.task_id.as_str())?
+        .filter(|c| c.status == TaskStatus::Processing && c.lease_token == lease.token))
+}
+
+pub(super) fn heartbeat(
+    conn: &Connection,
+    lease: &Lease,
+    progress: u8,
+    lease_until: Timestamp,
+) -> Result<LeaseState> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE tasks SET progress = ?1, lease_expires = ?2
+         WHERE task_id = ?3 AND lease_token = ?4 AND status = 2 RETURNING cancel_requested",
+    )?;
+    let flag = one(
+        &mut stmt,
+        params![
+            progress,
+            to_micros(lease_until),
+            lease.task_id.as_str(),
+            lease.token
+        ],
+        |r| Ok(r.get::<_, bool>(0)?),
+    )?;
+    Ok(match flag {
+        Some(cancel_requested) => LeaseState::Held { cancel_requested },
+        None => LeaseState::Lost,
+    })
+}
+
+pub(super) fn finish(
+    conn: &Connection,
+    lease: &Lease,
+    outcome: Outcome,
+    now: Timestamp,
+) -> Result<bool> {
+    let Some(cur) = held(conn, lease)? else {
+        return Ok(false);
+    };
+    match outcome {
+        Outcome::Finished {
+            err_code,
+            message,
+            output,
+            new_media,
+        } => {
+            for media in &new_media {
+                super::insert_media(conn, media)?;
+            }
+            let output = output.as_ref().map(to_json).transpose()?;
+            conn.prepare_cached(
+                "UPDATE tasks SET err_code = ?1, message = ?2, output_json = ?3, finish_time = ?4, lease_expires = NULL,
+                                  progress = CASE WHEN ?1 = 0 THEN 100 ELSE progress END
+                 WHERE seq = ?5",
+            )?
+            .execute(params![err_code, message, output, to_micros(now), cur.seq])?;
+            apply(conn, &cur, Transition::Finish)?;
+        }
+        Outcome::Aborted => abort_running(conn, &cur, now)?,
+    }
+    Ok(true)
+}
+
+/// A running task whose cancel was requested ends ABORTED.
+fn abort_running(conn: &Connection, cur: &Current, now: Timestamp) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE tasks SET message = 'cancelled by CancelTask while running', finish_time = ?1,
+                          lease_expires = NULL, cancel_requested = 0
+         WHERE seq = ?2",
+    )?
+    .execute(params![to_micros(now), cur.seq])?;
+    apply(conn, cur, Transition::Abort)
+}
+
+pub(super) fn release(conn: &Connection, lease: &Lease) -> Result<bool> {
+    let Some(cur) = held(conn, lease)? else {
+        return Ok(false);
+    };
+    if cur.cancel_requested {
+        abort_running(conn, &cur, crate::time::now())?;
+        return Ok(true);
+    }
+    conn.prepare_cached(
+        "UPDATE tasks SET progress = 0, lease_expires = NULL, begin_process_time = NULL WHERE seq = ?1",
+    )?
+    .execute([cur.seq])?;
+    apply(conn, &cur, Transition::Requeue)?;
+    Ok(true)
+}
+
+pub(super) fn recover(
+    conn: &Connection,
+    orphans: Orphans,
+    max_recoveries: u32,
+    now: Timestamp,
+) -> Result<Recovered> {
+    let ids: Vec<String> = {
+        let mut stmt = match orphans {
+            Orphans::All => {
+                conn.prepare_cached("SELECT task_id FROM tasks WHERE status = 2 AND ?1 = ?1")?
+            }
+            Orphans::ExpiredBefore(_) => conn.prepare_cached(
+                "SELECT task_id FROM tasks WHERE status = 2 AND lease_expires < ?1",
+            )?,
+        };
+        let limit = match orphans {
+            Orphans::All => 0,
+            Orphans::ExpiredBefore(t) => to_micros(t),
+        };
+        stmt.query_map([limit], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut recovered = Recovered::default();
+    for id in ids {
+        let Some(cur) = current_by(conn, "task_id = ?1", &id)? else {
+            continue;
+        };
+        if cur.cancel_requested {
+            abort_running(conn, &cur, now)?;
+        } else if cur.recoveries >= i64::from(max_recoveries) {
+            conn.prepare_cached(
+                "UPDATE tasks SET err_code = ?1, message = ?2, finish_time = ?3, lease_expires = NULL WHERE seq = ?4",
+            )?
+            .execute(params![
+                errcode::WORKER_LOST,
+                format!("the worker running this task was lost {} times", cur.recoveries + 1),
+                to_micros(now),
+                cur.seq
+            ])?;
+            apply(conn, &cur, Transition::Finish)?;
+            recovered.failed += 1;
+        } else {
+            conn.prepare_cached(
+                "UPDATE tasks SET attempt = attempt + 1, recoveries = recoveries + 1, progress = 0,
+                                  lease_expires = NULL, begin_process_time = NULL
+                 WHERE seq = ?1",
+            )?
+            .execute([cur.seq])?;
+            apply(conn, &cur, Transition::Requeue)?;
+            recovered.requeued += 1;
+        }
+    }
+    Ok(recovered)
+}
+
+/// Deletes up to `batch` ended tasks; the caller repeats while it returns `batch`.
+pub(super) fn purge(conn: &Connection, before: Timestamp, batch: u32) -> Result<u64> {
+    let victims: Vec<(i64, i64, i64, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT seq, app_id, task_type, status, create_time FROM tasks
+             WHERE finish_time IS NOT NULL AND finish_time < ?1 AND status IN (3, 4) LIMIT ?2",
+        )?
+        .query_map(params![to_micros(before), batch], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (seq, app, task_type, status, create_time) in &victims {
+        conn.prepare_cached("DELETE FROM task_attempts WHERE task_seq = ?1")?
+            .execute([seq])?;
+        conn.prepare_cached("DELETE FROM tasks WHERE seq = ?1")?
+            .execute([seq])?;
+        count(conn, *app, *create_time, *status, *task_type, -1)?;
+    }
+    Ok(victims.len() as u64)
+}

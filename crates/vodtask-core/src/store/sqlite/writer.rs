@@ -1,0 +1,160 @@
+//! Group commit. One thread owns the only writing connection; every write is
+//! a closure queued to it. The thread drains whatever queued up while the
+//! previous commit was syncing, runs each closure in its own savepoint (a
+//! failing one rolls back alone), commits once, and only then answers the
+//! callers: durability is never traded for the batching.
+
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+
+/// Upper bound of writes per transaction, to keep commit latency bounded.
+const MAX_BATCH: usize = 1024;
+
+trait Job: Send {
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn PendingReply>;
+    fn reject(self: Box<Self>, reason: &str);
+}
+
+trait PendingReply: Send {
+    fn complete(self: Box<Self>, commit: Result<(), &str>);
+}
+
+struct WriteJob<F, T> {
+    work: F,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+struct Reply<T> {
+    result: Result<T>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<F, T> Job for WriteJob<F, T>
+where
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn PendingReply> {
+        let result = in_savepoint(conn, self.work);
+        Box::new(Reply {
+            result,
+            reply: self.reply,
+        })
+    }
+
+    fn reject(self: Box<Self>, reason: &str) {
+        let _ = self.reply.send(Err(storage(reason)));
+    }
+}
+
+impl<T: Send + 'static> PendingReply for Reply<T> {
+    fn complete(self: Box<Self>, commit: Result<(), &str>) {
+        let outcome = match commit {
+            Ok(()) => self.result,
+            Err(reason) => Err(storage(reason)),
+        };
+        let _ = self.reply.send(outcome);
+    }
+}
+
+fn storage(reason: &str) -> Error {
+    Error::Storage(reason.to_string().into())
+}
+
+fn in_savepoint<T>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let result = work(conn);
+    match &result {
+        Ok(_) => conn.execute_batch("RELEASE job")?,
+        Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job")?,
+    }
+    result
+}
+
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl Writer {
+    pub(super) fn start(conn: Connection) -> Result<Writer> {
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        std::thread::Builder::new()
+            .name("vodtask-sqlite-writer".into())
+            .spawn(move || run(conn, queue))
+            .map_err(|e| Error::io("start the SQLite writer thread", e))?;
+        Ok(Writer { jobs })
+    }
+
+    /// Runs `work` in the next transaction; returns after it is committed.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(WriteJob { work, reply }))
+            .map_err(|_| Error::Internal("the SQLite writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Internal("the SQLite writer dropped a write".into()))?
+    }
+}
+
+fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let reason = format!("cannot begin a transaction: {e}");
+            batch.into_iter().for_each(|job| job.reject(&reason));
+            continue;
+        }
+        let replies: Vec<_> = batch.into_iter().map(|job| job.run(&conn)).collect();
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => replies.into_iter().for_each(|r| r.complete(Ok(()))),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                let reason = format!("commit failed: {e}");
+                tracing::error!("{reason}");
+                replies.into_iter().for_each(|r| r.complete(Err(&reason)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_write_rolls_back_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join("db")).expect("open");
+        conn.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+            .expect("schema");
+        let writer = Writer::start(conn).expect("start");
+        let ok = writer.write(|c| Ok(c.execute("INSERT INTO t VALUES (1)", [])?));
+        let dup = writer.write(|c| {
+            c.execute("INSERT INTO t VALUES (2)", [])?;
+            Ok(c.execute("INSERT INTO t VALUES (1)", [])?)
+        });
+        let (ok, dup) = tokio::join!(ok, dup);
+        assert!(ok.is_ok());
+        assert!(dup.is_err());
+        let rows: i64 = writer
+            .write(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .expect("count");
+        assert_eq!(rows, 1, "the failed write's first insert was rolled back");
+    }
+}

@@ -1,0 +1,73 @@
+//! MediaService: streamed uploads into the library, and file descriptions.
+
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+use vodtask_core::Engine;
+use vodtask_proto::v1 as pb;
+use vodtask_proto::v1::media_service_server::MediaService;
+use vodtask_proto::v1::upload_media_request::Part;
+
+use super::auth::app_of;
+use super::convert;
+use super::status::{invalid, to_status};
+
+pub(crate) struct Media {
+    pub(crate) engine: Engine,
+}
+
+#[tonic::async_trait]
+impl MediaService for Media {
+    async fn upload_media(
+        &self,
+        req: Request<Streaming<pb::UploadMediaRequest>>,
+    ) -> Result<Response<pb::UploadMediaResponse>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let mut parts = req.into_inner();
+        let header = match parts.next().await.transpose()?.and_then(|m| m.part) {
+            Some(Part::Header(h)) => h,
+            _ => {
+                return Err(invalid(
+                    "header",
+                    "the first message must carry the header (file_name)",
+                ));
+            }
+        };
+        let mut upload = self
+            .engine
+            .begin_upload(app, &header.file_name, &header.source_context)
+            .await
+            .map_err(to_status)?;
+        while let Some(message) = parts.next().await {
+            match message?.part {
+                Some(Part::Chunk(bytes)) => upload.write(&bytes).await.map_err(to_status)?,
+                Some(Part::Header(_)) => {
+                    return Err(invalid(
+                        "header",
+                        "only the first message may carry the header",
+                    ));
+                }
+                None => {}
+            }
+        }
+        let media = self.engine.finish_upload(upload).await.map_err(to_status)?;
+        Ok(Response::new(pb::UploadMediaResponse {
+            file_id: media.file_id.to_string(),
+            file_url: self.engine.file_url(&media),
+        }))
+    }
+
+    async fn describe_media(
+        &self,
+        req: Request<pb::DescribeMediaRequest>,
+    ) -> Result<Response<pb::MediaInfo>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let file_id = convert::file_id("file_id", &req.get_ref().file_id)?;
+        let media = self
+            .engine
+            .describe_media(app, &file_id)
+            .await
+            .map_err(to_status)?;
+        let url = self.engine.file_url(&media);
+        Ok(Response::new(convert::media(&media, url)))
+    }
+}

@@ -1,0 +1,57 @@
+//! The gRPC edge: vodtask.v1 services plus health and reflection.
+
+mod auth;
+mod convert;
+mod media;
+mod status;
+mod tasks;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use vodtask_core::Engine;
+use vodtask_proto::v1::media_service_server::MediaServiceServer;
+use vodtask_proto::v1::task_service_server::TaskServiceServer;
+
+/// Largest accepted gRPC message (an upload chunk, mostly).
+const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+pub async fn serve(
+    engine: Engine,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<TaskServiceServer<tasks::Tasks>>()
+        .await;
+    health_reporter
+        .set_serving::<MediaServiceServer<media::Media>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(vodtask_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(vodtask_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let tasks = TaskServiceServer::new(tasks::Tasks {
+        engine: engine.clone(),
+    });
+    let media = MediaServiceServer::new(media::Media { engine })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+
+    Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(tasks)
+        .add_service(media)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
