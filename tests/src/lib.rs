@@ -1,1 +1,355 @@
+//! Harness for the end-to-end tests: starts the real `vodtask` binary on its
+//! own data dir and free ports, gives authenticated gRPC clients, makes test
+//! clips with ffmpeg, and waits for conditions with deadlines.
 
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use vodtask_proto::v1 as pb;
+use vodtask_proto::v1::media_service_client::MediaServiceClient;
+use vodtask_proto::v1::task_service_client::TaskServiceClient;
+
+pub use vodtask_proto::v1;
+
+/// How long any single condition may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The `vodtask` binary cargo built next to this test executable
+/// (`target/<profile>/vodtask`), or `$VODTASK_BIN`.
+pub fn vodtask_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("VODTASK_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join("vodtask");
+    assert!(bin.is_file(), "{} is missing: build the workspace first (cargo build --workspace)", bin.display());
+    bin
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub grpc_addr: String,
+    pub http_addr: String,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server on `data_dir` with extra `serve` flags.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut server = Server {
+            child: None,
+            grpc_addr: String::new(),
+            http_addr: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            args,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .expect("server log");
+        let mut child = Command::new(vodtask_bin())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start vodtask");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(DEADLINE).expect("vodtask printed its addresses");
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {line:?} (see {})", self.data_dir.with_extension("log").display()))
+                .to_string()
+        };
+        self.grpc_addr = field("grpc=");
+        self.http_addr = field("http=");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The key of the `default` app, written on first start.
+    pub fn default_key(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("default.key"))
+            .expect("default.key")
+            .trim()
+            .to_string()
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.grpc_addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    pub async fn tasks(&self) -> TaskServiceClient<InterceptedService<Channel, Auth>> {
+        self.tasks_as(&self.default_key()).await
+    }
+
+    pub async fn tasks_as(&self, key: &str) -> TaskServiceClient<InterceptedService<Channel, Auth>> {
+        TaskServiceClient::with_interceptor(self.channel().await, Auth::bearer(key))
+    }
+
+    pub async fn media(&self) -> MediaServiceClient<InterceptedService<Channel, Auth>> {
+        self.media_as(&self.default_key()).await
+    }
+
+    pub async fn media_as(&self, key: &str) -> MediaServiceClient<InterceptedService<Channel, Auth>> {
+        MediaServiceClient::with_interceptor(self.channel().await, Auth::bearer(key)).max_encoding_message_size(16 << 20)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "vodtask did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the same server again on the same data dir.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        self.spawn();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[derive(Clone)]
+pub struct Auth(Option<MetadataValue<Ascii>>);
+
+impl Auth {
+    pub fn bearer(key: &str) -> Auth {
+        Auth(Some(format!("Bearer {key}").parse().expect("ascii key")))
+    }
+
+    pub fn none() -> Auth {
+        Auth(None)
+    }
+}
+
+impl Interceptor for Auth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// Runs ffmpeg and panics with its stderr when it fails.
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("run ffmpeg");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// An H.264/AAC MP4 of the lavfi test pattern.
+pub fn make_clip(dir: &Path, name: &str, seconds: u32, width: u32, height: u32) -> PathBuf {
+    let path = dir.join(name);
+    let video = format!("testsrc=duration={seconds}:size={width}x{height}:rate=25");
+    let audio = format!("sine=frequency=440:duration={seconds}");
+    ffmpeg(&[
+        "-f", "lavfi", "-i", &video, "-f", "lavfi", "-i", &audio, "-c:v", "libx264", "-preset", "ultrafast",
+        "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", path.to_str().expect("utf-8 path"),
+    ]);
+    path
+}
+
+/// ffprobe's JSON (format and streams) of a path or URL.
+pub fn ffprobe(input: &str) -> serde_json::Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams", input])
+        .output()
+        .expect("run ffprobe");
+    assert!(out.status.success(), "ffprobe {input}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("ffprobe json")
+}
+
+/// (width, height, duration seconds) of the first video stream; a still
+/// picture has duration 0.
+pub fn probe_video(input: &str) -> (u64, u64, f64) {
+    let json = ffprobe(input);
+    let video = json["streams"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["codec_type"] == "video"))
+        .cloned()
+        .expect("a video stream");
+    let duration = json["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
+    (video["width"].as_u64().expect("width"), video["height"].as_u64().expect("height"), duration)
+}
+
+/// Uploads a file in 256 KiB chunks; returns (file_id, file_url).
+pub async fn upload(
+    media: &mut MediaServiceClient<InterceptedService<Channel, Auth>>,
+    path: &Path,
+    file_name: &str,
+) -> Result<(String, String), tonic::Status> {
+    let bytes = std::fs::read(path).expect("read upload");
+    let mut messages = vec![pb::UploadMediaRequest {
+        part: Some(pb::upload_media_request::Part::Header(pb::UploadMediaHeader {
+            file_name: file_name.to_string(),
+            source_context: String::new(),
+        })),
+    }];
+    for chunk in bytes.chunks(256 * 1024) {
+        messages.push(pb::UploadMediaRequest {
+            part: Some(pb::upload_media_request::Part::Chunk(chunk.to_vec())),
+        });
+    }
+    let r = media.upload_media(tokio_stream::iter(messages)).await?.into_inner();
+    Ok((r.file_id, r.file_url))
+}
+
+pub fn transcode(file_id: &str, definitions: &[i32]) -> pb::CreateTaskRequest {
+    pb::CreateTaskRequest {
+        spec: Some(pb::TaskSpec {
+            kind: Some(pb::task_spec::Kind::Transcode(pb::TranscodeSpec {
+                file_id: file_id.to_string(),
+                definitions: definitions.to_vec(),
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn snapshot(file_id: &str, definition: i32, offsets: &[i64]) -> pb::CreateTaskRequest {
+    pb::CreateTaskRequest {
+        spec: Some(pb::TaskSpec {
+            kind: Some(pb::task_spec::Kind::SnapshotByTimeOffset(pb::SnapshotByTimeOffsetSpec {
+                file_id: file_id.to_string(),
+                definition,
+                time_offsets_ms: offsets.to_vec(),
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Polls `check` every 20 ms until it yields a value; panics after `DEADLINE`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn describe(tasks: &mut TaskServiceClient<InterceptedService<Channel, Auth>>, task_id: &str) -> pb::Task {
+    tasks
+        .describe_task(pb::DescribeTaskRequest { task_id: task_id.to_string() })
+        .await
+        .expect("describe")
+        .into_inner()
+}
+
+/// Waits until the task has ended (FINISH or ABORTED) and returns it.
+pub async fn wait_ended(tasks: &mut TaskServiceClient<InterceptedService<Channel, Auth>>, task_id: &str) -> pb::Task {
+    eventually(&format!("task {task_id} to end"), || {
+        let mut tasks = tasks.clone();
+        async move {
+            let t = describe(&mut tasks, task_id).await;
+            let ended = t.status == pb::TaskStatus::Finish as i32 || t.status == pb::TaskStatus::Aborted as i32;
+            ended.then_some(t)
+        }
+    })
+    .await
+}
+
+/// Waits until the task is PROCESSING and returns it.
+pub async fn wait_processing(tasks: &mut TaskServiceClient<InterceptedService<Channel, Auth>>, task_id: &str) -> pb::Task {
+    eventually(&format!("task {task_id} to run"), || {
+        let mut tasks = tasks.clone();
+        async move {
+            let t = describe(&mut tasks, task_id).await;
+            (t.status == pb::TaskStatus::Processing as i32).then_some(t)
+        }
+    })
+    .await
+}
+
+/// Pids of ffmpeg processes whose parent is `parent`.
+pub fn ffmpeg_children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // "pid (comm) state ppid ..."; comm may hold spaces, so split at the last ')'.
+        let Some((head, tail)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or_default();
+        let ppid = tail.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        if comm == "ffmpeg" && ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The md5 of a file, hex.
+pub fn md5_hex(path: &Path) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(std::fs::read(path).expect("read")))
+}

@@ -59,7 +59,7 @@ struct ServeArgs {
     /// Prefix of file URLs handed to clients [default: http://<http-listen>].
     #[arg(long, env = "VODTASK_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Tasks run at once [default: number of cores].
+    /// Tasks run at once [default: number of cores]; 0 runs none (an API-only server).
     #[arg(long, env = "VODTASK_WORKERS")]
     workers: Option<usize>,
     #[arg(long, env = "VODTASK_FFMPEG", default_value = "ffmpeg")]
@@ -112,7 +112,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let mut config = EngineConfig::new(&args.data_dir);
     if let Some(workers) = args.workers {
-        anyhow::ensure!(workers > 0, "--workers must be at least 1");
         config.workers = workers;
     }
     config.ffmpeg = args.ffmpeg;

@@ -30,7 +30,7 @@ pub const DEFAULT_APP: &str = "default";
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub data_dir: PathBuf,
-    /// Tasks run at once.
+    /// Tasks run at once; 0 runs none (an API-only engine).
     pub workers: usize,
     pub ffmpeg: PathBuf,
     pub ffprobe: PathBuf,

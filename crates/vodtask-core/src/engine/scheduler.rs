@@ -100,7 +100,7 @@ impl Scheduler {
     }
 
     async fn claim_loop(self: Arc<Self>) {
-        let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        let slots = Arc::new(Semaphore::new(self.config.workers));
         loop {
             let permit = tokio::select! {
                 permit = Arc::clone(&slots).acquire_owned() => match permit {

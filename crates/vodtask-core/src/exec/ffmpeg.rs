@@ -35,6 +35,9 @@ pub async fn run(
             "-loglevel",
             "error",
             "-nostats",
+            // Progress twice as often as ffmpeg's default 0.5 s.
+            "-stats_period",
+            "0.25",
             "-progress",
             "pipe:1",
         ])
