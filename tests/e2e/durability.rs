@@ -1,0 +1,94 @@
+//! Crashes and shutdowns: acknowledged writes survive kill -9, running work
+//! is recovered, SIGTERM gives running tasks back to the queue.
+
+use vodtask_e2e::v1 as pb;
+use vodtask_e2e::*;
+
+#[tokio::test]
+async fn kill9_right_after_create_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_clip(dir.path(), "in.mp4", 2, 320, 240);
+    let mut server = Server::start(&dir.path().join("data"), &[]);
+    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
+    let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
+    let id = tasks.create_task(transcode(&file_id, &[100010])).await.unwrap().into_inner().task_id;
+    server.kill9();
+
+    server.restart();
+    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
+    let described = media.describe_media(pb::DescribeMediaRequest { file_id: file_id.clone() }).await.unwrap().into_inner();
+    assert_eq!(described.md5, md5_hex(&clip), "the upload survived intact");
+    let task = wait_ended(&mut tasks, &id).await;
+    assert_eq!((task.status, task.err_code), (pb::TaskStatus::Finish as i32, 0), "{}", task.message);
+}
+
+#[tokio::test]
+async fn a_task_running_at_kill9_runs_again_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_clip(dir.path(), "long.mp4", 30, 640, 360);
+    let mut server = Server::start(&dir.path().join("data"), &[]);
+    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
+    let (file_id, _) = upload(&mut media, &clip, "long.mp4").await.unwrap();
+    let id = tasks.create_task(transcode(&file_id, &[100010])).await.unwrap().into_inner().task_id;
+    wait_processing(&mut tasks, &id).await;
+    let old_pid = server.pid();
+    server.kill9();
+    // ffmpeg, orphaned by the kill, must not be confused with the new run.
+    for pid in ffmpeg_children(old_pid) {
+        let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+
+    server.restart();
+    let mut tasks = server.tasks().await;
+    let task = wait_ended(&mut tasks, &id).await;
+    assert_eq!((task.status, task.err_code), (pb::TaskStatus::Finish as i32, 0), "{}", task.message);
+    assert_eq!(task.attempt, 2, "the recovered run counts as a new attempt");
+}
+
+#[tokio::test]
+async fn sigterm_gives_running_tasks_back_and_they_finish_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_clip(dir.path(), "long.mp4", 60, 640, 360);
+    let mut server = Server::start(&dir.path().join("data"), &[]);
+    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
+    let (file_id, _) = upload(&mut media, &clip, "long.mp4").await.unwrap();
+    let id = tasks.create_task(transcode(&file_id, &[100010])).await.unwrap().into_inner().task_id;
+    wait_processing(&mut tasks, &id).await;
+    let pid = server.pid();
+    eventually("ffmpeg to run", || async { (!ffmpeg_children(pid).is_empty()).then_some(()) }).await;
+
+    let status = server.terminate().await;
+    assert!(status.success(), "vodtask exited with {status}");
+    assert!(ffmpeg_children(pid).is_empty(), "ffmpeg outlived the server");
+
+    // Inspect the stored state before any worker can take the task again.
+    server.args_for_next_start(&["--workers", "0"]);
+    server.restart();
+    let mut tasks = server.tasks().await;
+    let task = describe(&mut tasks, &id).await;
+    assert_eq!(task.status, pb::TaskStatus::Waiting as i32, "back in the queue");
+    assert_eq!(task.attempt, 1, "a graceful hand-back is not a new attempt");
+    server.terminate().await;
+
+    server.args_for_next_start(&[]);
+    server.restart();
+    let mut tasks = server.tasks().await;
+    let task = wait_ended(&mut tasks, &id).await;
+    assert_eq!((task.status, task.err_code), (pb::TaskStatus::Finish as i32, 0), "{}", task.message);
+}
+
+#[tokio::test]
+async fn a_data_dir_serves_one_process_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let _server = Server::start(&dir.path().join("data"), &[]);
+    let out = std::process::Command::new(vodtask_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in use by another vodtask process"), "{stderr}");
+}

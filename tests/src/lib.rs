@@ -139,8 +139,9 @@ impl Server {
         }
     }
 
-    /// SIGTERM, then waits for the process to exit.
-    pub fn terminate(&mut self) -> ExitStatus {
+    /// SIGTERM, then waits for the process to exit. Async, so that this
+    /// test's gRPC connections keep being served while the server drains.
+    pub async fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
         assert!(status.success());
@@ -150,8 +151,13 @@ impl Server {
                 return status;
             }
             assert!(start.elapsed() < DEADLINE, "vodtask did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Replaces the extra `serve` flags used by the next `restart`.
+    pub fn args_for_next_start(&mut self, extra: &[&str]) {
+        self.args = extra.iter().map(|s| s.to_string()).collect();
     }
 
     /// Starts the same server again on the same data dir.

@@ -75,6 +75,9 @@ struct ServeArgs {
     /// Times a task is recovered after lost workers before it fails.
     #[arg(long, env = "VODTASK_MAX_RECOVERIES", default_value_t = 3)]
     max_recoveries: u32,
+    /// How long SIGTERM waits for clients to close their connections.
+    #[arg(long, env = "VODTASK_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "VODTASK_MAX_UPLOAD_BYTES", default_value_t = 10 << 30)]
     max_upload_bytes: u64,
@@ -144,8 +147,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: running tasks go back to the queue");
     stop.cancel();
     engine.shutdown().await;
-    grpc.await??;
-    http.await??;
+    // A client that never closes its connection must not keep the process alive.
+    let servers = async {
+        grpc.await??;
+        http.await??;
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(args.shutdown_grace, servers).await {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!("connections still open after {:?}; closing them", args.shutdown_grace),
+    }
     tracing::info!("stopped");
     Ok(())
 }
