@@ -8,7 +8,11 @@ use vodtask_e2e::*;
 fn expect_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, field: &str) {
     let err = result.expect_err(&format!("{field}: the request should have been refused"));
     assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
-    assert!(err.message().starts_with(field), "message {:?} should name {field}", err.message());
+    assert!(
+        err.message().starts_with(field),
+        "message {:?} should name {field}",
+        err.message()
+    );
 }
 
 #[tokio::test]
@@ -28,18 +32,45 @@ async fn bad_fields_are_named() {
         (with(&|r| r.priority = 11), "priority"),
         (with(&|r| r.priority = -11), "priority"),
         (with(&|r| r.session_id = "s".repeat(51)), "session_id"),
-        (with(&|r| r.session_context = "c".repeat(1001)), "session_context"),
+        (
+            with(&|r| r.session_context = "c".repeat(1001)),
+            "session_context",
+        ),
         (with(&|r| r.spec = None), "spec"),
-        (with(&|r| r.spec = Some(pb::TaskSpec { kind: None })), "spec"),
+        (
+            with(&|r| r.spec = Some(pb::TaskSpec { kind: None })),
+            "spec",
+        ),
         (transcode(&file_id, &[]), "spec.transcode.definitions"),
-        (transcode(&file_id, &[100010, 5]), "spec.transcode.definitions[1]"),
-        (transcode(&file_id, &[100010, 100010]), "spec.transcode.definitions[1]"),
+        (
+            transcode(&file_id, &[100010, 5]),
+            "spec.transcode.definitions[1]",
+        ),
+        (
+            transcode(&file_id, &[100010, 100010]),
+            "spec.transcode.definitions[1]",
+        ),
         (transcode("", &[100010]), "spec.transcode.file_id"),
-        (transcode("../etc/passwd", &[100010]), "spec.transcode.file_id"),
-        (snapshot(&file_id, 11, &[0]), "spec.snapshot_by_time_offset.definition"),
-        (snapshot(&file_id, 10, &[]), "spec.snapshot_by_time_offset.time_offsets_ms"),
-        (snapshot(&file_id, 10, &[0, -5]), "spec.snapshot_by_time_offset.time_offsets_ms[1]"),
-        (snapshot(&file_id, 10, &vec![0; 101]), "spec.snapshot_by_time_offset.time_offsets_ms"),
+        (
+            transcode("../etc/passwd", &[100010]),
+            "spec.transcode.file_id",
+        ),
+        (
+            snapshot(&file_id, 11, &[0]),
+            "spec.snapshot_by_time_offset.definition",
+        ),
+        (
+            snapshot(&file_id, 10, &[]),
+            "spec.snapshot_by_time_offset.time_offsets_ms",
+        ),
+        (
+            snapshot(&file_id, 10, &[0, -5]),
+            "spec.snapshot_by_time_offset.time_offsets_ms[1]",
+        ),
+        (
+            snapshot(&file_id, 10, &vec![0; 101]),
+            "spec.snapshot_by_time_offset.time_offsets_ms",
+        ),
     ];
     for (request, field) in create_cases {
         expect_invalid(tasks.create_task(request).await, field);
@@ -58,13 +89,27 @@ async fn bad_fields_are_named() {
         (list(&|r| r.task_type = 99), "task_type"),
         (list(&|r| r.sort_by = 99), "sort_by"),
         (list(&|r| r.order = 99), "order"),
-        (list(&|r| r.scroll_token = "not a token".into()), "scroll_token"),
+        (
+            list(&|r| r.scroll_token = "not a token".into()),
+            "scroll_token",
+        ),
         (list(&|r| r.file_id = "a/b".into()), "file_id"),
-        (list(&|r| r.create_time = Some(pb::TimeRange { after: ts(200), before: ts(100) })), "create_time"),
+        (
+            list(&|r| {
+                r.create_time = Some(pb::TimeRange {
+                    after: ts(200),
+                    before: ts(100),
+                })
+            }),
+            "create_time",
+        ),
         (
             list(&|r| {
                 r.finish_time = Some(pb::TimeRange {
-                    after: Some(prost_types::Timestamp { seconds: 0, nanos: -1 }),
+                    after: Some(prost_types::Timestamp {
+                        seconds: 0,
+                        nanos: -1,
+                    }),
                     before: None,
                 })
             }),
@@ -77,9 +122,16 @@ async fn bad_fields_are_named() {
 
     // A token is bound to the filters it was issued for.
     for _ in 0..3 {
-        tasks.create_task(transcode(&file_id, &[100010])).await.unwrap();
+        tasks
+            .create_task(transcode(&file_id, &[100010]))
+            .await
+            .unwrap();
     }
-    let page = tasks.list_tasks(list(&|r| r.limit = 1)).await.unwrap().into_inner();
+    let page = tasks
+        .list_tasks(list(&|r| r.limit = 1))
+        .await
+        .unwrap()
+        .into_inner();
     let token = page.scroll_token;
     assert!(!token.is_empty());
     expect_invalid(
@@ -93,24 +145,65 @@ async fn bad_fields_are_named() {
         "scroll_token",
     );
 
-    expect_invalid(tasks.describe_task(pb::DescribeTaskRequest { task_id: String::new() }).await, "task_id");
-    expect_invalid(tasks.cancel_task(pb::CancelTaskRequest { task_id: String::new() }).await, "task_id");
-    expect_invalid(tasks.redo_task(pb::RedoTaskRequest { task_id: "x".repeat(200) }).await, "task_id");
+    expect_invalid(
+        tasks
+            .describe_task(pb::DescribeTaskRequest {
+                task_id: String::new(),
+            })
+            .await,
+        "task_id",
+    );
+    expect_invalid(
+        tasks
+            .cancel_task(pb::CancelTaskRequest {
+                task_id: String::new(),
+            })
+            .await,
+        "task_id",
+    );
+    expect_invalid(
+        tasks
+            .redo_task(pb::RedoTaskRequest {
+                task_id: "x".repeat(200),
+            })
+            .await,
+        "task_id",
+    );
     expect_invalid(
         tasks
             .get_task_overview(pb::GetTaskOverviewRequest {
-                create_time: Some(pb::TimeRange { after: ts(200), before: ts(100) }),
+                create_time: Some(pb::TimeRange {
+                    after: ts(200),
+                    before: ts(100),
+                }),
             })
             .await,
         "create_time",
     );
-    expect_invalid(media.describe_media(pb::DescribeMediaRequest { file_id: String::new() }).await, "file_id");
-    let unknown = tasks.create_task(transcode("12345", &[100010])).await.unwrap_err();
+    expect_invalid(
+        media
+            .describe_media(pb::DescribeMediaRequest {
+                file_id: String::new(),
+            })
+            .await,
+        "file_id",
+    );
+    let unknown = tasks
+        .create_task(transcode("12345", &[100010]))
+        .await
+        .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
-    assert!(unknown.message().starts_with("file_id"), "{}", unknown.message());
+    assert!(
+        unknown.message().starts_with("file_id"),
+        "{}",
+        unknown.message()
+    );
 
     // The server is still serving after all of that.
-    tasks.list_tasks(pb::ListTasksRequest::default()).await.unwrap();
+    tasks
+        .list_tasks(pb::ListTasksRequest::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -123,28 +216,49 @@ async fn bad_uploads_are_named() {
     let mut media = server.media().await;
 
     expect_invalid(upload(&mut media, &clip, "").await, "header.file_name");
-    expect_invalid(upload(&mut media, &clip, "a/b.mp4").await, "header.file_name");
-    expect_invalid(upload(&mut media, &clip, &"n".repeat(256)).await, "header.file_name");
+    expect_invalid(
+        upload(&mut media, &clip, "a/b.mp4").await,
+        "header.file_name",
+    );
+    expect_invalid(
+        upload(&mut media, &clip, &"n".repeat(256)).await,
+        "header.file_name",
+    );
     expect_invalid(upload(&mut media, &empty, "empty.mp4").await, "chunk");
 
     let chunk_first = vec![pb::UploadMediaRequest {
         part: Some(pb::upload_media_request::Part::Chunk(vec![1, 2, 3])),
     }];
-    expect_invalid(media.upload_media(tokio_stream::iter(chunk_first)).await, "header");
+    expect_invalid(
+        media.upload_media(tokio_stream::iter(chunk_first)).await,
+        "header",
+    );
     let header = || pb::UploadMediaRequest {
-        part: Some(pb::upload_media_request::Part::Header(pb::UploadMediaHeader {
-            file_name: "a.bin".into(),
-            source_context: String::new(),
-        })),
+        part: Some(pb::upload_media_request::Part::Header(
+            pb::UploadMediaHeader {
+                file_name: "a.bin".into(),
+                source_context: String::new(),
+            },
+        )),
     };
-    expect_invalid(media.upload_media(tokio_stream::iter(vec![header(), header()])).await, "header");
+    expect_invalid(
+        media
+            .upload_media(tokio_stream::iter(vec![header(), header()]))
+            .await,
+        "header",
+    );
     let long_context = vec![pb::UploadMediaRequest {
-        part: Some(pb::upload_media_request::Part::Header(pb::UploadMediaHeader {
-            file_name: "a.bin".into(),
-            source_context: "c".repeat(257),
-        })),
+        part: Some(pb::upload_media_request::Part::Header(
+            pb::UploadMediaHeader {
+                file_name: "a.bin".into(),
+                source_context: "c".repeat(257),
+            },
+        )),
     }];
-    expect_invalid(media.upload_media(tokio_stream::iter(long_context)).await, "header.source_context");
+    expect_invalid(
+        media.upload_media(tokio_stream::iter(long_context)).await,
+        "header.source_context",
+    );
 
     let big = dir.path().join("big.bin");
     std::fs::write(&big, vec![7u8; 30000]).unwrap();
@@ -155,14 +269,30 @@ async fn bad_uploads_are_named() {
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, b"not a video").unwrap();
     let (file_id, _) = upload(&mut media, &text, "notes.txt").await.unwrap();
-    let info = media.describe_media(pb::DescribeMediaRequest { file_id: file_id.clone() }).await.unwrap().into_inner();
+    let info = media
+        .describe_media(pb::DescribeMediaRequest {
+            file_id: file_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(info.metadata.is_none());
     assert!(!info.probe_error.is_empty());
 
     // A transcode of it ends FINISH with the probe error code, not a hang.
     let mut tasks = server.tasks().await;
-    let id = tasks.create_task(transcode(&file_id, &[100010])).await.unwrap().into_inner().task_id;
+    let id = tasks
+        .create_task(transcode(&file_id, &[100010]))
+        .await
+        .unwrap()
+        .into_inner()
+        .task_id;
     let task = wait_ended(&mut tasks, &id).await;
-    assert_eq!((task.status, task.err_code), (pb::TaskStatus::Finish as i32, -43001), "{}", task.message);
+    assert_eq!(
+        (task.status, task.err_code),
+        (pb::TaskStatus::Finish as i32, -43001),
+        "{}",
+        task.message
+    );
     assert!(!task.message.is_empty());
 }

@@ -11,15 +11,31 @@ async fn kill9_right_after_create_loses_nothing() {
     let mut server = Server::start(&dir.path().join("data"), &[]);
     let (mut media, mut tasks) = (server.media().await, server.tasks().await);
     let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
-    let id = tasks.create_task(transcode(&file_id, &[100010])).await.unwrap().into_inner().task_id;
+    let id = tasks
+        .create_task(transcode(&file_id, &[100010]))
+        .await
+        .unwrap()
+        .into_inner()
+        .task_id;
     server.kill9();
 
     server.restart();
     let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let described = media.describe_media(pb::DescribeMediaRequest { file_id: file_id.clone() }).await.unwrap().into_inner();
+    let described = media
+        .describe_media(pb::DescribeMediaRequest {
+            file_id: file_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(described.md5, md5_hex(&clip), "the upload survived intact");
     let task = wait_ended(&mut tasks, &id).await;
-    assert_eq!((task.status, task.err_code), (pb::TaskStatus::Finish as i32, 0), "{}", task.message);
+    assert_eq!(
+        (task.status, task.err_code),
+        (pb::TaskStatus::Finish as i32, 0),
+        "{}",
+        task.message
+    );
 }
 
 #[tokio::test]
@@ -29,19 +45,31 @@ async fn a_task_running_at_kill9_runs_again_after_restart() {
     let mut server = Server::start(&dir.path().join("data"), &[]);
     let (mut media, mut tasks) = (server.media().await, server.tasks().await);
     let (file_id, _) = upload(&mut media, &clip, "long.mp4").await.unwrap();
-    let id = tasks.create_task(transcode(&file_id, &[100010])).await.unwrap().into_inner().task_id;
+    let id = tasks
+        .create_task(transcode(&file_id, &[100010]))
+        .await
+        .unwrap()
+        .into_inner()
+        .task_id;
     wait_processing(&mut tasks, &id).await;
     let old_pid = server.pid();
     server.kill9();
     // ffmpeg, orphaned by the kill, must not be confused with the new run.
     for pid in ffmpeg_children(old_pid) {
-        let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
     }
 
     server.restart();
     let mut tasks = server.tasks().await;
     let task = wait_ended(&mut tasks, &id).await;
-    assert_eq!((task.status, task.err_code), (pb::TaskStatus::Finish as i32, 0), "{}", task.message);
+    assert_eq!(
+        (task.status, task.err_code),
+        (pb::TaskStatus::Finish as i32, 0),
+        "{}",
+        task.message
+    );
     assert_eq!(task.attempt, 2, "the recovered run counts as a new attempt");
 }
 
@@ -52,21 +80,36 @@ async fn sigterm_gives_running_tasks_back_and_they_finish_after_restart() {
     let mut server = Server::start(&dir.path().join("data"), &[]);
     let (mut media, mut tasks) = (server.media().await, server.tasks().await);
     let (file_id, _) = upload(&mut media, &clip, "long.mp4").await.unwrap();
-    let id = tasks.create_task(transcode(&file_id, &[100010])).await.unwrap().into_inner().task_id;
+    let id = tasks
+        .create_task(transcode(&file_id, &[100010]))
+        .await
+        .unwrap()
+        .into_inner()
+        .task_id;
     wait_processing(&mut tasks, &id).await;
     let pid = server.pid();
-    eventually("ffmpeg to run", || async { (!ffmpeg_children(pid).is_empty()).then_some(()) }).await;
+    eventually("ffmpeg to run", || async {
+        (!ffmpeg_children(pid).is_empty()).then_some(())
+    })
+    .await;
 
     let status = server.terminate().await;
     assert!(status.success(), "vodtask exited with {status}");
-    assert!(ffmpeg_children(pid).is_empty(), "ffmpeg outlived the server");
+    assert!(
+        ffmpeg_children(pid).is_empty(),
+        "ffmpeg outlived the server"
+    );
 
     // Inspect the stored state before any worker can take the task again.
     server.args_for_next_start(&["--workers", "0"]);
     server.restart();
     let mut tasks = server.tasks().await;
     let task = describe(&mut tasks, &id).await;
-    assert_eq!(task.status, pb::TaskStatus::Waiting as i32, "back in the queue");
+    assert_eq!(
+        task.status,
+        pb::TaskStatus::Waiting as i32,
+        "back in the queue"
+    );
     assert_eq!(task.attempt, 1, "a graceful hand-back is not a new attempt");
     server.terminate().await;
 
@@ -74,7 +117,12 @@ async fn sigterm_gives_running_tasks_back_and_they_finish_after_restart() {
     server.restart();
     let mut tasks = server.tasks().await;
     let task = wait_ended(&mut tasks, &id).await;
-    assert_eq!((task.status, task.err_code), (pb::TaskStatus::Finish as i32, 0), "{}", task.message);
+    assert_eq!(
+        (task.status, task.err_code),
+        (pb::TaskStatus::Finish as i32, 0),
+        "{}",
+        task.message
+    );
 }
 
 #[tokio::test]
@@ -90,5 +138,8 @@ async fn a_data_dir_serves_one_process_only() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("in use by another vodtask process"), "{stderr}");
+    assert!(
+        stderr.contains("in use by another vodtask process"),
+        "{stderr}"
+    );
 }

@@ -29,9 +29,16 @@ pub fn vodtask_bin() -> PathBuf {
         return bin.into();
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = profile_dir.join("vodtask");
-    assert!(bin.is_file(), "{} is missing: build the workspace first (cargo build --workspace)", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        bin.display()
+    );
     bin
 }
 
@@ -83,11 +90,18 @@ impl Server {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = rx.recv_timeout(DEADLINE).expect("vodtask printed its addresses");
+        let line = rx
+            .recv_timeout(DEADLINE)
+            .expect("vodtask printed its addresses");
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(name))
-                .unwrap_or_else(|| panic!("no {name} in {line:?} (see {})", self.data_dir.with_extension("log").display()))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no {name} in {line:?} (see {})",
+                        self.data_dir.with_extension("log").display()
+                    )
+                })
                 .to_string()
         };
         self.grpc_addr = field("grpc=");
@@ -119,7 +133,10 @@ impl Server {
         self.tasks_as(&self.default_key()).await
     }
 
-    pub async fn tasks_as(&self, key: &str) -> TaskServiceClient<InterceptedService<Channel, Auth>> {
+    pub async fn tasks_as(
+        &self,
+        key: &str,
+    ) -> TaskServiceClient<InterceptedService<Channel, Auth>> {
         TaskServiceClient::with_interceptor(self.channel().await, Auth::bearer(key))
     }
 
@@ -127,8 +144,12 @@ impl Server {
         self.media_as(&self.default_key()).await
     }
 
-    pub async fn media_as(&self, key: &str) -> MediaServiceClient<InterceptedService<Channel, Auth>> {
-        MediaServiceClient::with_interceptor(self.channel().await, Auth::bearer(key)).max_encoding_message_size(16 << 20)
+    pub async fn media_as(
+        &self,
+        key: &str,
+    ) -> MediaServiceClient<InterceptedService<Channel, Auth>> {
+        MediaServiceClient::with_interceptor(self.channel().await, Auth::bearer(key))
+            .max_encoding_message_size(16 << 20)
     }
 
     /// SIGKILL: no chance to clean up.
@@ -143,14 +164,20 @@ impl Server {
     /// test's gRPC connections keep being served while the server drains.
     pub async fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(start.elapsed() < DEADLINE, "vodtask did not exit after SIGTERM");
+            assert!(
+                start.elapsed() < DEADLINE,
+                "vodtask did not exit after SIGTERM"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -202,7 +229,11 @@ pub fn ffmpeg(args: &[&str]) {
         .args(args)
         .output()
         .expect("run ffmpeg");
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// An H.264/AAC MP4 of the lavfi test pattern.
@@ -211,8 +242,24 @@ pub fn make_clip(dir: &Path, name: &str, seconds: u32, width: u32, height: u32) 
     let video = format!("testsrc=duration={seconds}:size={width}x{height}:rate=25");
     let audio = format!("sine=frequency=440:duration={seconds}");
     ffmpeg(&[
-        "-f", "lavfi", "-i", &video, "-f", "lavfi", "-i", &audio, "-c:v", "libx264", "-preset", "ultrafast",
-        "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", path.to_str().expect("utf-8 path"),
+        "-f",
+        "lavfi",
+        "-i",
+        &video,
+        "-f",
+        "lavfi",
+        "-i",
+        &audio,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        path.to_str().expect("utf-8 path"),
     ]);
     path
 }
@@ -220,10 +267,22 @@ pub fn make_clip(dir: &Path, name: &str, seconds: u32, width: u32, height: u32) 
 /// ffprobe's JSON (format and streams) of a path or URL.
 pub fn ffprobe(input: &str) -> serde_json::Value {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams", input])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            input,
+        ])
         .output()
         .expect("run ffprobe");
-    assert!(out.status.success(), "ffprobe {input}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe {input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("ffprobe json")
 }
 
@@ -236,8 +295,15 @@ pub fn probe_video(input: &str) -> (u64, u64, f64) {
         .and_then(|s| s.iter().find(|s| s["codec_type"] == "video"))
         .cloned()
         .expect("a video stream");
-    let duration = json["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
-    (video["width"].as_u64().expect("width"), video["height"].as_u64().expect("height"), duration)
+    let duration = json["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    (
+        video["width"].as_u64().expect("width"),
+        video["height"].as_u64().expect("height"),
+        duration,
+    )
 }
 
 /// Uploads a file in 256 KiB chunks; returns (file_id, file_url).
@@ -248,17 +314,22 @@ pub async fn upload(
 ) -> Result<(String, String), tonic::Status> {
     let bytes = std::fs::read(path).expect("read upload");
     let mut messages = vec![pb::UploadMediaRequest {
-        part: Some(pb::upload_media_request::Part::Header(pb::UploadMediaHeader {
-            file_name: file_name.to_string(),
-            source_context: String::new(),
-        })),
+        part: Some(pb::upload_media_request::Part::Header(
+            pb::UploadMediaHeader {
+                file_name: file_name.to_string(),
+                source_context: String::new(),
+            },
+        )),
     }];
     for chunk in bytes.chunks(256 * 1024) {
         messages.push(pb::UploadMediaRequest {
             part: Some(pb::upload_media_request::Part::Chunk(chunk.to_vec())),
         });
     }
-    let r = media.upload_media(tokio_stream::iter(messages)).await?.into_inner();
+    let r = media
+        .upload_media(tokio_stream::iter(messages))
+        .await?
+        .into_inner();
     Ok((r.file_id, r.file_url))
 }
 
@@ -277,11 +348,13 @@ pub fn transcode(file_id: &str, definitions: &[i32]) -> pb::CreateTaskRequest {
 pub fn snapshot(file_id: &str, definition: i32, offsets: &[i64]) -> pb::CreateTaskRequest {
     pb::CreateTaskRequest {
         spec: Some(pb::TaskSpec {
-            kind: Some(pb::task_spec::Kind::SnapshotByTimeOffset(pb::SnapshotByTimeOffsetSpec {
-                file_id: file_id.to_string(),
-                definition,
-                time_offsets_ms: offsets.to_vec(),
-            })),
+            kind: Some(pb::task_spec::Kind::SnapshotByTimeOffset(
+                pb::SnapshotByTimeOffsetSpec {
+                    file_id: file_id.to_string(),
+                    definition,
+                    time_offsets_ms: offsets.to_vec(),
+                },
+            )),
         }),
         ..Default::default()
     }
@@ -303,21 +376,30 @@ where
     }
 }
 
-pub async fn describe(tasks: &mut TaskServiceClient<InterceptedService<Channel, Auth>>, task_id: &str) -> pb::Task {
+pub async fn describe(
+    tasks: &mut TaskServiceClient<InterceptedService<Channel, Auth>>,
+    task_id: &str,
+) -> pb::Task {
     tasks
-        .describe_task(pb::DescribeTaskRequest { task_id: task_id.to_string() })
+        .describe_task(pb::DescribeTaskRequest {
+            task_id: task_id.to_string(),
+        })
         .await
         .expect("describe")
         .into_inner()
 }
 
 /// Waits until the task has ended (FINISH or ABORTED) and returns it.
-pub async fn wait_ended(tasks: &mut TaskServiceClient<InterceptedService<Channel, Auth>>, task_id: &str) -> pb::Task {
+pub async fn wait_ended(
+    tasks: &mut TaskServiceClient<InterceptedService<Channel, Auth>>,
+    task_id: &str,
+) -> pb::Task {
     eventually(&format!("task {task_id} to end"), || {
         let mut tasks = tasks.clone();
         async move {
             let t = describe(&mut tasks, task_id).await;
-            let ended = t.status == pb::TaskStatus::Finish as i32 || t.status == pb::TaskStatus::Aborted as i32;
+            let ended = t.status == pb::TaskStatus::Finish as i32
+                || t.status == pb::TaskStatus::Aborted as i32;
             ended.then_some(t)
         }
     })
@@ -325,7 +407,10 @@ pub async fn wait_ended(tasks: &mut TaskServiceClient<InterceptedService<Channel
 }
 
 /// Waits until the task is PROCESSING and returns it.
-pub async fn wait_processing(tasks: &mut TaskServiceClient<InterceptedService<Channel, Auth>>, task_id: &str) -> pb::Task {
+pub async fn wait_processing(
+    tasks: &mut TaskServiceClient<InterceptedService<Channel, Auth>>,
+    task_id: &str,
+) -> pb::Task {
     eventually(&format!("task {task_id} to run"), || {
         let mut tasks = tasks.clone();
         async move {
@@ -339,14 +424,29 @@ pub async fn wait_processing(tasks: &mut TaskServiceClient<InterceptedService<Ch
 /// Pids of ffmpeg processes whose parent is `parent`.
 pub fn ffmpeg_children(parent: u32) -> Vec<u32> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // "pid (comm) state ppid ..."; comm may hold spaces, so split at the last ')'.
-        let Some((head, tail)) = stat.rsplit_once(')') else { continue };
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
         let comm = head.split_once('(').map(|(_, c)| c).unwrap_or_default();
-        let ppid = tail.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        let ppid = tail
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
         if comm == "ffmpeg" && ppid == Some(parent) {
             found.push(pid);
         }

@@ -155,7 +155,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     match tokio::time::timeout(args.shutdown_grace, servers).await {
         Ok(result) => result?,
-        Err(_) => tracing::warn!("connections still open after {:?}; closing them", args.shutdown_grace),
+        Err(_) => tracing::warn!(
+            "connections still open after {:?}; closing them",
+            args.shutdown_grace
+        ),
     }
     tracing::info!("stopped");
     Ok(())
