@@ -17,11 +17,14 @@ fn expect_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, field: &s
 
 #[tokio::test]
 async fn bad_fields_are_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "in.mp4", 1, 160, 120);
-    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
+    let Fixture {
+        mut media,
+        mut tasks,
+        file_id,
+        _dir,
+        server: _server,
+        ..
+    } = Fixture::start(1, 160, 120, &["--workers", "0"]).await;
 
     let with = |f: &dyn Fn(&mut pb::CreateTaskRequest)| {
         let mut r = transcode(&file_id, &[100010]);

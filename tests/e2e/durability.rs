@@ -6,11 +6,14 @@ use vodtask_e2e::*;
 
 #[tokio::test]
 async fn kill9_right_after_create_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "in.mp4", 2, 320, 240);
-    let mut server = Server::start(&dir.path().join("data"), &[]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
+    let Fixture {
+        clip,
+        mut server,
+        mut tasks,
+        file_id,
+        _dir,
+        ..
+    } = Fixture::start(2, 320, 240, &[]).await;
     let id = tasks
         .create_task(transcode(&file_id, &[100010]))
         .await
@@ -40,11 +43,13 @@ async fn kill9_right_after_create_loses_nothing() {
 
 #[tokio::test]
 async fn a_task_running_at_kill9_runs_again_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "long.mp4", 30, 640, 360);
-    let mut server = Server::start(&dir.path().join("data"), &[]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "long.mp4").await.unwrap();
+    let Fixture {
+        mut server,
+        mut tasks,
+        file_id,
+        _dir,
+        ..
+    } = Fixture::start(30, 640, 360, &[]).await;
     let id = tasks
         .create_task(transcode(&file_id, &[100010]))
         .await
@@ -75,11 +80,13 @@ async fn a_task_running_at_kill9_runs_again_after_restart() {
 
 #[tokio::test]
 async fn sigterm_gives_running_tasks_back_and_they_finish_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "long.mp4", 60, 640, 360);
-    let mut server = Server::start(&dir.path().join("data"), &[]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "long.mp4").await.unwrap();
+    let Fixture {
+        mut server,
+        mut tasks,
+        file_id,
+        _dir,
+        ..
+    } = Fixture::start(60, 640, 360, &[]).await;
     let id = tasks
         .create_task(transcode(&file_id, &[100010]))
         .await

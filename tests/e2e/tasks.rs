@@ -14,11 +14,15 @@ fn finished_ok(t: &pb::Task) {
 
 #[tokio::test]
 async fn transcode_outputs_have_the_definition_size_and_source_duration() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "in.mp4", 3, 640, 480);
-    let server = Server::start(&dir.path().join("data"), &[]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
+    let Fixture {
+        clip,
+        mut media,
+        mut tasks,
+        file_id,
+        _dir,
+        server: _server,
+        ..
+    } = Fixture::start(3, 640, 480, &[]).await;
     let (_, _, source_duration) = probe_video(clip.to_str().unwrap());
 
     let id = tasks
@@ -61,11 +65,13 @@ async fn transcode_outputs_have_the_definition_size_and_source_duration() {
 
 #[tokio::test]
 async fn progress_moves_from_0_to_100() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "long.mp4", 40, 640, 360);
-    let server = Server::start(&dir.path().join("data"), &[]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "long.mp4").await.unwrap();
+    let Fixture {
+        mut tasks,
+        file_id,
+        _dir,
+        server: _server,
+        ..
+    } = Fixture::start(40, 640, 360, &[]).await;
     let id = tasks
         .create_task(transcode(&file_id, &[100020]))
         .await
@@ -145,9 +151,13 @@ fn average_rgb(url: &str) -> (u8, u8, u8) {
 async fn snapshots_are_taken_at_their_time_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let clip = colour_clip(dir.path());
-    let server = Server::start(&dir.path().join("data"), &[]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "colours.mp4").await.unwrap();
+    let Fixture {
+        mut tasks,
+        file_id,
+        _dir,
+        server: _server,
+        ..
+    } = Fixture::with_clip(dir, clip, &[]).await;
 
     let id = tasks
         .create_task(snapshot(&file_id, 10, &[500, 1500, 2500]))
@@ -207,11 +217,13 @@ async fn snapshots_are_taken_at_their_time_offsets() {
 
 #[tokio::test]
 async fn session_id_deduplicates_both_ways() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "in.mp4", 1, 160, 120);
-    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
+    let Fixture {
+        mut tasks,
+        file_id,
+        _dir,
+        server: _server,
+        ..
+    } = Fixture::start(1, 160, 120, &["--workers", "0"]).await;
 
     let mut request = transcode(&file_id, &[100010]);
     request.session_id = "order-42".into();
@@ -245,11 +257,13 @@ async fn session_id_deduplicates_both_ways() {
 
 #[tokio::test]
 async fn redo_runs_again_under_the_same_id_and_keeps_the_old_result() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "in.mp4", 2, 320, 240);
-    let server = Server::start(&dir.path().join("data"), &[]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
+    let Fixture {
+        mut tasks,
+        file_id,
+        _dir,
+        server: _server,
+        ..
+    } = Fixture::start(2, 320, 240, &[]).await;
     let id = tasks
         .create_task(transcode(&file_id, &[100010]))
         .await
@@ -291,11 +305,13 @@ async fn redo_runs_again_under_the_same_id_and_keeps_the_old_result() {
 
 #[tokio::test]
 async fn redo_of_an_unfinished_task_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "in.mp4", 1, 160, 120);
-    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
+    let Fixture {
+        mut tasks,
+        file_id,
+        _dir,
+        server: _server,
+        ..
+    } = Fixture::start(1, 160, 120, &["--workers", "0"]).await;
     let id = tasks
         .create_task(transcode(&file_id, &[100010]))
         .await
@@ -312,11 +328,13 @@ async fn redo_of_an_unfinished_task_is_refused() {
 
 #[tokio::test]
 async fn cancel_stops_the_running_ffmpeg() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "long.mp4", 120, 640, 360);
-    let server = Server::start(&dir.path().join("data"), &[]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "long.mp4").await.unwrap();
+    let Fixture {
+        server,
+        mut tasks,
+        file_id,
+        _dir,
+        ..
+    } = Fixture::start(120, 640, 360, &[]).await;
     let id = tasks
         .create_task(transcode(&file_id, &[100020]))
         .await
@@ -364,11 +382,13 @@ async fn cancel_stops_the_running_ffmpeg() {
 
 #[tokio::test]
 async fn cancel_of_a_waiting_task_aborts_it_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "in.mp4", 1, 160, 120);
-    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
+    let Fixture {
+        mut tasks,
+        file_id,
+        _dir,
+        server: _server,
+        ..
+    } = Fixture::start(1, 160, 120, &["--workers", "0"]).await;
     let id = tasks
         .create_task(transcode(&file_id, &[100010]))
         .await
@@ -397,11 +417,13 @@ async fn cancel_of_a_waiting_task_aborts_it_at_once() {
 
 #[tokio::test]
 async fn pages_neither_skip_nor_repeat_under_concurrent_inserts() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "in.mp4", 1, 160, 120);
-    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
-    let (mut media, mut tasks) = (server.media().await, server.tasks().await);
-    let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
+    let Fixture {
+        mut tasks,
+        file_id,
+        _dir,
+        server: _server,
+        ..
+    } = Fixture::start(1, 160, 120, &["--workers", "0"]).await;
     let mut before = HashSet::new();
     for _ in 0..60 {
         before.insert(

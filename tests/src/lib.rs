@@ -222,6 +222,49 @@ impl Interceptor for Auth {
     }
 }
 
+type Tasks = TaskServiceClient<InterceptedService<Channel, Auth>>;
+type Media = MediaServiceClient<InterceptedService<Channel, Auth>>;
+
+/// The setup most tests share: a fresh server on its own temp dir, clients
+/// of the `default` app, and one test clip uploaded. Destructure it binding
+/// `_dir` and `server` (or `server: _server`): a field left to `..` is
+/// dropped at once, which deletes the dir or stops the server.
+pub struct Fixture {
+    /// Owns the data dir and the clip; dropping it deletes them.
+    pub _dir: tempfile::TempDir,
+    pub clip: PathBuf,
+    pub server: Server,
+    pub media: Media,
+    pub tasks: Tasks,
+    pub file_id: String,
+}
+
+impl Fixture {
+    /// A `seconds`-long `width`x`height` clip, and a server started with `args`.
+    pub async fn start(seconds: u32, width: u32, height: u32, args: &[&str]) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clip = make_clip(dir.path(), "clip.mp4", seconds, width, height);
+        Fixture::with_clip(dir, clip, args).await
+    }
+
+    /// Uploads `clip` (a file inside `dir`) to a server started with `args`.
+    pub async fn with_clip(dir: tempfile::TempDir, clip: PathBuf, args: &[&str]) -> Fixture {
+        let server = Server::start(&dir.path().join("data"), args);
+        let (mut media, tasks) = (server.media().await, server.tasks().await);
+        let (file_id, _) = upload(&mut media, &clip, "clip.mp4")
+            .await
+            .expect("upload the clip");
+        Fixture {
+            _dir: dir,
+            clip,
+            server,
+            media,
+            tasks,
+            file_id,
+        }
+    }
+}
+
 /// Runs ffmpeg and panics with its stderr when it fails.
 pub fn ffmpeg(args: &[&str]) {
     let out = Command::new("ffmpeg")
