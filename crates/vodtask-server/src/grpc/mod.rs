@@ -9,8 +9,8 @@ mod tasks;
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use vodtask_core::Engine;
 use vodtask_proto::v1::media_service_server::MediaServiceServer;
 use vodtask_proto::v1::task_service_server::TaskServiceServer;
@@ -51,7 +51,11 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(tasks)
         .add_service(media)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // Small unary answers must not wait for Nagle's algorithm.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }
