@@ -1,6 +1,9 @@
 //! Crashes and shutdowns: acknowledged writes survive kill -9, running work
 //! is recovered, SIGTERM gives running tasks back to the queue.
 
+// A failed unwrap is a failed test, with its reason in the panic.
+#![allow(clippy::unwrap_used)]
+
 use vodtask_e2e::v1 as pb;
 use vodtask_e2e::*;
 

@@ -1,5 +1,8 @@
 //! The media library, the HTTP file server, apps and keys, health.
 
+// A failed unwrap is a failed test, with its reason in the panic.
+#![allow(clippy::unwrap_used)]
+
 use std::os::unix::fs::PermissionsExt;
 
 use tonic::Code;

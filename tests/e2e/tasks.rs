@@ -1,5 +1,8 @@
 //! Task APIs end to end: real binary, real ffmpeg, outputs checked with ffprobe.
 
+// A failed unwrap is a failed test, with its reason in the panic.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 
 use tonic::Code;

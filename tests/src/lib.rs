@@ -14,6 +14,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use vodtask_proto::v1 as pb;
+use vodtask_proto::v1::event_service_client::EventServiceClient;
 use vodtask_proto::v1::media_service_client::MediaServiceClient;
 use vodtask_proto::v1::task_service_client::TaskServiceClient;
 
@@ -138,6 +139,17 @@ impl Server {
         key: &str,
     ) -> TaskServiceClient<InterceptedService<Channel, Auth>> {
         TaskServiceClient::with_interceptor(self.channel().await, Auth::bearer(key))
+    }
+
+    pub async fn events(&self) -> EventServiceClient<InterceptedService<Channel, Auth>> {
+        self.events_as(&self.default_key()).await
+    }
+
+    pub async fn events_as(
+        &self,
+        key: &str,
+    ) -> EventServiceClient<InterceptedService<Channel, Auth>> {
+        EventServiceClient::with_interceptor(self.channel().await, Auth::bearer(key))
     }
 
     pub async fn media(&self) -> MediaServiceClient<InterceptedService<Channel, Auth>> {

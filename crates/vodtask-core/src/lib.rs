@@ -5,6 +5,7 @@
 pub mod app;
 mod engine;
 pub mod error;
+pub mod events;
 mod exec;
 pub mod ids;
 pub mod media;
@@ -12,5 +13,7 @@ pub mod store;
 pub mod task;
 pub mod time;
 
-pub use engine::{DEFAULT_APP, Engine, EngineConfig, create_app, create_app_in};
+pub use engine::{
+    DEFAULT_APP, Engine, EngineConfig, StreamItem, Subscription, create_app, create_app_in,
+};
 pub use error::{Error, Result};

@@ -2,7 +2,11 @@
 //! It validates, talks to the store, wakes the scheduler and runs the
 //! periodic upkeep (lease recovery, retention).
 
+mod events;
 mod scheduler;
+mod subscription;
+
+pub use subscription::{StreamItem, Subscription};
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,6 +17,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::events::EventSignal;
 use self::scheduler::Scheduler;
 use crate::app::{ApiKey, App, KeyHash, validate_app_name};
 use crate::error::{Error, Result};
@@ -72,6 +77,7 @@ struct Inner {
     config: EngineConfig,
     scheduler: Arc<Scheduler>,
     keys: RwLock<HashMap<KeyHash, App>>,
+    events: Arc<EventSignal>,
     upkeep: CancellationToken,
     upkeep_tasks: TaskTracker,
     /// Held for the engine's lifetime: one engine per data dir.
@@ -115,7 +121,13 @@ impl Engine {
             tracing::warn!(?recovered, "recovered tasks of a previous run");
         }
 
-        let scheduler = Scheduler::start(Arc::clone(&store), library.clone(), config.clone());
+        let events = Arc::new(EventSignal::new());
+        let scheduler = Scheduler::start(
+            Arc::clone(&store),
+            library.clone(),
+            config.clone(),
+            Arc::clone(&events),
+        );
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -123,6 +135,7 @@ impl Engine {
                 config,
                 scheduler,
                 keys: RwLock::new(HashMap::new()),
+                events,
                 upkeep: CancellationToken::new(),
                 upkeep_tasks: TaskTracker::new(),
                 _lock: lock,
@@ -227,6 +240,7 @@ impl Engine {
     /// `cancel_requested` set). Ended tasks are returned unchanged.
     pub async fn cancel_task(&self, app: AppId, id: &TaskId) -> Result<Task> {
         let task = self.inner.store.cancel_task(app, id, time::now()).await?;
+        self.inner.events.notify();
         if task.status == TaskStatus::Processing
             && self.inner.scheduler.cancel_local(id, CANCEL_WAIT).await
         {
@@ -250,10 +264,12 @@ impl Engine {
     /// Makes an upload durable and records it; returns once both are done.
     pub async fn finish_upload(&self, upload: Upload) -> Result<MediaFile> {
         let media = upload.finish().await?;
-        if let Err(e) = self.inner.store.insert_media(&media).await {
+        let event = crate::events::envelope::file_uploaded(&media, &self.file_url(&media));
+        if let Err(e) = self.inner.store.insert_media(&media, Some(event)).await {
             self.inner.library.discard(&media.file_id).await;
             return Err(e);
         }
+        self.inner.events.notify();
         Ok(media)
     }
 
@@ -304,12 +320,18 @@ impl Engine {
                         Ok(r) if r.requeued + r.failed > 0 => {
                             tracing::warn!(?r, "recovered tasks with expired leases");
                             inner.scheduler.wake();
+                            inner.events.notify();
                         }
                         Ok(_) => {}
                         Err(e) => tracing::error!("lease recovery failed: {e}"),
                     }
                 }
                 _ = purge.tick() => {
+                    match inner.store.purge_events(time::now()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!("retention deleted {n} events"),
+                        Err(e) => tracing::error!("event retention failed: {e}"),
+                    }
                     let before = time::now() - inner.config.task_retention;
                     match inner.store.purge_finished(before).await {
                         Ok(0) => {}

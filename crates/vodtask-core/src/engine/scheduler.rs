@@ -39,6 +39,7 @@ pub(crate) struct Scheduler {
     running: Mutex<HashMap<TaskId, Running>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    events: Arc<super::events::EventSignal>,
 }
 
 impl Scheduler {
@@ -46,6 +47,7 @@ impl Scheduler {
         store: Arc<dyn Store>,
         library: MediaLibrary,
         config: EngineConfig,
+        events: Arc<super::events::EventSignal>,
     ) -> Arc<Scheduler> {
         let scheduler = Arc::new(Scheduler {
             store,
@@ -55,6 +57,7 @@ impl Scheduler {
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            events,
         });
         let run = Arc::clone(&scheduler);
         scheduler.tracker.spawn(run.claim_loop());
@@ -236,6 +239,8 @@ impl Scheduler {
                 }
             }
         };
+        // A finish or abort wrote the task's completion event.
+        self.events.notify();
         match recorded {
             Ok(true) => tracing::info!(task_id = %task.id, "task run recorded"),
             Ok(false) => {

@@ -9,8 +9,12 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
+use std::time::Duration;
+
 use crate::app::{App, KeyHash};
 use crate::error::Result;
+use crate::events::envelope::Draft;
+use crate::events::{Delivery, Event, EventConfig, HandleResult, QueueState};
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::MediaFile;
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery};
@@ -72,6 +76,23 @@ pub struct Recovered {
     pub failed: u64,
 }
 
+/// What to do with the events behind message handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Confirm,
+    /// Extend the lease to this long from now (capped).
+    Extend(Duration),
+    /// Give the event back, deliverable after the delay (None: backoff).
+    Nack(Option<Duration>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// Where the next page starts; None at the end.
+    pub next_after: Option<i64>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // Apps.
@@ -80,7 +101,8 @@ pub trait Store: Send + Sync + 'static {
     async fn app_count(&self) -> Result<u64>;
 
     // Media library.
-    async fn insert_media(&self, media: &MediaFile) -> Result<()>;
+    /// Records a file; with `event`, its event in the same transaction.
+    async fn insert_media(&self, media: &MediaFile, event: Option<Draft>) -> Result<()>;
     async fn get_media(&self, app: AppId, file_id: &FileId) -> Result<Option<MediaFile>>;
 
     // Task API.
@@ -119,4 +141,45 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Recovered>;
     /// Deletes tasks that ended before `before` (retention).
     async fn purge_finished(&self, before: Timestamp) -> Result<u64>;
+
+    // Events. A task's completion event is written by the transition that
+    // ends it (finish, abort, recovery giving up), in the same transaction.
+    async fn event_config(&self, app: AppId) -> Result<EventConfig>;
+    async fn set_event_config(&self, app: AppId, config: &EventConfig) -> Result<()>;
+    /// Leases up to `max` deliverable events; `consumer` names a stream whose
+    /// leases are released when it breaks.
+    async fn pull_events(
+        &self,
+        app: AppId,
+        max: u32,
+        consumer: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Vec<Delivery>>;
+    async fn settle_events(
+        &self,
+        app: AppId,
+        handles: Vec<String>,
+        op: Settle,
+        now: Timestamp,
+    ) -> Result<Vec<HandleResult>>;
+    async fn release_consumer(&self, consumer: &str, now: Timestamp) -> Result<u64>;
+    /// Events leased to `consumer` whose lease still holds.
+    async fn in_flight_for(&self, consumer: &str, now: Timestamp) -> Result<u64>;
+    async fn dead_letter_events(
+        &self,
+        app: AppId,
+        limit: u32,
+        after: Option<i64>,
+    ) -> Result<EventPage>;
+    /// None redrives every dead-lettered event of the app.
+    async fn redrive_events(
+        &self,
+        app: AppId,
+        event_ids: Option<Vec<String>>,
+        now: Timestamp,
+    ) -> Result<u64>;
+    async fn queue_state(&self, app: AppId, now: Timestamp) -> Result<QueueState>;
+    async fn next_event_visible(&self, app: AppId) -> Result<Option<Timestamp>>;
+    /// Deletes events past their app's retention.
+    async fn purge_events(&self, now: Timestamp) -> Result<u64>;
 }

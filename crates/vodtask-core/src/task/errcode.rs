@@ -18,3 +18,5 @@ pub const SOURCE_MISSING: i32 = -47001;
 pub const INTERNAL_IO: i32 = 70001;
 /// The task's worker was lost (crash) more often than the retry limit allows.
 pub const WORKER_LOST: i32 = 70002;
+/// In events: the task was cancelled (ABORTED).
+pub const ABORTED: i32 = 70003;

@@ -2,6 +2,7 @@
 
 mod auth;
 mod convert;
+mod events;
 mod media;
 mod status;
 mod tasks;
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use vodtask_core::Engine;
+use vodtask_proto::v1::event_service_server::EventServiceServer;
 use vodtask_proto::v1::media_service_server::MediaServiceServer;
 use vodtask_proto::v1::task_service_server::TaskServiceServer;
 
@@ -30,6 +32,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<MediaServiceServer<media::Media>>()
         .await;
+    health_reporter
+        .set_serving::<EventServiceServer<events::Events>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(vodtask_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -39,6 +44,9 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let events = EventServiceServer::new(events::Events {
+        engine: engine.clone(),
+    });
     let tasks = TaskServiceServer::new(tasks::Tasks {
         engine: engine.clone(),
     });
@@ -51,6 +59,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(tasks)
         .add_service(media)
+        .add_service(events)
         .serve_with_incoming_shutdown(
             // Small unary answers must not wait for Nagle's algorithm.
             TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -2,6 +2,7 @@
 //! `synchronous = FULL`, a group-commit writer thread and a pool of read
 //! connections.
 
+mod events;
 mod rows;
 mod schema;
 mod tasks;
@@ -18,9 +19,11 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use self::rows::{MEDIA_COLUMNS, one, to_json};
 use self::writer::Writer;
-use super::{Claim, Lease, LeaseState, Orphans, Outcome, Recovered, Store};
+use super::{Claim, EventPage, Lease, LeaseState, Orphans, Outcome, Recovered, Settle, Store};
 use crate::app::{App, KeyHash};
 use crate::error::{Error, Result};
+use crate::events::envelope::Draft;
+use crate::events::{Delivery, EventConfig, HandleResult, QueueState};
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::MediaFile;
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery};
@@ -176,10 +179,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_media(&self, media: &MediaFile) -> Result<()> {
+    async fn insert_media(&self, media: &MediaFile, event: Option<Draft>) -> Result<()> {
         let media = media.clone();
         self.writer
-            .write(move |conn| insert_media(conn, &media))
+            .write(move |conn| {
+                insert_media(conn, &media)?;
+                match event {
+                    Some(draft) => events::emit(conn, media.app_id.0, &draft, media.create_time),
+                    None => Ok(()),
+                }
+            })
             .await
     }
 
@@ -285,5 +294,90 @@ impl Store for SqliteStore {
                 return Ok(total);
             }
         }
+    }
+
+    async fn event_config(&self, app: AppId) -> Result<EventConfig> {
+        self.read(move |conn| events::config(conn, app.0)).await
+    }
+
+    async fn set_event_config(&self, app: AppId, config: &EventConfig) -> Result<()> {
+        let config = config.clone();
+        self.writer
+            .write(move |conn| events::set_config(conn, app.0, &config))
+            .await
+    }
+
+    async fn pull_events(
+        &self,
+        app: AppId,
+        max: u32,
+        consumer: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Vec<Delivery>> {
+        let consumer = consumer.map(str::to_string);
+        self.writer
+            .write(move |conn| events::pull(conn, app, max, consumer.as_deref(), now))
+            .await
+    }
+
+    async fn settle_events(
+        &self,
+        app: AppId,
+        handles: Vec<String>,
+        op: Settle,
+        now: Timestamp,
+    ) -> Result<Vec<HandleResult>> {
+        self.writer
+            .write(move |conn| events::settle(conn, app, &handles, op, now))
+            .await
+    }
+
+    async fn release_consumer(&self, consumer: &str, now: Timestamp) -> Result<u64> {
+        let consumer = consumer.to_string();
+        self.writer
+            .write(move |conn| events::release_consumer(conn, &consumer, now))
+            .await
+    }
+
+    async fn dead_letter_events(
+        &self,
+        app: AppId,
+        limit: u32,
+        after: Option<i64>,
+    ) -> Result<EventPage> {
+        self.read(move |conn| events::dead_letters(conn, app, limit, after))
+            .await
+    }
+
+    async fn redrive_events(
+        &self,
+        app: AppId,
+        event_ids: Option<Vec<String>>,
+        now: Timestamp,
+    ) -> Result<u64> {
+        self.writer
+            .write(move |conn| events::redrive(conn, app, event_ids.as_deref(), now))
+            .await
+    }
+
+    async fn queue_state(&self, app: AppId, now: Timestamp) -> Result<QueueState> {
+        self.read(move |conn| events::queue_state(conn, app, now))
+            .await
+    }
+
+    async fn next_event_visible(&self, app: AppId) -> Result<Option<Timestamp>> {
+        self.read(move |conn| events::next_visible(conn, app)).await
+    }
+
+    async fn purge_events(&self, now: Timestamp) -> Result<u64> {
+        self.writer
+            .write(move |conn| events::purge(conn, now))
+            .await
+    }
+
+    async fn in_flight_for(&self, consumer: &str, now: Timestamp) -> Result<u64> {
+        let consumer = consumer.to_string();
+        self.read(move |conn| events::in_flight_for(conn, &consumer, now))
+            .await
     }
 }

@@ -4,7 +4,8 @@ use rusqlite::Connection;
 
 use crate::error::Result;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE apps (
     app_id      INTEGER PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -92,7 +93,45 @@ CREATE TABLE task_counts_hourly (
     n         INTEGER NOT NULL,
     PRIMARY KEY (app_id, hour, status, task_type)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+ALTER TABLE tasks ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE event_config (
+    app_id      INTEGER PRIMARY KEY,
+    config_json TEXT NOT NULL
+);
+
+-- The outbox and the per-app queue in one table. state: 1 pending, 2 in
+-- flight, 3 dead-lettered, 4 confirmed. Only the earliest unsettled event of
+-- an order key (a task) is the head and may be delivered.
+CREATE TABLE events (
+    seq           INTEGER PRIMARY KEY,
+    event_id      TEXT NOT NULL UNIQUE,
+    app_id        INTEGER NOT NULL,
+    order_key     TEXT NOT NULL,
+    task_id       TEXT NOT NULL,
+    task_sequence INTEGER NOT NULL,
+    event_type    TEXT NOT NULL,
+    event_time    INTEGER NOT NULL,
+    content_json  TEXT NOT NULL,
+    state         INTEGER NOT NULL,
+    is_head       INTEGER NOT NULL,
+    -- pending: deliverable from; in flight: redeliverable from (lease end + backoff)
+    visible_at    INTEGER NOT NULL,
+    lease_until   INTEGER,
+    deliveries    INTEGER NOT NULL DEFAULT 0,
+    token         INTEGER NOT NULL DEFAULT 0,
+    consumer      TEXT,
+    settled_time  INTEGER
+);
+CREATE INDEX events_ready ON events (app_id, visible_at, seq) WHERE is_head = 1 AND state IN (1, 2);
+CREATE INDEX events_key ON events (app_id, order_key, task_sequence) WHERE state IN (1, 2);
+CREATE INDEX events_dead ON events (app_id, seq) WHERE state = 3;
+CREATE INDEX events_consumer ON events (consumer) WHERE state = 2;
+CREATE INDEX events_time ON events (event_time);
+"#,
+];
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
     // The version is read inside the write transaction, so that two processes

@@ -88,7 +88,31 @@ fn apply(conn: &Connection, cur: &Current, t: Transition) -> Result<()> {
         t.to().code(),
         cur.task_type,
         1,
-    )
+    )?;
+    if t.to().is_terminal() {
+        emit_ended(conn, cur)?;
+    }
+    Ok(())
+}
+
+/// The completion event of a task that just ended, in the same transaction.
+fn emit_ended(conn: &Connection, cur: &Current) -> Result<()> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE seq = ?1"))?;
+    let (_, task) = one(&mut stmt, [cur.seq], rows::task)?
+        .ok_or_else(|| Error::Internal("ended task vanished".into()))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {} FROM media WHERE file_id = ?1 AND app_id = ?2",
+        rows::MEDIA_COLUMNS
+    ))?;
+    let source = one(
+        &mut stmt,
+        params![task.file_id().as_str(), cur.app_id],
+        rows::media,
+    )?;
+    let draft = crate::events::envelope::task_ended(&task, source.as_ref());
+    let at = task.finish_time.unwrap_or_else(crate::time::now);
+    super::events::emit(conn, cur.app_id, &draft, at)
 }
 
 fn count(

@@ -1,0 +1,184 @@
+//! Event notification: every task ending and every upload becomes an event,
+//! written in the same transaction as the change (an outbox), and delivered
+//! through a per-app reliable queue with leases, per-task order, backoff and
+//! a dead-letter list.
+
+pub mod envelope;
+mod handle;
+
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+pub use handle::MsgHandle;
+
+use crate::error::{Error, Result};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    NewFileUpload,
+    TranscodeComplete,
+    CreateSnapshotByTimeOffsetComplete,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 3] = [
+        EventType::NewFileUpload,
+        EventType::TranscodeComplete,
+        EventType::CreateSnapshotByTimeOffsetComplete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::NewFileUpload => "NewFileUpload",
+            EventType::TranscodeComplete => "TranscodeComplete",
+            EventType::CreateSnapshotByTimeOffsetComplete => "CreateSnapshotByTimeOffsetComplete",
+        }
+    }
+
+    pub fn parse(field: &str, raw: &str) -> Result<Self> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == raw)
+            .ok_or_else(|| Error::invalid(field, format!("unknown event type {raw:?}")))
+    }
+}
+
+/// A stored event as consumers see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: String,
+    pub event_type: String,
+    pub task_id: String,
+    pub event_time: Timestamp,
+    pub task_sequence: i64,
+    /// The envelope, exactly as every delivery path sends it.
+    pub content_json: String,
+    pub deliveries: u32,
+}
+
+/// One delivery of an event; the handle is valid for this delivery only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub handle: MsgHandle,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleResult {
+    /// The event is settled (confirmed) or its lease changed (extend, nack).
+    Done,
+    AlreadyConfirmed,
+    /// The lease ran out (or the event was redelivered): this handle is dead.
+    Expired,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryMode {
+    /// The app pulls (PullEvents) or streams (SubscribeEvents).
+    Pull,
+    /// vodtask POSTs to notification_url (HTTP callbacks; not built yet).
+    Push,
+}
+
+/// Per-app event settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventConfig {
+    pub mode: DeliveryMode,
+    pub notification_url: String,
+    pub disabled_types: Vec<EventType>,
+    pub visibility_timeout: Duration,
+    pub max_deliveries: u32,
+    /// Unconfirmed events are kept at least this long.
+    pub retention: Duration,
+}
+
+pub const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+pub const MAX_MAX_DELIVERIES: u32 = 1000;
+
+impl Default for EventConfig {
+    fn default() -> Self {
+        EventConfig {
+            mode: DeliveryMode::Pull,
+            notification_url: String::new(),
+            disabled_types: Vec::new(),
+            visibility_timeout: Duration::from_secs(30),
+            max_deliveries: 10,
+            retention: Duration::from_secs(4 * 24 * 3600),
+        }
+    }
+}
+
+impl EventConfig {
+    pub fn enabled(&self, t: EventType) -> bool {
+        !self.disabled_types.contains(&t)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let vt = self.visibility_timeout;
+        if vt < Duration::from_secs(1) || vt > MAX_VISIBILITY_TIMEOUT {
+            return Err(Error::invalid(
+                "visibility_timeout_seconds",
+                "must be within 1..43200",
+            ));
+        }
+        if self.max_deliveries == 0 || self.max_deliveries > MAX_MAX_DELIVERIES {
+            return Err(Error::invalid("max_deliveries", "must be within 1..1000"));
+        }
+        if self.retention < Duration::from_secs(3600) {
+            return Err(Error::invalid("retention_seconds", "must be at least 3600"));
+        }
+        if self.mode == DeliveryMode::Push {
+            return Err(Error::FailedPrecondition(
+                "mode: PUSH (HTTP callbacks) is not available yet; use PULL".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Exact counts of an app's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueState {
+    pub ready: i64,
+    pub in_flight: i64,
+    /// Nacked or expired events waiting out their backoff, and events held
+    /// back behind an earlier event of the same task.
+    pub delayed: i64,
+    pub dead_lettered: i64,
+    pub oldest_unconfirmed: Option<Timestamp>,
+}
+
+/// Backoff before the next delivery of an event that was nacked without a
+/// delay or whose lease expired: 1 s doubling per delivery, capped at 10 min,
+/// with ±20 % jitter so that failing consumers do not move in lockstep.
+pub fn backoff(deliveries: u32) -> Duration {
+    let base = 1u64 << deliveries.saturating_sub(1).min(10);
+    let secs = base.min(600) as f64;
+    let jitter = rand::rng().random_range(0.8..1.2);
+    Duration::from_secs_f64(secs * jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) < Duration::from_secs(2));
+        assert!(backoff(4) >= Duration::from_secs_f64(8.0 * 0.8));
+        assert!(backoff(50) <= Duration::from_secs(720));
+    }
+
+    #[test]
+    fn event_types_parse() {
+        assert_eq!(
+            EventType::parse("f", "TranscodeComplete").unwrap(),
+            EventType::TranscodeComplete
+        );
+        assert!(EventType::parse("f", "Nope").is_err());
+    }
+}

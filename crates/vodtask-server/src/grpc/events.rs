@@ -1,0 +1,339 @@
+//! EventService: the per-app reliable queue over gRPC.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use vodtask_core::Engine;
+use vodtask_core::StreamItem;
+use vodtask_core::events::{Delivery, DeliveryMode, Event, EventConfig, EventType, HandleResult};
+use vodtask_proto::v1 as pb;
+use vodtask_proto::v1::event_service_server::EventService;
+
+use super::auth::app_of;
+use super::convert::timestamp;
+use super::status::{invalid, to_status};
+
+pub(crate) struct Events {
+    pub(crate) engine: Engine,
+}
+
+fn event(e: &Event) -> pb::Event {
+    pb::Event {
+        event_id: e.event_id.clone(),
+        event_type: e.event_type.clone(),
+        task_id: e.task_id.clone(),
+        event_time: Some(timestamp(e.event_time)),
+        task_sequence: e.task_sequence,
+        content_json: e.content_json.clone(),
+        delivery_count: e.deliveries as i32,
+    }
+}
+
+fn delivery(d: &Delivery) -> pb::EventDelivery {
+    pb::EventDelivery {
+        msg_handle: d.handle.encode(),
+        event: Some(event(&d.event)),
+    }
+}
+
+fn results(
+    handles: Vec<String>,
+    results: Vec<HandleResult>,
+    done: pb::HandleStatus,
+) -> pb::SettleEventsResponse {
+    pb::SettleEventsResponse {
+        results: handles
+            .into_iter()
+            .zip(results)
+            .map(|(msg_handle, r)| pb::HandleResult {
+                msg_handle,
+                status: match r {
+                    HandleResult::Done => done,
+                    HandleResult::AlreadyConfirmed => pb::HandleStatus::AlreadyConfirmed,
+                    HandleResult::Expired => pb::HandleStatus::Expired,
+                    HandleResult::Unknown => pb::HandleStatus::Unknown,
+                } as i32,
+            })
+            .collect(),
+    }
+}
+
+fn seconds(field: &str, value: i64, max: i64) -> Result<Duration, Status> {
+    if !(0..=max).contains(&value) {
+        return Err(invalid(field, format!("must be within 0..{max}")));
+    }
+    Ok(Duration::from_secs(value as u64))
+}
+
+fn config_to_pb(c: &EventConfig) -> pb::EventConfig {
+    pb::EventConfig {
+        mode: match c.mode {
+            DeliveryMode::Pull => pb::DeliveryMode::Pull,
+            DeliveryMode::Push => pb::DeliveryMode::Push,
+        } as i32,
+        notification_url: c.notification_url.clone(),
+        event_types: EventType::ALL
+            .into_iter()
+            .map(|t| (t.as_str().to_string(), c.enabled(t)))
+            .collect::<HashMap<_, _>>(),
+        visibility_timeout_seconds: c.visibility_timeout.as_secs() as i32,
+        max_deliveries: c.max_deliveries as i32,
+        retention_seconds: c.retention.as_secs() as i64,
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EventService for Events {
+    async fn pull_events(
+        &self,
+        req: Request<pb::PullEventsRequest>,
+    ) -> Result<Response<pb::PullEventsResponse>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let r = req.into_inner();
+        let max = u32::try_from(r.max_events)
+            .map_err(|_| invalid("max_events", "must be within 1..1000"))?;
+        let wait = r
+            .wait_seconds
+            .map(|w| seconds("wait_seconds", i64::from(w), 20))
+            .transpose()?;
+        let got = self
+            .engine
+            .pull_events(app, max, wait)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::PullEventsResponse {
+            events: got.iter().map(delivery).collect(),
+        }))
+    }
+
+    type SubscribeEventsStream = EventStream;
+
+    async fn subscribe_events(
+        &self,
+        req: Request<pb::SubscribeEventsRequest>,
+    ) -> Result<Response<Self::SubscribeEventsStream>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let max = u32::try_from(req.get_ref().max_in_flight)
+            .map_err(|_| invalid("max_in_flight", "must be within 1..1000"))?;
+        let mut subscription = self.engine.subscribe(app, max).map_err(to_status)?;
+        // A one-slot channel: an event is leased just before it is written to
+        // the stream, not long before.
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    item = subscription.next() => item,
+                    _ = tx.closed() => return,
+                };
+                let message = match item {
+                    Ok(Some(StreamItem::Delivery(d))) => Ok(pb::SubscribeEventsResponse {
+                        item: Some(pb::subscribe_events_response::Item::Delivery(delivery(&d))),
+                    }),
+                    Ok(Some(StreamItem::Heartbeat)) => Ok(pb::SubscribeEventsResponse {
+                        item: Some(pb::subscribe_events_response::Item::Heartbeat(
+                            pb::Heartbeat {
+                                time: Some(timestamp(vodtask_core::time::now())),
+                            },
+                        )),
+                    }),
+                    Ok(None) => Err(Status::unavailable("vodtask is shutting down; reconnect")),
+                    Err(e) => Err(to_status(e)),
+                };
+                let last = message.is_err();
+                if tx.send(message).await.is_err() || last {
+                    return; // dropping the subscription releases its leases
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn confirm_events(
+        &self,
+        req: Request<pb::ConfirmEventsRequest>,
+    ) -> Result<Response<pb::SettleEventsResponse>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let handles = req.into_inner().msg_handles;
+        let r = self
+            .engine
+            .confirm_events(app, handles.clone())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(results(
+            handles,
+            r,
+            pb::HandleStatus::Confirmed,
+        )))
+    }
+
+    async fn extend_events(
+        &self,
+        req: Request<pb::ExtendEventsRequest>,
+    ) -> Result<Response<pb::SettleEventsResponse>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let r = req.into_inner();
+        let secs =
+            u32::try_from(r.seconds).map_err(|_| invalid("seconds", "must be within 1..43200"))?;
+        let out = self
+            .engine
+            .extend_events(app, r.msg_handles.clone(), secs)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(results(
+            r.msg_handles,
+            out,
+            pb::HandleStatus::Extended,
+        )))
+    }
+
+    async fn nack_events(
+        &self,
+        req: Request<pb::NackEventsRequest>,
+    ) -> Result<Response<pb::SettleEventsResponse>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let r = req.into_inner();
+        let delay = r
+            .delay_seconds
+            .map(|d| seconds("delay_seconds", i64::from(d), 43200))
+            .transpose()?;
+        let out = self
+            .engine
+            .nack_events(app, r.msg_handles.clone(), delay)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(results(
+            r.msg_handles,
+            out,
+            pb::HandleStatus::Nacked,
+        )))
+    }
+
+    async fn list_dead_letter_events(
+        &self,
+        req: Request<pb::ListDeadLetterEventsRequest>,
+    ) -> Result<Response<pb::ListDeadLetterEventsResponse>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let r = req.into_inner();
+        let limit =
+            u32::try_from(r.limit).map_err(|_| invalid("limit", "must be within 1..1000"))?;
+        let after = match r.page_token.as_str() {
+            "" => None,
+            t => Some(
+                t.parse::<i64>()
+                    .map_err(|_| invalid("page_token", "is not a token this call returned"))?,
+            ),
+        };
+        let page = self
+            .engine
+            .dead_letter_events(app, limit, after)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListDeadLetterEventsResponse {
+            events: page.events.iter().map(event).collect(),
+            next_page_token: page.next_after.map(|a| a.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn redrive_events(
+        &self,
+        req: Request<pb::RedriveEventsRequest>,
+    ) -> Result<Response<pb::RedriveEventsResponse>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let r = req.into_inner();
+        let ids = match (r.all, r.event_ids.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some(r.event_ids),
+            (true, false) => return Err(invalid("all", "must not be set together with event_ids")),
+            (false, true) => {
+                return Err(invalid(
+                    "event_ids",
+                    "name the events to redrive, or set all",
+                ));
+            }
+        };
+        let n = self
+            .engine
+            .redrive_events(app, ids)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RedriveEventsResponse {
+            redriven: n as i64,
+        }))
+    }
+
+    async fn describe_events_state(
+        &self,
+        req: Request<pb::DescribeEventsStateRequest>,
+    ) -> Result<Response<pb::DescribeEventsStateResponse>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let s = self.engine.events_state(app).await.map_err(to_status)?;
+        let age = s
+            .oldest_unconfirmed
+            .map(|t| (vodtask_core::time::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        Ok(Response::new(pb::DescribeEventsStateResponse {
+            ready: s.ready,
+            in_flight: s.in_flight,
+            delayed: s.delayed,
+            dead_lettered: s.dead_lettered,
+            oldest_unconfirmed_age_seconds: age,
+        }))
+    }
+
+    async fn get_event_config(
+        &self,
+        req: Request<pb::GetEventConfigRequest>,
+    ) -> Result<Response<pb::EventConfig>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let config = self.engine.event_config(app).await.map_err(to_status)?;
+        Ok(Response::new(config_to_pb(&config)))
+    }
+
+    async fn modify_event_config(
+        &self,
+        req: Request<pb::ModifyEventConfigRequest>,
+    ) -> Result<Response<pb::EventConfig>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let r = req.into_inner();
+        let mut c = self.engine.event_config(app).await.map_err(to_status)?;
+        match pb::DeliveryMode::try_from(r.mode) {
+            Ok(pb::DeliveryMode::Unspecified) => {}
+            Ok(pb::DeliveryMode::Pull) => c.mode = DeliveryMode::Pull,
+            Ok(pb::DeliveryMode::Push) => c.mode = DeliveryMode::Push,
+            Err(_) => return Err(invalid("mode", format!("unknown delivery mode {}", r.mode))),
+        }
+        if let Some(url) = r.notification_url {
+            c.notification_url = url;
+        }
+        for (name, on) in &r.event_types {
+            let t = EventType::parse(&format!("event_types[{name:?}]"), name).map_err(to_status)?;
+            c.disabled_types.retain(|d| *d != t);
+            if !on {
+                c.disabled_types.push(t);
+            }
+        }
+        if let Some(v) = r.visibility_timeout_seconds {
+            c.visibility_timeout = seconds("visibility_timeout_seconds", i64::from(v), 43200)?;
+        }
+        if let Some(v) = r.max_deliveries {
+            c.max_deliveries = u32::try_from(v)
+                .map_err(|_| invalid("max_deliveries", "must be within 1..1000"))?;
+        }
+        if let Some(v) = r.retention_seconds {
+            c.retention = seconds("retention_seconds", v, i64::MAX)?;
+        }
+        let config = self
+            .engine
+            .set_event_config(app, c)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(config_to_pb(&config)))
+    }
+}

@@ -1,0 +1,614 @@
+//! The reliable event queue end to end: long poll, leases, competing
+//! consumers, streams with credits, per-task order, dead letters, crashes.
+
+// A failed unwrap is a failed test, with its reason in the panic.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use tokio_stream::StreamExt;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use vodtask_e2e::v1 as pb;
+use vodtask_e2e::v1::event_service_client::EventServiceClient;
+use vodtask_e2e::*;
+
+type Events = EventServiceClient<InterceptedService<Channel, Auth>>;
+
+async fn pull(events: &mut Events, max: i32, wait: i32) -> Vec<pb::EventDelivery> {
+    events
+        .pull_events(pb::PullEventsRequest {
+            max_events: max,
+            wait_seconds: Some(wait),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+async fn confirm(events: &mut Events, handles: &[String]) -> Vec<i32> {
+    events
+        .confirm_events(pb::ConfirmEventsRequest {
+            msg_handles: handles.to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| r.status)
+        .collect()
+}
+
+async fn configure(events: &mut Events, visibility: i32, max_deliveries: i32) {
+    events
+        .modify_event_config(pb::ModifyEventConfigRequest {
+            visibility_timeout_seconds: Some(visibility),
+            max_deliveries: Some(max_deliveries),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+fn id(d: &pb::EventDelivery) -> String {
+    d.event.as_ref().unwrap().event_id.clone()
+}
+
+fn envelope(d: &pb::EventDelivery) -> serde_json::Value {
+    serde_json::from_str(&d.event.as_ref().unwrap().content_json).unwrap()
+}
+
+async fn state(events: &mut Events) -> pb::DescribeEventsStateResponse {
+    events
+        .describe_events_state(pb::DescribeEventsStateRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Uploads `n` tiny files: each upload commits one NewFileUpload event.
+async fn uploads(server: &Server, dir: &std::path::Path, n: usize) -> Vec<String> {
+    let file = dir.join("blob.bin");
+    std::fs::write(&file, b"not media, but a file").unwrap();
+    let mut media = server.media().await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(
+            upload(&mut media, &file, &format!("f{i}.bin"))
+                .await
+                .unwrap()
+                .0,
+        );
+    }
+    ids
+}
+
+#[tokio::test]
+async fn long_poll_holds_then_returns_as_soon_as_an_event_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut events = server.events().await;
+
+    let start = Instant::now();
+    assert!(pull(&mut events, 16, 1).await.is_empty());
+    assert!(
+        start.elapsed() >= Duration::from_millis(950),
+        "returned after {:?}",
+        start.elapsed()
+    );
+
+    let waiting = tokio::spawn({
+        let mut events = events.clone();
+        async move {
+            let start = Instant::now();
+            let got = pull(&mut events, 16, 20).await;
+            (got, start.elapsed())
+        }
+    });
+    // Give the poll time to start waiting, then commit an event.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids = uploads(&server, dir.path(), 1).await;
+    let (got, elapsed) = waiting.await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "the poll should not sit out its 20 s: {elapsed:?}"
+    );
+    let env = envelope(&got[0]);
+    assert_eq!(env["version"], "4.0");
+    assert_eq!(env["eventType"], "NewFileUpload");
+    assert_eq!(env["data"]["fileId"], ids[0].as_str());
+    assert_eq!(env["eventId"], id(&got[0]).as_str());
+    let text = &got[0].event.as_ref().unwrap().content_json;
+    assert!(
+        text.starts_with(r#"{"version":"4.0","eventType":"NewFileUpload""#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_unconfirmed_event_comes_back_with_a_new_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut events = server.events().await;
+    configure(&mut events, 1, 10).await;
+    uploads(&server, dir.path(), 1).await;
+
+    let first = pull(&mut events, 16, 0).await;
+    assert_eq!(first.len(), 1);
+    assert!(
+        pull(&mut events, 16, 0).await.is_empty(),
+        "invisible while leased"
+    );
+    let second = pull(&mut events, 16, 20).await;
+    assert_eq!(second.len(), 1, "redelivered after the visibility timeout");
+    assert_eq!(id(&second[0]), id(&first[0]));
+    assert_ne!(second[0].msg_handle, first[0].msg_handle);
+    assert_eq!(second[0].event.as_ref().unwrap().delivery_count, 2);
+
+    let expired = confirm(&mut events, std::slice::from_ref(&first[0].msg_handle)).await;
+    assert_eq!(expired, [pb::HandleStatus::Expired as i32]);
+    let ok = confirm(
+        &mut events,
+        &[second[0].msg_handle.clone(), "garbage".into()],
+    )
+    .await;
+    assert_eq!(
+        ok,
+        [
+            pb::HandleStatus::Confirmed as i32,
+            pb::HandleStatus::Unknown as i32
+        ]
+    );
+    let again = confirm(&mut events, std::slice::from_ref(&second[0].msg_handle)).await;
+    assert_eq!(again, [pb::HandleStatus::AlreadyConfirmed as i32]);
+    assert!(
+        pull(&mut events, 16, 2).await.is_empty(),
+        "a confirmed event never comes back"
+    );
+}
+
+#[tokio::test]
+async fn competing_consumers_never_hold_the_same_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    uploads(&server, dir.path(), 40).await;
+    let mut consumers = Vec::new();
+    for _ in 0..2 {
+        let mut events = server.events().await;
+        consumers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = pull(&mut events, 3, 0).await;
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.iter().map(id));
+            }
+        }));
+    }
+    let a = consumers.remove(0).await.unwrap();
+    let b = consumers.remove(0).await.unwrap();
+    let (sa, sb): (HashSet<_>, HashSet<_>) = (a.iter().collect(), b.iter().collect());
+    assert!(
+        sa.is_disjoint(&sb),
+        "an event was with both consumers at once"
+    );
+    assert_eq!(sa.len() + sb.len(), 40);
+    assert_eq!(
+        a.len() + b.len(),
+        40,
+        "nothing delivered twice while leased"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_respects_its_credit_and_a_broken_stream_releases_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut events = server.events().await;
+    uploads(&server, dir.path(), 5).await;
+
+    let mut stream = events
+        .subscribe_events(pb::SubscribeEventsRequest { max_in_flight: 2 })
+        .await
+        .unwrap()
+        .into_inner();
+    let next_delivery = async |stream: &mut tonic::Streaming<pb::SubscribeEventsResponse>| loop {
+        match stream.next().await.unwrap().unwrap().item.unwrap() {
+            pb::subscribe_events_response::Item::Delivery(d) => return d,
+            pb::subscribe_events_response::Item::Heartbeat(_) => {}
+        }
+    };
+    let d1 = next_delivery(&mut stream).await;
+    let d2 = next_delivery(&mut stream).await;
+    assert_ne!(id(&d1), id(&d2));
+    let s = state(&mut events).await;
+    assert_eq!(
+        (s.in_flight, s.ready),
+        (2, 3),
+        "no more than max_in_flight leased to the stream"
+    );
+
+    assert_eq!(
+        confirm(&mut events, std::slice::from_ref(&d1.msg_handle)).await,
+        [pb::HandleStatus::Confirmed as i32]
+    );
+    let d3 = next_delivery(&mut stream).await;
+    assert!(![id(&d1), id(&d2)].contains(&id(&d3)));
+
+    // The stream dies with d2 and d3 unconfirmed: they go to another consumer
+    // at once, long before their 30 s lease would end.
+    drop(stream);
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(seen.contains(&id(&d2)) && seen.contains(&id(&d3))) {
+        assert!(
+            Instant::now() < deadline,
+            "the broken stream's events were not released"
+        );
+        for d in pull(&mut events, 16, 1).await {
+            seen.insert(id(&d));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_sends_heartbeats_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut events = server.events().await;
+    let mut stream = events
+        .subscribe_events(pb::SubscribeEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let item = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        item.item,
+        Some(pb::subscribe_events_response::Item::Heartbeat(_))
+    ));
+}
+
+#[tokio::test]
+async fn events_of_a_task_arrive_in_order_even_when_redelivered() {
+    let Fixture {
+        mut tasks,
+        file_id,
+        server,
+        _dir,
+        ..
+    } = Fixture::start(1, 160, 120, &[]).await;
+    let mut events = server.events().await;
+    let id_ = tasks
+        .create_task(transcode(&file_id, &[100010]))
+        .await
+        .unwrap()
+        .into_inner()
+        .task_id;
+    wait_ended(&mut tasks, &id_).await;
+    tasks
+        .redo_task(pb::RedoTaskRequest {
+            task_id: id_.clone(),
+        })
+        .await
+        .unwrap();
+    eventually("the redo to end", || {
+        let mut tasks = tasks.clone();
+        let id_ = id_.clone();
+        async move {
+            let t = describe(&mut tasks, &id_).await;
+            (t.attempt == 2 && t.status == pb::TaskStatus::Finish as i32).then_some(())
+        }
+    })
+    .await;
+    // Drop the upload event; two TranscodeComplete events of one task remain.
+    let upload_event = pull(&mut events, 16, 5).await;
+    let first: Vec<_> = upload_event
+        .iter()
+        .filter(|d| d.event.as_ref().unwrap().task_id == id_)
+        .cloned()
+        .collect();
+    let others: Vec<_> = upload_event
+        .iter()
+        .filter(|d| d.event.as_ref().unwrap().task_id != id_)
+        .map(|d| d.msg_handle.clone())
+        .collect();
+    confirm(&mut events, &others).await;
+    assert_eq!(first.len(), 1, "only the head of the task is deliverable");
+    assert_eq!(first[0].event.as_ref().unwrap().task_sequence, 1);
+    let env = envelope(&first[0]);
+    assert_eq!(env["eventType"], "TranscodeComplete");
+    assert_eq!(env["data"]["vodTaskId"], id_.as_str());
+    assert_eq!(env["data"]["status"], 0);
+    assert_eq!(env["data"]["playSet"][0]["definition"], 100010);
+
+    // Nacked, the first event comes back before the second is ever sent.
+    events
+        .nack_events(pb::NackEventsRequest {
+            msg_handles: vec![first[0].msg_handle.clone()],
+            delay_seconds: Some(0),
+        })
+        .await
+        .unwrap();
+    let again = pull(&mut events, 16, 5).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].event.as_ref().unwrap().task_sequence, 1);
+    confirm(&mut events, std::slice::from_ref(&again[0].msg_handle)).await;
+    let second = pull(&mut events, 16, 5).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].event.as_ref().unwrap().task_sequence, 2);
+    assert_eq!(envelope(&second[0])["taskSequence"], 2);
+}
+
+#[tokio::test]
+async fn dead_letters_after_max_deliveries_and_redrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut events = server.events().await;
+    configure(&mut events, 1, 2).await;
+    uploads(&server, dir.path(), 1).await;
+
+    for delivery in 1..=2 {
+        let got = pull(&mut events, 16, 20).await;
+        assert_eq!(got[0].event.as_ref().unwrap().delivery_count, delivery);
+    }
+    // The lease of the second (last) delivery runs out: dead-lettered.
+    let dead = eventually("the event to be dead-lettered", || {
+        let mut events = events.clone();
+        async move {
+            let _ = pull(&mut events, 16, 1).await;
+            let list = events
+                .list_dead_letter_events(pb::ListDeadLetterEventsRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .events;
+            (!list.is_empty()).then_some(list)
+        }
+    })
+    .await;
+    assert_eq!(dead.len(), 1);
+    let s = state(&mut events).await;
+    assert_eq!((s.ready, s.in_flight, s.dead_lettered), (0, 0, 1));
+
+    let bad = events
+        .redrive_events(pb::RedriveEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let n = events
+        .redrive_events(pb::RedriveEventsRequest {
+            event_ids: vec![dead[0].event_id.clone()],
+            all: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .redriven;
+    assert_eq!(n, 1);
+    let back = pull(&mut events, 16, 5).await;
+    assert_eq!(id(&back[0]), dead[0].event_id);
+    assert_eq!(back[0].event.as_ref().unwrap().delivery_count, 1);
+}
+
+#[tokio::test]
+async fn another_app_cannot_confirm_or_see_our_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--workers", "0"]);
+    let out = std::process::Command::new(vodtask_bin())
+        .args(["apps", "create", "b", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let key_b = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (mut a, mut b) = (server.events().await, server.events_as(&key_b).await);
+    uploads(&server, dir.path(), 1).await;
+    let got = pull(&mut a, 16, 5).await;
+    assert!(pull(&mut b, 16, 0).await.is_empty());
+    assert_eq!(
+        confirm(&mut b, std::slice::from_ref(&got[0].msg_handle)).await,
+        [pb::HandleStatus::Unknown as i32]
+    );
+    assert_eq!(
+        state(&mut a).await.in_flight,
+        1,
+        "still with app A's consumer"
+    );
+    assert_eq!(
+        confirm(&mut a, std::slice::from_ref(&got[0].msg_handle)).await,
+        [pb::HandleStatus::Confirmed as i32]
+    );
+}
+
+fn check<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>, field: &str) {
+    let e = r.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{field}: {e:?}");
+    assert!(e.message().starts_with(field), "{field}: {}", e.message());
+}
+
+#[tokio::test]
+async fn bad_queue_requests_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut events = server.events().await;
+    check(
+        events
+            .pull_events(pb::PullEventsRequest {
+                max_events: 1001,
+                wait_seconds: None,
+            })
+            .await,
+        "max_events",
+    );
+    check(
+        events
+            .pull_events(pb::PullEventsRequest {
+                max_events: 1,
+                wait_seconds: Some(21),
+            })
+            .await,
+        "wait_seconds",
+    );
+    check(
+        events
+            .confirm_events(pb::ConfirmEventsRequest {
+                msg_handles: vec![],
+            })
+            .await,
+        "msg_handles",
+    );
+    check(
+        events
+            .extend_events(pb::ExtendEventsRequest {
+                msg_handles: vec!["x".into()],
+                seconds: 0,
+            })
+            .await,
+        "seconds",
+    );
+    check(
+        events
+            .nack_events(pb::NackEventsRequest {
+                msg_handles: vec!["x".into()],
+                delay_seconds: Some(-1),
+            })
+            .await,
+        "delay_seconds",
+    );
+    check(
+        events
+            .modify_event_config(pb::ModifyEventConfigRequest {
+                visibility_timeout_seconds: Some(0),
+                ..Default::default()
+            })
+            .await,
+        "visibility_timeout_seconds",
+    );
+    check(
+        events
+            .modify_event_config(pb::ModifyEventConfigRequest {
+                max_deliveries: Some(0),
+                ..Default::default()
+            })
+            .await,
+        "max_deliveries",
+    );
+    let mut types = HashMap::new();
+    types.insert("Nope".to_string(), true);
+    check(
+        events
+            .modify_event_config(pb::ModifyEventConfigRequest {
+                event_types: types,
+                ..Default::default()
+            })
+            .await,
+        "event_types",
+    );
+}
+
+#[tokio::test]
+async fn switched_off_event_types_are_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut events = server.events().await;
+    let mut types = HashMap::new();
+    types.insert("NewFileUpload".to_string(), false);
+    let config = events
+        .modify_event_config(pb::ModifyEventConfigRequest {
+            event_types: types,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(config.event_types.get("NewFileUpload"), Some(&false));
+    assert_eq!(config.event_types.get("TranscodeComplete"), Some(&true));
+    uploads(&server, dir.path(), 2).await;
+    assert!(pull(&mut events, 16, 1).await.is_empty());
+}
+
+/// While a consumer pulls and confirms, the server is killed with SIGKILL
+/// several times. In the end every event was confirmed, and no event whose
+/// ConfirmEvents had returned CONFIRMED ever came back.
+#[tokio::test]
+async fn kill9_during_consumption_loses_nothing_and_resurrects_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut events = server.events().await;
+    configure(&mut events, 2, 1000).await;
+    let files: HashSet<String> = uploads(&server, dir.path(), 120)
+        .await
+        .into_iter()
+        .collect();
+
+    let mut confirmed: HashSet<String> = HashSet::new();
+    let mut confirmed_files: HashSet<String> = HashSet::new();
+    let mut kills = 0;
+    let mut rounds = 0;
+    while confirmed_files.len() < files.len() {
+        rounds += 1;
+        assert!(rounds < 2000, "consumption did not finish");
+        let batch = match events
+            .pull_events(pb::PullEventsRequest {
+                max_events: 7,
+                wait_seconds: Some(1),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner().events,
+            Err(_) => Vec::new(),
+        };
+        for d in &batch {
+            assert!(
+                !confirmed.contains(&id(d)),
+                "event {} came back after its confirm returned",
+                id(d)
+            );
+        }
+        let handles: Vec<String> = batch.iter().map(|d| d.msg_handle.clone()).collect();
+        // Kill at a moment chosen at random: before, or right after, a confirm.
+        let kill_now = kills < 4 && !batch.is_empty() && rand::random::<u8>().is_multiple_of(5);
+        let kill_before_confirm = rand::random::<bool>();
+        let skip_confirm = handles.is_empty() || (kill_now && kill_before_confirm);
+        let answer = if skip_confirm {
+            None
+        } else {
+            let request = pb::ConfirmEventsRequest {
+                msg_handles: handles,
+            };
+            events.confirm_events(request).await.ok()
+        };
+        for (d, res) in answer
+            .map(|r| r.into_inner().results)
+            .into_iter()
+            .flat_map(|r| batch.iter().zip(r))
+        {
+            if res.status == pb::HandleStatus::Confirmed as i32 {
+                confirmed.insert(id(d));
+                confirmed_files.insert(envelope(d)["data"]["fileId"].as_str().unwrap().to_string());
+            }
+        }
+        if kill_now {
+            kills += 1;
+            server.kill9();
+            server.restart();
+            events = server.events().await;
+        }
+    }
+    assert_eq!(confirmed_files, files, "every event was confirmed");
+    assert!(kills >= 1, "the test killed the server at least once");
+    let s = state(&mut events).await;
+    assert_eq!(
+        (s.ready, s.in_flight, s.delayed, s.dead_lettered),
+        (0, 0, 0, 0)
+    );
+}
