@@ -612,3 +612,54 @@ async fn kill9_during_consumption_loses_nothing_and_resurrects_nothing() {
         (0, 0, 0, 0)
     );
 }
+
+#[tokio::test]
+async fn an_extended_lease_keeps_the_event_with_its_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut events = server.events().await;
+    configure(&mut events, 1, 10).await;
+    uploads(&server, dir.path(), 1).await;
+    let got = pull(&mut events, 16, 5).await;
+    let handle = got[0].msg_handle.clone();
+    let extended = events
+        .extend_events(pb::ExtendEventsRequest {
+            msg_handles: vec![handle.clone()],
+            seconds: 60,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(extended[0].status, pb::HandleStatus::Extended as i32);
+    // Well past the 1 s visibility timeout (and its backoff), nobody else gets it.
+    assert!(pull(&mut events, 16, 4).await.is_empty());
+    assert_eq!(state(&mut events).await.in_flight, 1);
+    assert_eq!(
+        confirm(&mut events, &[handle]).await,
+        [pb::HandleStatus::Confirmed as i32]
+    );
+}
+
+#[tokio::test]
+async fn sigterm_ends_open_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        &dir.path().join("data"),
+        &["--workers", "0", "--shutdown-grace", "120s"],
+    );
+    let mut events = server.events().await;
+    let mut stream = events
+        .subscribe_events(pb::SubscribeEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let status = server.terminate().await;
+    assert!(status.success(), "{status}");
+    let end = stream.next().await;
+    match end {
+        Some(Err(e)) => assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}"),
+        None => {}
+        Some(Ok(item)) => panic!("unexpected {item:?}"),
+    }
+}
