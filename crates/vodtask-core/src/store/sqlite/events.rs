@@ -123,8 +123,9 @@ fn event(r: &rusqlite::Row<'_>) -> Result<Event> {
     })
 }
 
-/// Leases up to `max` deliverable events. An event past its last allowed
-/// delivery goes to the dead-letter list instead.
+/// Leases up to `max` deliverable events, longest-visible first (the order
+/// of the `events_ready` index, so a long queue is not sorted per pull). An
+/// event past its last allowed delivery goes to the dead-letter list instead.
 pub(super) fn pull(
     conn: &Connection,
     app: AppId,
@@ -137,7 +138,7 @@ pub(super) fn pull(
         .prepare_cached(
             "SELECT seq, order_key, deliveries, token FROM events
              WHERE app_id = ?1 AND is_head = 1 AND state IN (1, 2) AND visible_at <= ?2
-             ORDER BY seq LIMIT ?3",
+             ORDER BY visible_at, seq LIMIT ?3",
         )?
         .query_map(params![app.0, to_micros(now), max], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
