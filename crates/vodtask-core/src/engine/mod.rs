@@ -78,7 +78,8 @@ struct Inner {
     scheduler: Arc<Scheduler>,
     keys: RwLock<HashMap<KeyHash, App>>,
     events: Arc<EventSignal>,
-    upkeep: CancellationToken,
+    /// Cancelled by `shutdown`: upkeep and open streams end.
+    closing: CancellationToken,
     upkeep_tasks: TaskTracker,
     /// Held for the engine's lifetime: one engine per data dir.
     _lock: File,
@@ -136,7 +137,7 @@ impl Engine {
                 scheduler,
                 keys: RwLock::new(HashMap::new()),
                 events,
-                upkeep: CancellationToken::new(),
+                closing: CancellationToken::new(),
                 upkeep_tasks: TaskTracker::new(),
                 _lock: lock,
             }),
@@ -290,7 +291,7 @@ impl Engine {
     /// Stops taking work, gives running tasks back to the queue (they run
     /// again at the next start) and waits until that is recorded.
     pub async fn shutdown(&self) {
-        self.inner.upkeep.cancel();
+        self.inner.closing.cancel();
         self.inner.upkeep_tasks.close();
         self.inner.scheduler.shutdown().await;
         self.inner.upkeep_tasks.wait().await;
@@ -313,7 +314,7 @@ impl Engine {
         let mut purge = tokio::time::interval(Duration::from_secs(600));
         loop {
             tokio::select! {
-                _ = inner.upkeep.cancelled() => return,
+                _ = inner.closing.cancelled() => return,
                 _ = recover.tick() => {
                     let now = time::now();
                     match inner.store.recover(Orphans::ExpiredBefore(now), inner.config.max_recoveries, now).await {

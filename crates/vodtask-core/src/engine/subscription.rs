@@ -58,7 +58,7 @@ impl Subscription {
                 self.next_heartbeat = Instant::now() + HEARTBEAT_EVERY;
                 return Ok(Some(StreamItem::Delivery(d)));
             }
-            if self.engine.inner.upkeep.is_cancelled() {
+            if self.engine.inner.closing.is_cancelled() {
                 return Ok(None);
             }
             let store = &self.engine.inner.store;
@@ -89,7 +89,7 @@ impl Subscription {
             tokio::select! {
                 _ = changed.changed() => {}
                 _ = tokio::time::sleep_until(until) => {}
-                _ = self.engine.inner.upkeep.cancelled() => {}
+                _ = self.engine.inner.closing.cancelled() => {}
             }
         }
     }
