@@ -287,12 +287,7 @@ async fn bad_uploads_are_named() {
 
     // A transcode of it ends FINISH with the probe error code, not a hang.
     let mut tasks = server.tasks().await;
-    let id = tasks
-        .create_task(transcode(&file_id, &[100010]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let id = create(&mut tasks, transcode(&file_id, &[100010])).await;
     let task = wait_ended(&mut tasks, &id).await;
     assert_eq!(
         (task.status, task.err_code),

@@ -17,12 +17,7 @@ async fn kill9_right_after_create_loses_nothing() {
         _dir,
         ..
     } = Fixture::start(2, 320, 240, &[]).await;
-    let id = tasks
-        .create_task(transcode(&file_id, &[100010]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let id = create(&mut tasks, transcode(&file_id, &[100010])).await;
     server.kill9();
 
     server.restart();
@@ -53,12 +48,7 @@ async fn a_task_running_at_kill9_runs_again_after_restart() {
         _dir,
         ..
     } = Fixture::start(30, 640, 360, &[]).await;
-    let id = tasks
-        .create_task(transcode(&file_id, &[100010]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let id = create(&mut tasks, transcode(&file_id, &[100010])).await;
     wait_processing(&mut tasks, &id).await;
     let old_pid = server.pid();
     server.kill9();
@@ -90,12 +80,7 @@ async fn sigterm_gives_running_tasks_back_and_they_finish_after_restart() {
         _dir,
         ..
     } = Fixture::start(60, 640, 360, &[]).await;
-    let id = tasks
-        .create_task(transcode(&file_id, &[100010]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let id = create(&mut tasks, transcode(&file_id, &[100010])).await;
     wait_processing(&mut tasks, &id).await;
     let pid = server.pid();
     eventually("ffmpeg to run", || async {

@@ -139,12 +139,7 @@ async fn apps_see_only_their_own_tasks_and_files() {
 
     let (mut media, mut tasks) = (server.media().await, server.tasks().await);
     let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
-    let task_id = tasks
-        .create_task(transcode(&file_id, &[100010]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let task_id = create(&mut tasks, transcode(&file_id, &[100010])).await;
 
     let (mut other_media, mut other_tasks) = (
         server.media_as(&other_key).await,

@@ -28,12 +28,7 @@ async fn transcode_outputs_have_the_definition_size_and_source_duration() {
     } = Fixture::start(3, 640, 480, &[]).await;
     let (_, _, source_duration) = probe_video(clip.to_str().unwrap());
 
-    let id = tasks
-        .create_task(transcode(&file_id, &[100010, 100030]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let id = create(&mut tasks, transcode(&file_id, &[100010, 100030])).await;
     assert!(id.starts_with("transcode-"), "{id}");
     let task = wait_ended(&mut tasks, &id).await;
     finished_ok(&task);
@@ -75,12 +70,7 @@ async fn progress_moves_from_0_to_100() {
         server: _server,
         ..
     } = Fixture::start(40, 640, 360, &[]).await;
-    let id = tasks
-        .create_task(transcode(&file_id, &[100020]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let id = create(&mut tasks, transcode(&file_id, &[100020])).await;
 
     let seen = std::sync::Mutex::new(Vec::new());
     let task = eventually("the transcode to end", || {
@@ -162,12 +152,7 @@ async fn snapshots_are_taken_at_their_time_offsets() {
         ..
     } = Fixture::with_clip(dir, clip, &[]).await;
 
-    let id = tasks
-        .create_task(snapshot(&file_id, 10, &[500, 1500, 2500]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let id = create(&mut tasks, snapshot(&file_id, 10, &[500, 1500, 2500])).await;
     let task = wait_ended(&mut tasks, &id).await;
     finished_ok(&task);
     let Some(pb::task_output::Kind::SnapshotByTimeOffset(out)) = task.output.and_then(|o| o.kind)
@@ -199,12 +184,7 @@ async fn snapshots_are_taken_at_their_time_offsets() {
     }
 
     // Definition 20 is 360p but never upscales; an offset past the end fails alone.
-    let id = tasks
-        .create_task(snapshot(&file_id, 20, &[1000, 3500]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let id = create(&mut tasks, snapshot(&file_id, 20, &[1000, 3500])).await;
     let task = wait_ended(&mut tasks, &id).await;
     assert_eq!(task.status, pb::TaskStatus::Finish as i32);
     assert_eq!(task.err_code, -44002, "{}", task.message);
@@ -231,18 +211,8 @@ async fn session_id_deduplicates_both_ways() {
     let mut request = transcode(&file_id, &[100010]);
     request.session_id = "order-42".into();
     request.session_context = "ctx".into();
-    let first = tasks
-        .create_task(request.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
-    let again = tasks
-        .create_task(request.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let first = create(&mut tasks, request.clone()).await;
+    let again = create(&mut tasks, request.clone()).await;
     assert_eq!(
         first, again,
         "the same request under the same session returns the original task"
@@ -267,12 +237,7 @@ async fn redo_runs_again_under_the_same_id_and_keeps_the_old_result() {
         server: _server,
         ..
     } = Fixture::start(2, 320, 240, &[]).await;
-    let id = tasks
-        .create_task(transcode(&file_id, &[100010]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let id = create(&mut tasks, transcode(&file_id, &[100010])).await;
     let first = wait_ended(&mut tasks, &id).await;
     finished_ok(&first);
 
@@ -315,12 +280,7 @@ async fn redo_of_an_unfinished_task_is_refused() {
         server: _server,
         ..
     } = Fixture::start(1, 160, 120, &["--workers", "0"]).await;
-    let id = tasks
-        .create_task(transcode(&file_id, &[100010]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let id = create(&mut tasks, transcode(&file_id, &[100010])).await;
     let err = tasks
         .redo_task(pb::RedoTaskRequest { task_id: id })
         .await
@@ -338,12 +298,7 @@ async fn cancel_stops_the_running_ffmpeg() {
         _dir,
         ..
     } = Fixture::start(120, 640, 360, &[]).await;
-    let id = tasks
-        .create_task(transcode(&file_id, &[100020]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let id = create(&mut tasks, transcode(&file_id, &[100020])).await;
 
     wait_processing(&mut tasks, &id).await;
     let pid = server.pid();
@@ -392,12 +347,7 @@ async fn cancel_of_a_waiting_task_aborts_it_at_once() {
         server: _server,
         ..
     } = Fixture::start(1, 160, 120, &["--workers", "0"]).await;
-    let id = tasks
-        .create_task(transcode(&file_id, &[100010]))
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id;
+    let id = create(&mut tasks, transcode(&file_id, &[100010])).await;
     let task = tasks
         .cancel_task(pb::CancelTaskRequest {
             task_id: id.clone(),
@@ -429,14 +379,7 @@ async fn pages_neither_skip_nor_repeat_under_concurrent_inserts() {
     } = Fixture::start(1, 160, 120, &["--workers", "0"]).await;
     let mut before = HashSet::new();
     for _ in 0..60 {
-        before.insert(
-            tasks
-                .create_task(transcode(&file_id, &[100010]))
-                .await
-                .unwrap()
-                .into_inner()
-                .task_id,
-        );
+        before.insert(create(&mut tasks, transcode(&file_id, &[100010])).await);
     }
 
     for order in [pb::SortOrder::Desc, pb::SortOrder::Asc] {
@@ -487,12 +430,11 @@ async fn list_filters_and_overview_counts() {
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(
-            tasks
-                .create_task(transcode(if i < 2 { &file_a } else { &file_b }, &[100010]))
-                .await
-                .unwrap()
-                .into_inner()
-                .task_id,
+            create(
+                &mut tasks,
+                transcode(if i < 2 { &file_a } else { &file_b }, &[100010]),
+            )
+            .await,
         );
     }
     for _ in 0..3 {

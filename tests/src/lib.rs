@@ -431,6 +431,16 @@ where
     }
 }
 
+/// CreateTask; returns the task id.
+pub async fn create(tasks: &mut Tasks, request: pb::CreateTaskRequest) -> String {
+    tasks
+        .create_task(request)
+        .await
+        .expect("create task")
+        .into_inner()
+        .task_id
+}
+
 pub async fn describe(
     tasks: &mut TaskServiceClient<InterceptedService<Channel, Auth>>,
     task_id: &str,

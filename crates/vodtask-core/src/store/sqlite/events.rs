@@ -275,7 +275,7 @@ pub(super) fn dead_letters(
     after: Option<i64>,
 ) -> Result<EventPage> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT seq, {EVENT_COLUMNS} FROM events WHERE app_id = ?1 AND state = 3 AND seq > ?2 ORDER BY seq LIMIT ?3"
+        "SELECT {EVENT_COLUMNS}, seq FROM events WHERE app_id = ?1 AND state = 3 AND seq > ?2 ORDER BY seq LIMIT ?3"
     ))?;
     let mut rows = stmt.query(params![app.0, after.unwrap_or(0), limit + 1])?;
     let mut events = Vec::new();
@@ -287,17 +287,8 @@ pub(super) fn dead_letters(
                 next_after: last,
             });
         }
-        last = Some(r.get::<_, i64>(0)?);
-        let ev = Event {
-            event_id: r.get(1)?,
-            event_type: r.get(2)?,
-            task_id: r.get(3)?,
-            event_time: from_micros(r.get(4)?),
-            task_sequence: r.get(5)?,
-            content_json: r.get(6)?,
-            deliveries: r.get::<_, i64>(7)?.max(0) as u32,
-        };
-        events.push(ev);
+        last = Some(r.get::<_, i64>(7)?);
+        events.push(event(r)?);
     }
     Ok(EventPage {
         events,
