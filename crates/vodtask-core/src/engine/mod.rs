@@ -186,10 +186,6 @@ impl Engine {
     }
 
     pub async fn create_task(&self, app: AppId, request: TaskRequest) -> Result<TaskId> {
-        let file_id = request.spec.file_id();
-        if self.inner.store.get_media(app, file_id).await?.is_none() {
-            return Err(Error::NotFound(format!("file_id: no media file {file_id}")));
-        }
         let task = NewTask {
             id: TaskId::generate(request.spec.task_type()),
             app_id: app,

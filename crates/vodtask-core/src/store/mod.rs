@@ -106,6 +106,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_media(&self, app: AppId, file_id: &FileId) -> Result<Option<MediaFile>>;
 
     // Task API.
+    /// NOT_FOUND when the task's file is not in the app's library.
     async fn insert_task(&self, task: NewTask) -> Result<Inserted>;
     async fn get_task(&self, app: AppId, id: &TaskId, with_attempts: bool) -> Result<Option<Task>>;
     async fn list_tasks(&self, app: AppId, query: &TaskQuery) -> Result<TaskPage>;

@@ -157,6 +157,15 @@ pub(super) fn insert(conn: &Connection, task: NewTask) -> Result<Inserted> {
             };
         }
     }
+    // Checked here, in the insert's transaction, so that the file cannot
+    // vanish between the check and the insert.
+    let file_id = req.spec.file_id();
+    let file_exists: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM media WHERE file_id = ?1 AND app_id = ?2)")?
+        .query_row(params![file_id.as_str(), task.app_id.0], |r| r.get(0))?;
+    if !file_exists {
+        return Err(Error::NotFound(format!("file_id: no media file {file_id}")));
+    }
     let task_type = req.spec.task_type().code();
     let create_time = to_micros(task.create_time);
     conn.prepare_cached(

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::SqliteStore;
 use crate::app::KeyHash;
 use crate::ids::{AppId, FileId, TaskId};
+use crate::media::{MediaFile, SourceType};
 use crate::store::{LeaseState, Orphans, Outcome, Store};
 use crate::task::query::HourRange;
 use crate::task::{NewTask, TaskRequest, TaskSpec, TaskStatus, TranscodeSpec, errcode};
@@ -18,6 +19,21 @@ async fn store_with_app() -> (tempfile::TempDir, SqliteStore, AppId) {
         .create_app("a", &KeyHash::of("k"), time::now())
         .await
         .unwrap();
+    // Tasks need their source file in the app's library.
+    let source = MediaFile {
+        file_id: FileId::from_stored("1".into()),
+        app_id: app.id,
+        file_name: "in.mp4".into(),
+        stored_name: "source.mp4".into(),
+        size: 1,
+        md5: String::new(),
+        create_time: time::now(),
+        source_type: SourceType::ClientUpload,
+        source_context: String::new(),
+        source_task_id: None,
+        metadata: Err("not probed".into()),
+    };
+    store.insert_media(&source, None).await.unwrap();
     (dir, store, app.id)
 }
 

@@ -1,0 +1,198 @@
+//! Starts the real `vodtask` binary on a fresh data dir and hands out
+//! authenticated gRPC clients to it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use vodtask_proto::v1::media_service_client::MediaServiceClient;
+use vodtask_proto::v1::task_service_client::TaskServiceClient;
+
+/// How long the server may take to print its addresses.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+pub type TaskClient = TaskServiceClient<InterceptedService<Channel, Bearer>>;
+pub type MediaClient = MediaServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Flags shared by every subcommand: which server to run and what to keep.
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// The server binary [default: target/release/vodtask in this workspace].
+    #[arg(long)]
+    pub vodtask_bin: Option<PathBuf>,
+    /// Keep the data dir and the server log after the run (its path is printed).
+    #[arg(long)]
+    pub keep_data: bool,
+}
+
+impl ServerArgs {
+    fn binary(&self) -> anyhow::Result<PathBuf> {
+        if let Some(bin) = &self.vodtask_bin {
+            if !bin.is_file() {
+                bail!("--vodtask-bin {}: no such file", bin.display());
+            }
+            return Ok(bin.clone());
+        }
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let bin = workspace.join("target/release/vodtask");
+        if !bin.is_file() {
+            bail!(
+                "{} is missing: run `cargo build --release -p vodtask-server` first, \
+                 or pass --vodtask-bin",
+                bin.display()
+            );
+        }
+        // Without the `../..`, for the report.
+        Ok(bin.canonicalize().unwrap_or(bin))
+    }
+}
+
+/// A running `vodtask serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// Holds the data dir and the log; deleted on drop unless kept.
+    dir: Option<tempfile::TempDir>,
+    keep_dir: bool,
+    pub binary: PathBuf,
+    pub grpc_addr: String,
+    key: MetadataValue<Ascii>,
+}
+
+impl Server {
+    /// Starts `vodtask serve` on a fresh data dir with free ports and the
+    /// given extra flags, and waits until it is listening.
+    pub async fn start(args: &ServerArgs, extra: &[&str]) -> anyhow::Result<Server> {
+        let binary = args.binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("vodtask-bench-")
+            .tempdir()
+            .context("create a temporary dir")?;
+        let data_dir = dir.path().join("data");
+        let log_path = dir.path().join("vodtask.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("create {}", log_path.display()))?;
+        let mut child = Command::new(&binary)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("start {}", binary.display()))?;
+
+        let stdout = child.stdout.take().context("the server's stdout")?;
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        let read = stdout.read_line(&mut line);
+        match tokio::time::timeout(START_DEADLINE, read).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(_)) => bail!(
+                "the server exited before listening; its log:\n{}",
+                log_tail(&log_path)
+            ),
+            Ok(Err(e)) => return Err(e).context("read the server's stdout"),
+            Err(_) => bail!(
+                "the server did not print its addresses within {START_DEADLINE:?}; its log:\n{}",
+                log_tail(&log_path)
+            ),
+        }
+        // `vodtask listening grpc=127.0.0.1:PORT http=127.0.0.1:PORT`
+        let grpc_addr = line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("grpc="))
+            .with_context(|| format!("no grpc= address in the server's line {line:?}"))?
+            .to_string();
+
+        // The server writes the key before it starts listening.
+        let key_path = data_dir.join("default.key");
+        let key = std::fs::read_to_string(&key_path)
+            .with_context(|| format!("read {}", key_path.display()))?;
+        let key = format!("Bearer {}", key.trim())
+            .parse()
+            .context("the API key is not a valid header value")?;
+
+        Ok(Server {
+            child,
+            dir: Some(dir),
+            keep_dir: args.keep_data,
+            binary,
+            grpc_addr,
+            key,
+        })
+    }
+
+    /// A new HTTP/2 connection: clients that must not share one call this
+    /// once each.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        Endpoint::from_shared(format!("http://{}", self.grpc_addr))?
+            .connect()
+            .await
+            .with_context(|| format!("connect to {}", self.grpc_addr))
+    }
+
+    pub async fn task_client(&self) -> anyhow::Result<TaskClient> {
+        Ok(TaskServiceClient::with_interceptor(
+            self.channel().await?,
+            self.bearer(),
+        ))
+    }
+
+    pub async fn media_client(&self) -> anyhow::Result<MediaClient> {
+        Ok(MediaServiceClient::with_interceptor(
+            self.channel().await?,
+            self.bearer(),
+        ))
+    }
+
+    fn bearer(&self) -> Bearer {
+        Bearer(self.key.clone())
+    }
+
+    /// Kills the server and removes its data dir (unless asked to keep it).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.child.kill().await.context("kill the server")?;
+        if let Some(dir) = self.dir.take()
+            && self.keep_dir
+        {
+            eprintln!(
+                "kept the data dir and server log in {}",
+                dir.keep().display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The last lines of the server log, for an error message.
+fn log_tail(path: &Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(log) if log.trim().is_empty() => "(empty)".to_string(),
+        Ok(log) => {
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
+/// Adds `authorization: Bearer <key>` to every call.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
