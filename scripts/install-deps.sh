@@ -18,6 +18,12 @@ if ! command -v grpcurl >/dev/null; then
   if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 
+# The reference Standard Webhooks verifier, used by the signing tests.
+if ! python3 -c "import standardwebhooks" 2>/dev/null; then
+  echo "installing standardwebhooks" >&2
+  python3 -m pip install -q --disable-pip-version-check standardwebhooks
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2
   cargo install --locked cargo-nextest

@@ -498,6 +498,21 @@ async fn bad_queue_requests_name_the_field() {
             .await,
         "max_deliveries",
     );
+    for url in [
+        "ftp://example.com/hook",
+        "not a url",
+        "https://user:pw@example.com/",
+    ] {
+        check(
+            events
+                .modify_event_config(pb::ModifyEventConfigRequest {
+                    notification_url: Some(url.into()),
+                    ..Default::default()
+                })
+                .await,
+            "notification_url",
+        );
+    }
     let mut types = HashMap::new();
     types.insert("Nope".to_string(), true);
     check(

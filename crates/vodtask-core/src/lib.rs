@@ -3,6 +3,7 @@
 //! language bindings; those are edges that call [`Engine`].
 
 pub mod app;
+pub mod callbacks;
 mod engine;
 pub mod error;
 pub mod events;

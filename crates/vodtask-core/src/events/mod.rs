@@ -131,6 +131,9 @@ impl EventConfig {
         if self.retention < Duration::from_secs(3600) {
             return Err(Error::invalid("retention_seconds", "must be at least 3600"));
         }
+        if !self.notification_url.is_empty() {
+            crate::callbacks::address::validate_url("notification_url", &self.notification_url)?;
+        }
         if self.mode == DeliveryMode::Push {
             return Err(Error::FailedPrecondition(
                 "mode: PUSH (HTTP callbacks) is not available yet; use PULL".into(),
