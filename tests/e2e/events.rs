@@ -680,3 +680,40 @@ async fn sigterm_ends_open_streams() {
         Some(Ok(item)) => panic!("unexpected {item:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_cancelled_task_reports_its_end_too() {
+    let Fixture {
+        mut tasks,
+        file_id,
+        server,
+        _dir,
+        ..
+    } = Fixture::start(1, 160, 120, &["--workers", "0"]).await;
+    let events = server.events().await;
+    let mut request = snapshot(&file_id, 10, &[0]);
+    request.session_context = "order-7".into();
+    let task_id = create(&mut tasks, request).await;
+    tasks
+        .cancel_task(pb::CancelTaskRequest {
+            task_id: task_id.clone(),
+        })
+        .await
+        .unwrap();
+    let got = eventually("the task's event", || {
+        let mut events = events.clone();
+        let task_id = task_id.clone();
+        async move {
+            let batch = pull(&mut events, 16, 1).await;
+            batch
+                .into_iter()
+                .find(|d| d.event.as_ref().unwrap().task_id == task_id)
+        }
+    })
+    .await;
+    let env = envelope(&got);
+    assert_eq!(env["eventType"], "CreateSnapshotByTimeOffsetComplete");
+    assert_eq!(env["data"]["status"], 70003);
+    assert_eq!(env["data"]["sessionContext"], "order-7");
+    assert_eq!(env["data"]["definition"], 10);
+}
