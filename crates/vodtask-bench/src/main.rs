@@ -2,6 +2,8 @@
 //! starts its own server on a fresh data dir, drives it over gRPC and prints
 //! figures beside the targets; nothing is asserted.
 
+mod events;
+mod jetstream;
 mod server;
 mod stats;
 mod tasks;
@@ -20,11 +22,15 @@ enum Command {
     /// CreateTask throughput, then DescribeTask, ListTasks and GetTaskOverview
     /// latency on a store of `--total` tasks.
     Tasks(tasks::Args),
+    /// Event queue consume rate (SubscribeEvents, PullEvents) and
+    /// commit-to-delivery latency, beside JetStream on the same machine.
+    Events(events::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Tasks(args) => tasks::run(args).await,
+        Command::Events(args) => events::run(args).await,
     }
 }

@@ -12,6 +12,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use vodtask_proto::v1::event_service_client::EventServiceClient;
 use vodtask_proto::v1::media_service_client::MediaServiceClient;
 use vodtask_proto::v1::task_service_client::TaskServiceClient;
 
@@ -20,6 +21,7 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 
 pub type TaskClient = TaskServiceClient<InterceptedService<Channel, Bearer>>;
 pub type MediaClient = MediaServiceClient<InterceptedService<Channel, Bearer>>;
+pub type EventClient = EventServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Flags shared by every subcommand: which server to run and what to keep.
 #[derive(clap::Args, Debug)]
@@ -150,6 +152,13 @@ impl Server {
 
     pub async fn media_client(&self) -> anyhow::Result<MediaClient> {
         Ok(MediaServiceClient::with_interceptor(
+            self.channel().await?,
+            self.bearer(),
+        ))
+    }
+
+    pub async fn event_client(&self) -> anyhow::Result<EventClient> {
+        Ok(EventServiceClient::with_interceptor(
             self.channel().await?,
             self.bearer(),
         ))

@@ -1,0 +1,543 @@
+//! `events`: vodtask's event queue beside a JetStream yardstick on the same
+//! machine.
+//!
+//! Producing a vodtask event means an UploadMedia call (a file written,
+//! fsynced and probed), which costs far more than a bare publish, so every
+//! consume figure is taken on a queue that was filled beforehand: each
+//! consume run starts its own server, pre-loads `--events` events and only
+//! then times how fast `--consumers` consumers drain it. JetStream gets the
+//! same number of messages of the same size. Latency is measured from the
+//! commit acknowledgement (UploadMedia returning, or the publish ack) to the
+//! arrival at a consumer that was already waiting, one event at a time.
+
+mod queue;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::sync::mpsc;
+
+use crate::jetstream::{self, Yardstick};
+use crate::server::ServerArgs;
+use crate::stats::{self, Latencies};
+
+/// Untimed events before each latency measurement (connections, caches).
+const WARMUP_SAMPLES: usize = 20;
+/// How long one latency sample may take before the run gives up.
+const SAMPLE_DEADLINE: Duration = Duration::from_secs(10);
+/// Between latency samples, so that the consumer is back in its long poll
+/// (or its stream is idle again) before the next event is committed.
+const SAMPLE_PAUSE: Duration = Duration::from_millis(5);
+/// The target from the issue: commit-to-delivery p99 below this.
+const LATENCY_TARGET: Duration = Duration::from_millis(5);
+/// The smallest latency the table shows (0.01 ms).
+const VISIBLE_LATENCY: Duration = Duration::from_micros(10);
+
+/// The consume runs, in the order they are made; vodtask and JetStream run
+/// the same list.
+const MODES: [Mode; 4] = [
+    Mode::Stream { max_in_flight: 256 },
+    Mode::Stream { max_in_flight: 16 },
+    Mode::Pull { batch: 16 },
+    Mode::Pull { batch: 256 },
+];
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Events pre-loaded before each consume run (and messages published to
+    /// JetStream).
+    #[arg(long, default_value_t = 20_000)]
+    events: u64,
+    /// Concurrent consumers in each consume run, each on its own connection.
+    #[arg(long, default_value_t = 4)]
+    consumers: usize,
+    /// Timed commit-to-delivery samples per latency line, after a warm-up.
+    #[arg(long, default_value_t = 300)]
+    samples: usize,
+    /// Concurrent UploadMedia calls while producing and pre-loading, each on
+    /// its own connection.
+    #[arg(long, default_value_t = 32)]
+    upload_clients: usize,
+    /// Uploads in the production run, the one with the real ffprobe.
+    #[arg(long, default_value_t = 1000)]
+    produce_events: u64,
+    /// The ffprobe of the pre-loading servers. A NewFileUpload event does
+    /// not depend on what the probe says, and the real ffprobe (some 25
+    /// probes/s on 2 cores) would make pre-loading most of the run; pass
+    /// `ffprobe` to pre-load with the real one.
+    #[arg(long, default_value = "true")]
+    preload_ffprobe: String,
+    /// The NATS server with JetStream; loopback only.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// How consumers take events.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// vodtask: SubscribeEvents with this max_in_flight per stream.
+    /// JetStream: a continuous pull (`messages()`) with batches this size and
+    /// as many unacknowledged messages per consumer.
+    Stream { max_in_flight: u32 },
+    /// vodtask: PullEvents with this max_events. JetStream: pull requests for
+    /// batches this size.
+    Pull { batch: u32 },
+}
+
+impl Mode {
+    pub fn label(self) -> String {
+        match self {
+            Mode::Stream { max_in_flight } => format!("consume, stream, {max_in_flight} in flight"),
+            Mode::Pull { batch } => format!("consume, pull, batch {batch}"),
+        }
+    }
+
+    /// The unconfirmed events one consumer may hold: the stream's own limit,
+    /// or a few batches so that confirms overlap the next pull.
+    pub fn window(self) -> u32 {
+        match self {
+            Mode::Stream { max_in_flight } => max_in_flight,
+            Mode::Pull { batch } => batch * queue::PULL_WINDOW_BATCHES,
+        }
+    }
+}
+
+/// A count over a time.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    pub count: u64,
+    pub elapsed: Duration,
+}
+
+impl Rate {
+    pub fn per_second(self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.count as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Sequential commit-to-delivery samples.
+#[derive(Clone, Default)]
+pub struct LatencyRun {
+    pub latencies: Latencies,
+    /// Deliveries that reached the consumer before the producer had its
+    /// acknowledgement (recorded as zero).
+    pub early: u64,
+}
+
+/// A delivery as the waiting consumer saw it.
+pub struct Arrival {
+    pub at: Instant,
+    /// Holds the key that the producer returned for this sample.
+    pub body: String,
+}
+
+/// Times `samples` events (after a warm-up) from the acknowledgement of
+/// `produce(n)`, which returns a key found in the body of its delivery, to
+/// their arrival on `arrivals`.
+pub async fn sample_latency<F, Fut>(
+    samples: usize,
+    arrivals: &mut mpsc::Receiver<Arrival>,
+    mut produce: F,
+) -> anyhow::Result<LatencyRun>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = anyhow::Result<String>>,
+{
+    let mut run = LatencyRun::default();
+    for n in 0..(WARMUP_SAMPLES + samples) as u64 {
+        tokio::time::sleep(SAMPLE_PAUSE).await;
+        let key = produce(n).await?;
+        let acked = Instant::now();
+        let arrival = tokio::time::timeout(SAMPLE_DEADLINE, arrivals.recv())
+            .await
+            .with_context(|| format!("sample {n} was not delivered within {SAMPLE_DEADLINE:?}"))?
+            .context("the waiting consumer stopped")?;
+        if !arrival.body.contains(&key) {
+            bail!("sample {n}: expected the delivery of {key}, got another event");
+        }
+        if n >= WARMUP_SAMPLES as u64 {
+            run.latencies
+                .record(arrival.at.saturating_duration_since(acked));
+            if arrival.at < acked {
+                run.early += 1;
+            }
+        }
+    }
+    Ok(run)
+}
+
+/// Everything one side measured.
+struct Side {
+    /// vodtask: with the real ffprobe.
+    produce: Rate,
+    /// vodtask: all pre-loads together, with `--preload-ffprobe`.
+    preload: Rate,
+    /// One per mode of `MODES`.
+    consume: Vec<Rate>,
+    pull_latency: LatencyRun,
+    stream_latency: LatencyRun,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.events == 0
+        || args.consumers == 0
+        || args.samples == 0
+        || args.upload_clients == 0
+        || args.produce_events == 0
+    {
+        bail!(
+            "--events, --consumers, --samples, --upload-clients and --produce-events must be \
+             at least 1"
+        );
+    }
+    jetstream::ensure_loopback(&args.nats_url)?;
+    // Fail before the long vodtask runs if the yardstick is not there.
+    let yardstick = Yardstick::connect(&args.nats_url).await?;
+
+    eprintln!(
+        "vodtask: produce, {} uploads with the real ffprobe",
+        args.produce_events
+    );
+    let produce =
+        queue::produce_run(&args.server, args.produce_events, args.upload_clients).await?;
+    eprintln!("  {}/s", stats::thousands(produce.per_second()));
+
+    // Every run pre-loads the same way: one figure over all of them.
+    let mut preload = Rate {
+        count: 0,
+        elapsed: Duration::ZERO,
+    };
+    let mut consume = Vec::with_capacity(MODES.len());
+    let mut sizes = queue::Sizes::default();
+    let mut not_confirmed = 0;
+    let mut binary = String::new();
+    for mode in MODES {
+        eprintln!("vodtask: {}", mode.label());
+        let run = queue::consume_run(&args.server, &args, mode).await?;
+        eprintln!(
+            "  pre-load {}/s, consume {}/s",
+            stats::thousands(run.preload.per_second()),
+            stats::thousands(run.consume.per_second())
+        );
+        preload.count += run.preload.count;
+        preload.elapsed += run.preload.elapsed;
+        consume.push(run.consume);
+        sizes.merge(&run.sizes);
+        not_confirmed += run.not_confirmed;
+        binary = run.binary.display().to_string();
+    }
+    eprintln!("vodtask: commit-to-delivery latency");
+    let pull_latency =
+        queue::latency_run(&args.server, args.samples, queue::Waiter::LongPoll).await?;
+    let stream_latency =
+        queue::latency_run(&args.server, args.samples, queue::Waiter::Stream).await?;
+
+    let payload_len = sizes.average().round() as usize;
+    eprintln!("JetStream: {payload_len}-byte messages");
+    let js = yardstick
+        .measure(&jetstream::Plan {
+            messages: args.events,
+            payload_len,
+            consumers: args.consumers,
+            samples: args.samples,
+            modes: &MODES,
+        })
+        .await?;
+
+    let report = Report {
+        args: &args,
+        binary,
+        stream_name: yardstick.stream_name(),
+        sizes,
+        payload_len,
+        not_confirmed,
+        vodtask: Side {
+            produce,
+            preload,
+            consume,
+            pull_latency,
+            stream_latency,
+        },
+        jetstream: Side {
+            // A publish is all JetStream has for both.
+            produce: js.publish,
+            preload: js.publish,
+            consume: js.consume,
+            pull_latency: js.pull_latency,
+            stream_latency: js.stream_latency,
+        },
+    };
+    report.print();
+    Ok(())
+}
+
+struct Report<'a> {
+    args: &'a Args,
+    binary: String,
+    stream_name: String,
+    sizes: queue::Sizes,
+    payload_len: usize,
+    not_confirmed: u64,
+    vodtask: Side,
+    jetstream: Side,
+}
+
+/// One line of the comparison table.
+struct Line {
+    what: String,
+    vodtask: String,
+    jetstream: String,
+    ratio: String,
+    target: String,
+    verdict: String,
+}
+
+impl Report<'_> {
+    fn print(&self) {
+        let args = self.args;
+        println!();
+        println!("vodtask-bench events");
+        println!(
+            "  vodtask:    {} serve --workers 0, a fresh server and data dir per run",
+            self.binary
+        );
+        println!(
+            "  JetStream:  {}, stream {} (FILE storage, deleted at the end), durable pull \
+             consumers with explicit ack",
+            args.nats_url, self.stream_name
+        );
+        println!(
+            "  cores:      {} (shared by vodtask, nats-server and this benchmark)",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        println!(
+            "  events:     {} per consume run; vodtask pre-loads them with {} concurrent \
+             UploadMedia calls, JetStream publishes them with {} acks in flight",
+            stats::thousands(args.events as f64),
+            args.upload_clients,
+            jetstream::PUBLISH_WINDOW
+        );
+        println!(
+            "  event size: vodtask content_json {:.0} bytes on average (min {}, max {}, over {} \
+             deliveries); JetStream payload {} bytes",
+            self.sizes.average(),
+            self.sizes.min,
+            self.sizes.max,
+            stats::thousands(self.sizes.count as f64),
+            self.payload_len
+        );
+        println!(
+            "  consumers:  {} per consume run, each on its own connection; pull consumers keep \
+             up to {} batches unconfirmed so that confirms overlap the next pull",
+            args.consumers,
+            queue::PULL_WINDOW_BATCHES
+        );
+        println!(
+            "  latency:    {} sequential events per line after {WARMUP_SAMPLES} untimed ones, \
+             one at a time, each to a consumer already waiting",
+            args.samples
+        );
+        println!();
+        print_lines(&self.lines());
+        println!();
+        for note in self.notes() {
+            println!("  - {note}");
+        }
+    }
+
+    fn lines(&self) -> Vec<Line> {
+        let (v, j) = (&self.vodtask, &self.jetstream);
+        let mut lines = vec![
+            rate_line(
+                "produce: UploadMedia (ffprobe) / publish+ack".into(),
+                v.produce,
+                j.produce,
+                false,
+            ),
+            rate_line(
+                format!(
+                    "pre-load: UploadMedia (--ffprobe {}) / publish+ack",
+                    self.args.preload_ffprobe
+                ),
+                v.preload,
+                j.preload,
+                false,
+            ),
+        ];
+        for ((mode, &vr), &jr) in MODES.into_iter().zip(&v.consume).zip(&j.consume) {
+            let what = match mode {
+                Mode::Stream { max_in_flight } => {
+                    format!("consume: SubscribeEvents {max_in_flight} / messages() {max_in_flight}")
+                }
+                Mode::Pull { batch } => format!("consume: PullEvents {batch} / fetch {batch}"),
+            };
+            lines.push(rate_line(what, vr, jr, true));
+        }
+        for (name, vl, jl) in [
+            ("pull long poll", &v.pull_latency, &j.pull_latency),
+            ("stream", &v.stream_latency, &j.stream_latency),
+        ] {
+            for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
+                let vq = vl.latencies.quantile(q);
+                let jq = jl.latencies.quantile(q);
+                let mut line = Line {
+                    what: format!("commit->delivery {label}, {name}"),
+                    vodtask: stats::millis(vq),
+                    jetstream: stats::millis(jq),
+                    // Below what the table shows, JetStream's figure is the
+                    // histogram's floor: a ratio to it would mean nothing.
+                    ratio: if jq < VISIBLE_LATENCY {
+                        "n/a".into()
+                    } else {
+                        ratio(vq.as_secs_f64(), jq.as_secs_f64())
+                    },
+                    target: String::new(),
+                    verdict: String::new(),
+                };
+                if label == "p99" {
+                    line.target = format!("< {}", stats::millis(LATENCY_TARGET));
+                    line.verdict = verdict(vq < LATENCY_TARGET);
+                }
+                lines.push(line);
+            }
+        }
+        lines
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let v = &self.vodtask;
+        let early = |side: &Side| side.pull_latency.early + side.stream_latency.early;
+        let mut notes = vec![
+            "Latency runs from the commit acknowledgement (UploadMedia returning, the event \
+             committed before it returns; the publish ack for JetStream) to the arrival at the \
+             consumer in this process, not from the commit itself."
+                .to_string(),
+            format!(
+                "Deliveries that reached the consumer before the producer had its \
+                 acknowledgement, counted as 0 ms: vodtask {} of {samples}, JetStream {} of \
+                 {samples} (JetStream often delivers before its publish ack is back; a ratio to \
+                 a JetStream latency under 0.01 ms is shown as n/a).",
+                early(v),
+                early(&self.jetstream),
+                samples = 2 * self.args.samples,
+            ),
+            "vodtask's confirms are durable writes too: each ConfirmEvents is a SQLite \
+             transaction (synchronous=FULL, group commit) answered after its fsync, and so is \
+             each lease (every PullEvents and every stream refill). JetStream's acks are \
+             fire-and-forget messages, and nats-server with its default settings does not \
+             fsync each publish or ack (it syncs the file store periodically): its figures \
+             carry no per-message fsync."
+                .to_string(),
+            "A consume rate counts events whose confirm (vodtask: CONFIRMED results) or ack \
+             (JetStream: consumer with no ack pending) was done, from the first request to the \
+             last."
+                .to_string(),
+            format!(
+                "vodtask's produce rate ({} uploads on a fresh server) includes writing each \
+                 uploaded file, fsyncing it and running the real ffprobe on it; it is there for \
+                 information, beside a bare publish. The pre-loads that fill the queues for the \
+                 consume runs run `--ffprobe {}` instead, which changes nothing in the events.",
+                self.args.produce_events, self.args.preload_ffprobe
+            ),
+            format!(
+                "Targets: vodtask consumes at least at JetStream's rate; commit-to-delivery p99 \
+                 under {}.",
+                stats::millis(LATENCY_TARGET)
+            ),
+        ];
+        if self.not_confirmed > 0 {
+            notes.push(format!(
+                "{} vodtask confirms came back other than CONFIRMED (an expired lease); \
+                 those events were delivered again and counted once confirmed.",
+                self.not_confirmed
+            ));
+        }
+        notes
+    }
+}
+
+fn rate_line(what: String, vodtask: Rate, jetstream: Rate, target: bool) -> Line {
+    let (v, j) = (vodtask.per_second(), jetstream.per_second());
+    Line {
+        what,
+        vodtask: format!("{}/s", stats::thousands(v)),
+        jetstream: format!("{}/s", stats::thousands(j)),
+        ratio: ratio(v, j),
+        target: if target { ">= JetStream" } else { "(info)" }.into(),
+        verdict: if target {
+            verdict(v >= j)
+        } else {
+            String::new()
+        },
+    }
+}
+
+fn ratio(vodtask: f64, jetstream: f64) -> String {
+    if jetstream > 0.0 {
+        format!("{:.2}", vodtask / jetstream)
+    } else {
+        String::new()
+    }
+}
+
+fn verdict(met: bool) -> String {
+    if met { "met" } else { "MISSED" }.into()
+}
+
+fn print_lines(lines: &[Line]) {
+    let header = [
+        "measurement",
+        "vodtask",
+        "JetStream",
+        "vodtask/JS",
+        "target",
+        "",
+    ];
+    let cells: Vec<[&str; 6]> = lines
+        .iter()
+        .map(|l| {
+            [
+                l.what.as_str(),
+                &l.vodtask,
+                &l.jetstream,
+                &l.ratio,
+                &l.target,
+                &l.verdict,
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let print_row = |row: &[&str; 6]| {
+        let mut out = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            // The measurement left-aligned, the figures right-aligned.
+            if i == 0 {
+                out.push_str(&format!("{cell:<width$}"));
+            } else {
+                out.push_str(&format!("  {cell:>width$}"));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    print_row(&header);
+    println!(
+        "{}",
+        "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
+    );
+    for row in &cells {
+        print_row(row);
+    }
+}
