@@ -31,12 +31,7 @@ async fn kill9_right_after_create_loses_nothing() {
         .into_inner();
     assert_eq!(described.md5, md5_hex(&clip), "the upload survived intact");
     let task = wait_ended(&mut tasks, &id).await;
-    assert_eq!(
-        (task.status, task.err_code),
-        (pb::TaskStatus::Finish as i32, 0),
-        "{}",
-        task.message
-    );
+    assert_finished_ok(&task);
 }
 
 #[tokio::test]
@@ -62,12 +57,7 @@ async fn a_task_running_at_kill9_runs_again_after_restart() {
     server.restart();
     let mut tasks = server.tasks().await;
     let task = wait_ended(&mut tasks, &id).await;
-    assert_eq!(
-        (task.status, task.err_code),
-        (pb::TaskStatus::Finish as i32, 0),
-        "{}",
-        task.message
-    );
+    assert_finished_ok(&task);
     assert_eq!(task.attempt, 2, "the recovered run counts as a new attempt");
 }
 
@@ -112,12 +102,7 @@ async fn sigterm_gives_running_tasks_back_and_they_finish_after_restart() {
     server.restart();
     let mut tasks = server.tasks().await;
     let task = wait_ended(&mut tasks, &id).await;
-    assert_eq!(
-        (task.status, task.err_code),
-        (pb::TaskStatus::Finish as i32, 0),
-        "{}",
-        task.message
-    );
+    assert_finished_ok(&task);
 }
 
 #[tokio::test]

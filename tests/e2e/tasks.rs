@@ -9,12 +9,6 @@ use tonic::Code;
 use vodtask_e2e::v1 as pb;
 use vodtask_e2e::*;
 
-fn finished_ok(t: &pb::Task) {
-    assert_eq!(t.status, pb::TaskStatus::Finish as i32, "{t:?}");
-    assert_eq!(t.err_code, 0, "{}", t.message);
-    assert_eq!(t.progress, 100);
-}
-
 #[tokio::test]
 async fn transcode_outputs_have_the_definition_size_and_source_duration() {
     let Fixture {
@@ -31,7 +25,7 @@ async fn transcode_outputs_have_the_definition_size_and_source_duration() {
     let id = create(&mut tasks, transcode(&file_id, &[100010, 100030])).await;
     assert!(id.starts_with("transcode-"), "{id}");
     let task = wait_ended(&mut tasks, &id).await;
-    finished_ok(&task);
+    assert_finished_ok(&task);
     assert_eq!(task.attempt, 1);
     assert!(task.begin_process_time.is_some() && task.finish_time.is_some());
 
@@ -84,7 +78,7 @@ async fn progress_moves_from_0_to_100() {
     })
     .await;
     let seen = seen.into_inner().unwrap();
-    finished_ok(&task);
+    assert_finished_ok(&task);
     assert!(
         seen.windows(2).all(|w| w[0] <= w[1]),
         "progress went back: {seen:?}"
@@ -154,7 +148,7 @@ async fn snapshots_are_taken_at_their_time_offsets() {
 
     let id = create(&mut tasks, snapshot(&file_id, 10, &[500, 1500, 2500])).await;
     let task = wait_ended(&mut tasks, &id).await;
-    finished_ok(&task);
+    assert_finished_ok(&task);
     let Some(pb::task_output::Kind::SnapshotByTimeOffset(out)) = task.output.and_then(|o| o.kind)
     else {
         panic!("no snapshot output");
@@ -239,7 +233,7 @@ async fn redo_runs_again_under_the_same_id_and_keeps_the_old_result() {
     } = Fixture::start(2, 320, 240, &[]).await;
     let id = create(&mut tasks, transcode(&file_id, &[100010])).await;
     let first = wait_ended(&mut tasks, &id).await;
-    finished_ok(&first);
+    assert_finished_ok(&first);
 
     let redone = tasks
         .redo_task(pb::RedoTaskRequest {
@@ -251,7 +245,7 @@ async fn redo_runs_again_under_the_same_id_and_keeps_the_old_result() {
     assert_eq!(redone.task_id, id);
     assert_eq!(redone.attempt, 2);
     let second = wait_ended(&mut tasks, &id).await;
-    finished_ok(&second);
+    assert_finished_ok(&second);
     assert_eq!(second.attempt, 2);
     assert_eq!(second.previous_attempts.len(), 1);
     let old = &second.previous_attempts[0];

@@ -454,6 +454,13 @@ pub async fn describe(
         .into_inner()
 }
 
+/// Asserts that the task ended FINISH with err_code 0 and progress 100.
+pub fn assert_finished_ok(t: &pb::Task) {
+    assert_eq!(t.status, pb::TaskStatus::Finish as i32, "{t:?}");
+    assert_eq!(t.err_code, 0, "{}", t.message);
+    assert_eq!(t.progress, 100);
+}
+
 /// Waits until the task has ended (FINISH or ABORTED) and returns it.
 pub async fn wait_ended(
     tasks: &mut TaskServiceClient<InterceptedService<Channel, Auth>>,
