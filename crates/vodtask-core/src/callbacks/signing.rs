@@ -159,55 +159,27 @@ mod tests {
         let (old, new) = (SigningSecret::generate(), SigningSecret::generate());
         let header = signature_header(&[&new, &old], "id", 1000, b"body");
         assert_eq!(header.split(' ').count(), 2);
-        for s in [&old, &new] {
-            assert_eq!(
-                verify(
-                    s,
-                    Some("id"),
-                    Some("1000"),
-                    Some(&header),
-                    b"body",
-                    1000,
-                    300
-                ),
-                Ok(())
-            );
-        }
-        let other = SigningSecret::generate();
-        assert_eq!(
+        // Verifies the callback above as received at `now`, with a given body.
+        let check = |secret: &SigningSecret, body: &[u8], now: i64| {
             verify(
-                &other,
+                secret,
                 Some("id"),
                 Some("1000"),
                 Some(&header),
-                b"body",
-                1000,
-                300
-            ),
+                body,
+                now,
+                300,
+            )
+        };
+        assert_eq!(check(&old, b"body", 1000), Ok(()));
+        assert_eq!(check(&new, b"body", 1000), Ok(()));
+        assert_eq!(
+            check(&SigningSecret::generate(), b"body", 1000),
             Err(VerifyError::NoMatch)
         );
+        assert_eq!(check(&new, b"tampered", 1000), Err(VerifyError::NoMatch));
         assert_eq!(
-            verify(
-                &new,
-                Some("id"),
-                Some("1000"),
-                Some(&header),
-                b"tampered",
-                1000,
-                300
-            ),
-            Err(VerifyError::NoMatch)
-        );
-        assert_eq!(
-            verify(
-                &new,
-                Some("id"),
-                Some("1000"),
-                Some(&header),
-                b"body",
-                2000,
-                300
-            ),
+            check(&new, b"body", 2000),
             Err(VerifyError::OutsideTolerance(300))
         );
         assert_eq!(
