@@ -10,6 +10,7 @@ pub mod events;
 mod exec;
 pub mod ids;
 pub mod media;
+mod queue;
 pub mod store;
 pub mod task;
 pub mod time;

@@ -1,14 +1,17 @@
 //! The event queue API: long-poll pull, settle, dead letters, state, config.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::events::{Delivery, EventConfig, HandleResult, QueueState};
+use crate::events::{Delivery, EventConfig, HandleResult, MsgHandle, QueueState};
 use crate::ids::AppId;
-use crate::store::{EventPage, Settle};
+use crate::queue::AppQueue;
+use crate::queue::leases::{ConsumerId, LeaseChange, Verdicts};
+use crate::store::{EventPage, Settled, Stored};
 use crate::time;
 
 pub const DEFAULT_MAX_EVENTS: u32 = 16;
@@ -16,26 +19,6 @@ pub const MAX_EVENTS: u32 = 1000;
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 pub const MAX_HANDLES: usize = 1000;
-
-/// Wakes long polls and streams when events may have become deliverable.
-/// A counter in a watch channel: a waiter that read version N wakes for any
-/// later commit, so no signal between its pull and its wait is lost.
-#[derive(Debug)]
-pub(crate) struct EventSignal(watch::Sender<u64>);
-
-impl EventSignal {
-    pub(crate) fn new() -> Self {
-        EventSignal(watch::Sender::new(0))
-    }
-
-    pub(crate) fn notify(&self) {
-        self.0.send_modify(|v| *v = v.wrapping_add(1));
-    }
-
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.0.subscribe()
-    }
-}
 
 fn check_handles(handles: &[String]) -> Result<()> {
     if handles.is_empty() {
@@ -54,6 +37,10 @@ fn check_handles(handles: &[String]) -> Result<()> {
 }
 
 impl Engine {
+    pub(crate) async fn queue(&self, app: AppId) -> Result<Arc<AppQueue>> {
+        self.inner.queues.get(self.inner.store.as_ref(), app).await
+    }
+
     /// Returns deliverable events at once; otherwise waits up to `wait` and
     /// returns as soon as one is committed (an empty list when none came).
     /// `max` 0 means 16; `wait` None means 5 s.
@@ -77,32 +64,16 @@ impl Engine {
         if wait > MAX_WAIT {
             return Err(Error::invalid("wait_seconds", "must be within 0..20"));
         }
-        self.pull_or_wait(app, max, None, tokio::time::Instant::now() + wait)
-            .await
-    }
-
-    /// Pulls; when nothing is deliverable, waits for a commit or for the
-    /// next delayed event to come due, until `deadline`.
-    pub(crate) async fn pull_or_wait(
-        &self,
-        app: AppId,
-        max: u32,
-        consumer: Option<&str>,
-        deadline: tokio::time::Instant,
-    ) -> Result<Vec<Delivery>> {
-        let store = &self.inner.store;
-        let mut changed = self.inner.events.subscribe();
+        let deadline = Instant::now() + wait;
+        let queue = self.queue(app).await?;
+        let mut changed = queue.subscribe();
         loop {
             changed.borrow_and_update();
-            let got = store.pull_events(app, max, consumer, time::now()).await?;
-            if !got.is_empty() || tokio::time::Instant::now() >= deadline {
+            let got = self.take(&queue, max, None).await?;
+            if !got.is_empty() || Instant::now() >= deadline {
                 return Ok(got);
             }
-            let mut until = deadline;
-            if let Some(next) = store.next_event_visible(app).await? {
-                let due = (next - time::now()).to_std().unwrap_or(Duration::ZERO);
-                until = until.min(tokio::time::Instant::now() + due + Duration::from_millis(1));
-            }
+            let until = next_change(&queue).map_or(deadline, |t| t.min(deadline));
             tokio::select! {
                 _ = changed.changed() => {}
                 _ = tokio::time::sleep_until(until) => {}
@@ -110,20 +81,96 @@ impl Engine {
         }
     }
 
+    /// Leases up to `max` due events (refilling the queue's window first);
+    /// events that used up their deliveries go to the dead-letter list.
+    pub(crate) async fn take(
+        &self,
+        queue: &AppQueue,
+        max: u32,
+        consumer: Option<ConsumerId>,
+    ) -> Result<Vec<Delivery>> {
+        queue.refill(self.inner.store.as_ref()).await?;
+        let (got, dead) = {
+            let mut s = queue.lock();
+            let s = &mut *s;
+            s.leases.take(max, consumer, &s.config, time::now())
+        };
+        if !dead.is_empty() {
+            let n = dead.len();
+            match self.settle(queue, dead, Settled::DeadLettered).await {
+                Ok(()) => tracing::warn!(
+                    app = queue.app.0,
+                    n,
+                    "events dead-lettered after their last delivery"
+                ),
+                // They stay in the queue and are tried again; the leased
+                // events are still handed out.
+                Err(e) => tracing::error!(app = queue.app.0, "dead-lettering failed: {e}"),
+            }
+        }
+        Ok(got)
+    }
+
+    /// Writes settling events to the store; then they leave the queue and
+    /// the next event of each of their tasks becomes due.
+    async fn settle(
+        &self,
+        queue: &AppQueue,
+        seqs: Vec<(i64, u32)>,
+        outcome: Settled,
+    ) -> Result<()> {
+        let ids: Vec<i64> = seqs.iter().map(|&(s, _)| s).collect();
+        let written = self
+            .inner
+            .store
+            .settle_events(queue.app, seqs, outcome, time::now())
+            .await;
+        match &written {
+            Ok(()) => queue.lock().leases.settled(&ids, time::now()),
+            Err(_) => queue.lock().leases.unsettle(&ids, time::now()),
+        }
+        queue.wake();
+        written
+    }
+
+    /// Answers the handles only the store can tell about.
+    async fn resolve(&self, app: AppId, v: Verdicts) -> Result<Vec<HandleResult>> {
+        let known = if v.unknown.is_empty() {
+            Default::default()
+        } else {
+            self.inner
+                .store
+                .event_states(app, v.unknown.clone())
+                .await?
+        };
+        let mut unknown = v.unknown.iter();
+        Ok(v.results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| match unknown.next().and_then(|s| known.get(s)) {
+                    Some(Stored::Confirmed) => HandleResult::AlreadyConfirmed,
+                    Some(Stored::Pending | Stored::DeadLettered) => HandleResult::Expired,
+                    None => HandleResult::Unknown,
+                })
+            })
+            .collect())
+    }
+
+    /// Confirms; returns once the confirmations are durable.
     pub async fn confirm_events(
         &self,
         app: AppId,
         handles: Vec<String>,
     ) -> Result<Vec<HandleResult>> {
         check_handles(&handles)?;
-        let results = self
-            .inner
-            .store
-            .settle_events(app, handles, Settle::Confirm, time::now())
-            .await?;
-        // A confirm may unblock the next event of the same task.
-        self.inner.events.notify();
-        Ok(results)
+        let queue = self.queue(app).await?;
+        let decoded = decode(&handles);
+        let v = queue.lock().leases.confirm(&decoded, time::now());
+        if !v.confirm.is_empty() {
+            let seqs = v.confirm.iter().map(|&s| (s, 0)).collect();
+            self.settle(&queue, seqs, Settled::Confirmed).await?;
+        }
+        self.resolve(app, v).await
     }
 
     pub async fn extend_events(
@@ -137,9 +184,7 @@ impl Engine {
             return Err(Error::invalid("seconds", "must be within 1..43200"));
         }
         let by = Duration::from_secs(u64::from(seconds));
-        self.inner
-            .store
-            .settle_events(app, handles, Settle::Extend(by), time::now())
+        self.change_leases(app, handles, LeaseChange::Extend(by))
             .await
     }
 
@@ -154,13 +199,24 @@ impl Engine {
         if delay.is_some_and(|d| d > crate::events::MAX_VISIBILITY_TIMEOUT) {
             return Err(Error::invalid("delay_seconds", "must be within 0..43200"));
         }
-        let results = self
-            .inner
-            .store
-            .settle_events(app, handles, Settle::Nack(delay), time::now())
-            .await?;
-        self.inner.events.notify();
-        Ok(results)
+        self.change_leases(app, handles, LeaseChange::Nack(delay))
+            .await
+    }
+
+    async fn change_leases(
+        &self,
+        app: AppId,
+        handles: Vec<String>,
+        change: LeaseChange,
+    ) -> Result<Vec<HandleResult>> {
+        let queue = self.queue(app).await?;
+        let decoded = decode(&handles);
+        let v = queue
+            .lock()
+            .leases
+            .extend_or_nack(&decoded, change, time::now());
+        queue.wake();
+        self.resolve(app, v).await
     }
 
     pub async fn dead_letter_events(
@@ -178,26 +234,62 @@ impl Engine {
     }
 
     pub async fn redrive_events(&self, app: AppId, event_ids: Option<Vec<String>>) -> Result<u64> {
-        let n = self
-            .inner
-            .store
-            .redrive_events(app, event_ids, time::now())
-            .await?;
-        self.inner.events.notify();
+        let queue = self.queue(app).await?;
+        // No load may run between the write and the queue taking the events
+        // back, or one below the window's edge could be missed.
+        let _no_load = queue.loading.lock().await;
+        let events = self.inner.store.redrive_events(app, event_ids).await?;
+        let n = events.len() as u64;
+        {
+            let mut s = queue.lock();
+            let upto = s.loaded_upto;
+            for e in events.into_iter().filter(|e| e.seq <= upto) {
+                s.leases.insert(e);
+            }
+        }
+        queue.committed();
         Ok(n)
     }
 
+    /// Exact counts: the loaded window from memory, the rest from the store.
     pub async fn events_state(&self, app: AppId) -> Result<QueueState> {
-        self.inner.store.queue_state(app, time::now()).await
+        let queue = self.queue(app).await?;
+        let _no_load = queue.loading.lock().await;
+        let (mem, upto) = {
+            let s = queue.lock();
+            (s.leases.counts(time::now()), s.loaded_upto)
+        };
+        let tail = self.inner.store.event_tail(app, upto).await?;
+        Ok(QueueState {
+            ready: mem.ready + tail.ready,
+            in_flight: mem.in_flight,
+            delayed: mem.delayed + tail.held,
+            dead_lettered: tail.dead_lettered,
+            oldest_unconfirmed: tail.oldest_pending,
+        })
     }
 
     pub async fn event_config(&self, app: AppId) -> Result<EventConfig> {
-        self.inner.store.event_config(app).await
+        Ok(self.queue(app).await?.lock().config.clone())
     }
 
     pub async fn set_event_config(&self, app: AppId, config: EventConfig) -> Result<EventConfig> {
         config.validate()?;
+        let queue = self.queue(app).await?;
         self.inner.store.set_event_config(app, &config).await?;
+        queue.lock().config = config.clone();
+        queue.wake();
         Ok(config)
     }
+}
+
+fn decode(handles: &[String]) -> Vec<Option<MsgHandle>> {
+    handles.iter().map(|h| MsgHandle::decode(h)).collect()
+}
+
+/// When something in the queue changes by itself (a delay or lease ends).
+pub(crate) fn next_change(queue: &AppQueue) -> Option<Instant> {
+    let next = queue.lock().leases.next_change()?;
+    let due = (next - time::now()).to_std().unwrap_or(Duration::ZERO);
+    Some(Instant::now() + due + Duration::from_millis(1))
 }

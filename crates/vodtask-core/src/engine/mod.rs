@@ -17,12 +17,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::events::EventSignal;
 use self::scheduler::Scheduler;
 use crate::app::{ApiKey, App, KeyHash, validate_app_name};
 use crate::error::{Error, Result};
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::{MediaFile, MediaLibrary, Upload};
+use crate::queue::Queues;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Orphans, Store};
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery, TimeRange};
@@ -77,7 +77,7 @@ struct Inner {
     config: EngineConfig,
     scheduler: Arc<Scheduler>,
     keys: RwLock<HashMap<KeyHash, App>>,
-    events: Arc<EventSignal>,
+    queues: Arc<Queues>,
     /// Cancelled by `shutdown`: upkeep and open streams end.
     closing: CancellationToken,
     upkeep_tasks: TaskTracker,
@@ -122,12 +122,12 @@ impl Engine {
             tracing::warn!(?recovered, "recovered tasks of a previous run");
         }
 
-        let events = Arc::new(EventSignal::new());
+        let queues = Arc::new(Queues::new());
         let scheduler = Scheduler::start(
             Arc::clone(&store),
             library.clone(),
             config.clone(),
-            Arc::clone(&events),
+            Arc::clone(&queues),
         );
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -136,7 +136,7 @@ impl Engine {
                 config,
                 scheduler,
                 keys: RwLock::new(HashMap::new()),
-                events,
+                queues,
                 closing: CancellationToken::new(),
                 upkeep_tasks: TaskTracker::new(),
                 _lock: lock,
@@ -237,7 +237,7 @@ impl Engine {
     /// `cancel_requested` set). Ended tasks are returned unchanged.
     pub async fn cancel_task(&self, app: AppId, id: &TaskId) -> Result<Task> {
         let task = self.inner.store.cancel_task(app, id, time::now()).await?;
-        self.inner.events.notify();
+        self.inner.queues.committed(app);
         if task.status == TaskStatus::Processing
             && self.inner.scheduler.cancel_local(id, CANCEL_WAIT).await
         {
@@ -266,7 +266,7 @@ impl Engine {
             self.inner.library.discard(&media.file_id).await;
             return Err(e);
         }
-        self.inner.events.notify();
+        self.inner.queues.committed(media.app_id);
         Ok(media)
     }
 
@@ -317,18 +317,14 @@ impl Engine {
                         Ok(r) if r.requeued + r.failed > 0 => {
                             tracing::warn!(?r, "recovered tasks with expired leases");
                             inner.scheduler.wake();
-                            inner.events.notify();
+                            inner.queues.committed_any();
                         }
                         Ok(_) => {}
                         Err(e) => tracing::error!("lease recovery failed: {e}"),
                     }
                 }
                 _ = purge.tick() => {
-                    match inner.store.purge_events(time::now()).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!("retention deleted {n} events"),
-                        Err(e) => tracing::error!("event retention failed: {e}"),
-                    }
+                    self.purge_events().await;
                     let before = time::now() - inner.config.task_retention;
                     match inner.store.purge_finished(before).await {
                         Ok(0) => {}
@@ -337,6 +333,25 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Engine {
+    /// Event retention: deletes old rows, then forgets them in the queues.
+    async fn purge_events(&self) {
+        let now = time::now();
+        match self.inner.store.purge_events(now).await {
+            Ok(0) => return,
+            Ok(n) => tracing::info!("retention deleted {n} events"),
+            Err(e) => return tracing::error!("event retention failed: {e}"),
+        }
+        for queue in self.inner.queues.loaded() {
+            // A load that read the deleted rows has finished once this is held.
+            let _no_load = queue.loading.lock().await;
+            let mut s = queue.lock();
+            let cutoff = now - s.config.retention;
+            s.leases.forget_before(cutoff, now);
         }
     }
 }

@@ -39,7 +39,7 @@ pub(crate) struct Scheduler {
     running: Mutex<HashMap<TaskId, Running>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    events: Arc<super::events::EventSignal>,
+    queues: Arc<crate::queue::Queues>,
 }
 
 impl Scheduler {
@@ -47,7 +47,7 @@ impl Scheduler {
         store: Arc<dyn Store>,
         library: MediaLibrary,
         config: EngineConfig,
-        events: Arc<super::events::EventSignal>,
+        queues: Arc<crate::queue::Queues>,
     ) -> Arc<Scheduler> {
         let scheduler = Arc::new(Scheduler {
             store,
@@ -57,7 +57,7 @@ impl Scheduler {
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
-            events,
+            queues,
         });
         let run = Arc::clone(&scheduler);
         scheduler.tracker.spawn(run.claim_loop());
@@ -240,7 +240,7 @@ impl Scheduler {
             }
         };
         // A finish or abort wrote the task's completion event.
-        self.events.notify();
+        self.queues.committed(task.app_id);
         match recorded {
             Ok(true) => tracing::info!(task_id = %task.id, "task run recorded"),
             Ok(false) => {

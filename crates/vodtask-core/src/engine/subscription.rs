@@ -4,14 +4,18 @@
 //! the subscription is dropped (the stream broke), its leases are released.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::Engine;
+use super::events::next_change;
 use crate::error::{Error, Result};
 use crate::events::Delivery;
 use crate::ids::AppId;
+use crate::queue::AppQueue;
+use crate::queue::leases::ConsumerId;
 use crate::time;
 
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
@@ -24,15 +28,15 @@ pub enum StreamItem {
 
 pub struct Subscription {
     engine: Engine,
-    app: AppId,
-    consumer: String,
+    queue: Arc<AppQueue>,
+    consumer: ConsumerId,
     max_in_flight: u32,
     buffered: VecDeque<Delivery>,
     next_heartbeat: Instant,
 }
 
 impl Engine {
-    pub fn subscribe(&self, app: AppId, max_in_flight: u32) -> Result<Subscription> {
+    pub async fn subscribe(&self, app: AppId, max_in_flight: u32) -> Result<Subscription> {
         let max_in_flight = match max_in_flight {
             0 => DEFAULT_MAX_IN_FLIGHT,
             1..=1000 => max_in_flight,
@@ -40,8 +44,8 @@ impl Engine {
         };
         Ok(Subscription {
             engine: self.clone(),
-            app,
-            consumer: format!("stream-{}", uuid::Uuid::new_v4().simple()),
+            queue: self.queue(app).await?,
+            consumer: self.inner.queues.new_consumer(),
             max_in_flight,
             buffered: VecDeque::new(),
             next_heartbeat: Instant::now() + HEARTBEAT_EVERY,
@@ -50,6 +54,11 @@ impl Engine {
 }
 
 impl Subscription {
+    /// Unconfirmed events this stream may hold at most.
+    pub fn max_in_flight(&self) -> u32 {
+        self.max_in_flight
+    }
+
     /// The next delivery, or a heartbeat after `HEARTBEAT_EVERY` without one.
     /// None when the engine shuts down.
     pub async fn next(&mut self) -> Result<Option<StreamItem>> {
@@ -61,14 +70,14 @@ impl Subscription {
             if self.engine.inner.closing.is_cancelled() {
                 return Ok(None);
             }
-            let store = &self.engine.inner.store;
-            let mut changed = self.engine.inner.events.subscribe();
+            let mut changed = self.queue.subscribe();
             changed.borrow_and_update();
-            let held = store.in_flight_for(&self.consumer, time::now()).await?;
-            let credit = u64::from(self.max_in_flight).saturating_sub(held) as u32;
+            let held = self.queue.lock().leases.held_by(self.consumer);
+            let credit = self.max_in_flight.saturating_sub(held);
             if credit > 0 {
-                let got = store
-                    .pull_events(self.app, credit, Some(&self.consumer), time::now())
+                let got = self
+                    .engine
+                    .take(&self.queue, credit, Some(self.consumer))
                     .await?;
                 if !got.is_empty() {
                     self.buffered.extend(got);
@@ -81,10 +90,9 @@ impl Subscription {
             }
             let mut until = self.next_heartbeat;
             if credit > 0
-                && let Some(next) = store.next_event_visible(self.app).await?
+                && let Some(t) = next_change(&self.queue)
             {
-                let due = (next - time::now()).to_std().unwrap_or(Duration::ZERO);
-                until = until.min(Instant::now() + due + Duration::from_millis(1));
+                until = until.min(t);
             }
             tokio::select! {
                 _ = changed.changed() => {}
@@ -97,27 +105,15 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let engine = self.engine.clone();
-        let consumer = std::mem::take(&mut self.consumer);
         // Buffered deliveries were leased too; releasing by consumer frees them.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                match engine
-                    .inner
-                    .store
-                    .release_consumer(&consumer, time::now())
-                    .await
-                {
-                    Ok(n) if n > 0 => {
-                        tracing::info!(consumer, released = n, "stream closed; its events go back");
-                        engine.inner.events.notify();
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::error!(consumer, "releasing a closed stream's events failed: {e}")
-                    }
-                }
-            });
+        let released = self.queue.lock().leases.release(self.consumer, time::now());
+        if released > 0 {
+            tracing::info!(
+                app = self.queue.app.0,
+                released,
+                "stream closed; its events go back"
+            );
+            self.queue.wake();
         }
     }
 }

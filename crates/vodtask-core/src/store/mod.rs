@@ -9,12 +9,12 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
-use std::time::Duration;
+use std::collections::HashMap;
 
 use crate::app::{App, KeyHash};
 use crate::error::Result;
 use crate::events::envelope::Draft;
-use crate::events::{Delivery, Event, EventConfig, HandleResult, QueueState};
+use crate::events::{Event, EventConfig};
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::MediaFile;
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery};
@@ -76,14 +76,39 @@ pub struct Recovered {
     pub failed: u64,
 }
 
-/// What to do with the events behind message handles.
+/// An unsettled event, as the queue loads it.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub seq: i64,
+    /// Events of one key (a task) are delivered one at a time, in seq order.
+    pub order_key: String,
+    pub event: Event,
+}
+
+/// How an event left the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settle {
-    Confirm,
-    /// Extend the lease to this long from now (capped).
-    Extend(Duration),
-    /// Give the event back, deliverable after the delay (None: backoff).
-    Nack(Option<Duration>),
+pub enum Settled {
+    Confirmed,
+    DeadLettered,
+}
+
+/// An event's durable state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Pending,
+    DeadLettered,
+    Confirmed,
+}
+
+/// Counts of an app's pending events beyond the queue's in-memory window,
+/// and of the whole app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tail {
+    pub ready: i64,
+    /// Behind an earlier pending event of the same task.
+    pub held: i64,
+    pub dead_lettered: i64,
+    pub oldest_pending: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,40 +172,34 @@ pub trait Store: Send + Sync + 'static {
     // ends it (finish, abort, recovery giving up), in the same transaction.
     async fn event_config(&self, app: AppId) -> Result<EventConfig>;
     async fn set_event_config(&self, app: AppId, config: &EventConfig) -> Result<()>;
-    /// Leases up to `max` deliverable events; `consumer` names a stream whose
-    /// leases are released when it breaks.
-    async fn pull_events(
-        &self,
-        app: AppId,
-        max: u32,
-        consumer: Option<&str>,
-        now: Timestamp,
-    ) -> Result<Vec<Delivery>>;
+    /// The app's pending events with seq after `after`, in seq order.
+    async fn load_events(&self, app: AppId, after: i64, limit: u32) -> Result<Vec<PendingEvent>>;
+    /// Records events as settled, each with its delivery count. Events
+    /// already settled (or deleted) are left as they are.
     async fn settle_events(
         &self,
         app: AppId,
-        handles: Vec<String>,
-        op: Settle,
+        seqs: Vec<(i64, u32)>,
+        outcome: Settled,
         now: Timestamp,
-    ) -> Result<Vec<HandleResult>>;
-    async fn release_consumer(&self, consumer: &str, now: Timestamp) -> Result<u64>;
-    /// Events leased to `consumer` whose lease still holds.
-    async fn in_flight_for(&self, consumer: &str, now: Timestamp) -> Result<u64>;
+    ) -> Result<()>;
+    /// The durable state of the app's events among `seqs` (absent: none).
+    async fn event_states(&self, app: AppId, seqs: Vec<i64>) -> Result<HashMap<i64, Stored>>;
     async fn dead_letter_events(
         &self,
         app: AppId,
         limit: u32,
         after: Option<i64>,
     ) -> Result<EventPage>;
-    /// None redrives every dead-lettered event of the app.
+    /// Makes dead-lettered events pending again (None: all of the app's);
+    /// returns them.
     async fn redrive_events(
         &self,
         app: AppId,
         event_ids: Option<Vec<String>>,
-        now: Timestamp,
-    ) -> Result<u64>;
-    async fn queue_state(&self, app: AppId, now: Timestamp) -> Result<QueueState>;
-    async fn next_event_visible(&self, app: AppId) -> Result<Option<Timestamp>>;
+    ) -> Result<Vec<PendingEvent>>;
+    /// Counts of pending events with seq after `after`, and app totals.
+    async fn event_tail(&self, app: AppId, after: i64) -> Result<Tail>;
     /// Deletes events past their app's retention.
     async fn purge_events(&self, now: Timestamp) -> Result<u64>;
 }

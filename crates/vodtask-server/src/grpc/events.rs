@@ -122,10 +122,11 @@ impl EventService for Events {
         let app = app_of(&self.engine, req.metadata()).await?;
         let max = u32::try_from(req.get_ref().max_in_flight)
             .map_err(|_| invalid("max_in_flight", "must be within 1..1000"))?;
-        let mut subscription = self.engine.subscribe(app, max).map_err(to_status)?;
-        // A one-slot channel: an event is leased just before it is written to
-        // the stream, not long before.
-        let (tx, rx) = mpsc::channel(1);
+        let mut subscription = self.engine.subscribe(app, max).await.map_err(to_status)?;
+        // Whatever waits in the channel is leased already and counts against
+        // the stream's credit, so the channel can hold a whole credit's worth:
+        // the encoder then writes several events per frame.
+        let (tx, rx) = mpsc::channel(subscription.max_in_flight() as usize);
         tokio::spawn(async move {
             loop {
                 let item = tokio::select! {

@@ -11,6 +11,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -19,11 +20,14 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use self::rows::{MEDIA_COLUMNS, one, to_json};
 use self::writer::Writer;
-use super::{Claim, EventPage, Lease, LeaseState, Orphans, Outcome, Recovered, Settle, Store};
+use super::{
+    Claim, EventPage, Lease, LeaseState, Orphans, Outcome, PendingEvent, Recovered, Settled, Store,
+    Stored, Tail,
+};
 use crate::app::{App, KeyHash};
 use crate::error::{Error, Result};
+use crate::events::EventConfig;
 use crate::events::envelope::Draft;
-use crate::events::{Delivery, EventConfig, HandleResult, QueueState};
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::MediaFile;
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery};
@@ -307,35 +311,25 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn pull_events(
-        &self,
-        app: AppId,
-        max: u32,
-        consumer: Option<&str>,
-        now: Timestamp,
-    ) -> Result<Vec<Delivery>> {
-        let consumer = consumer.map(str::to_string);
-        self.writer
-            .write(move |conn| events::pull(conn, app, max, consumer.as_deref(), now))
+    async fn load_events(&self, app: AppId, after: i64, limit: u32) -> Result<Vec<PendingEvent>> {
+        self.read(move |conn| events::load(conn, app, after, limit))
             .await
     }
 
     async fn settle_events(
         &self,
         app: AppId,
-        handles: Vec<String>,
-        op: Settle,
+        seqs: Vec<(i64, u32)>,
+        outcome: Settled,
         now: Timestamp,
-    ) -> Result<Vec<HandleResult>> {
+    ) -> Result<()> {
         self.writer
-            .write(move |conn| events::settle(conn, app, &handles, op, now))
+            .write(move |conn| events::settle(conn, app, &seqs, outcome, now))
             .await
     }
 
-    async fn release_consumer(&self, consumer: &str, now: Timestamp) -> Result<u64> {
-        let consumer = consumer.to_string();
-        self.writer
-            .write(move |conn| events::release_consumer(conn, &consumer, now))
+    async fn event_states(&self, app: AppId, seqs: Vec<i64>) -> Result<HashMap<i64, Stored>> {
+        self.read(move |conn| events::states(conn, app, &seqs))
             .await
     }
 
@@ -353,31 +347,19 @@ impl Store for SqliteStore {
         &self,
         app: AppId,
         event_ids: Option<Vec<String>>,
-        now: Timestamp,
-    ) -> Result<u64> {
+    ) -> Result<Vec<PendingEvent>> {
         self.writer
-            .write(move |conn| events::redrive(conn, app, event_ids.as_deref(), now))
+            .write(move |conn| events::redrive(conn, app, event_ids.as_deref()))
             .await
     }
 
-    async fn queue_state(&self, app: AppId, now: Timestamp) -> Result<QueueState> {
-        self.read(move |conn| events::queue_state(conn, app, now))
-            .await
-    }
-
-    async fn next_event_visible(&self, app: AppId) -> Result<Option<Timestamp>> {
-        self.read(move |conn| events::next_visible(conn, app)).await
+    async fn event_tail(&self, app: AppId, after: i64) -> Result<Tail> {
+        self.read(move |conn| events::tail(conn, app, after)).await
     }
 
     async fn purge_events(&self, now: Timestamp) -> Result<u64> {
         self.writer
             .write(move |conn| events::purge(conn, now))
-            .await
-    }
-
-    async fn in_flight_for(&self, consumer: &str, now: Timestamp) -> Result<u64> {
-        let consumer = consumer.to_string();
-        self.read(move |conn| events::in_flight_for(conn, &consumer, now))
             .await
     }
 }

@@ -131,6 +131,20 @@ CREATE INDEX events_dead ON events (app_id, seq) WHERE state = 3;
 CREATE INDEX events_consumer ON events (consumer) WHERE state = 2;
 CREATE INDEX events_time ON events (event_time);
 "#,
+    // v3: leases live in memory (src/queue); rows keep only whether an event
+    // is pending, dead-lettered or confirmed.
+    r#"
+UPDATE events SET state = 1 WHERE state = 2;
+DROP INDEX events_ready;
+DROP INDEX events_key;
+DROP INDEX events_consumer;
+ALTER TABLE events DROP COLUMN is_head;
+ALTER TABLE events DROP COLUMN visible_at;
+ALTER TABLE events DROP COLUMN lease_until;
+ALTER TABLE events DROP COLUMN token;
+ALTER TABLE events DROP COLUMN consumer;
+CREATE INDEX events_pending ON events (app_id, seq) WHERE state = 1;
+"#,
 ];
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {

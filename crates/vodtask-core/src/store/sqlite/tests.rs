@@ -204,3 +204,85 @@ async fn a_cancel_requested_before_a_crash_aborts_on_recovery() {
     assert_eq!(task.status, TaskStatus::Aborted);
     assert_eq!(count(&store, app, TaskStatus::Aborted).await, 1);
 }
+
+/// Runs the app's next queued task to FINISH (which writes its event).
+async fn run_to_end(store: &SqliteStore) {
+    let now = time::now();
+    let claim = store
+        .claim_next(now + Duration::from_secs(30), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.finish(&claim.lease, done(), now).await.unwrap());
+}
+
+#[tokio::test]
+async fn event_rows_settle_once_and_redrive_back() {
+    use crate::store::{Settled, Stored};
+    let (_dir, store, app) = store_with_app().await;
+    // Two events of one task (a run and its redo), one of another.
+    let a = queue(&store, app, 0).await;
+    run_to_end(&store).await;
+    store.redo_task(app, &a, time::now()).await.unwrap();
+    run_to_end(&store).await;
+    queue(&store, app, 0).await;
+    run_to_end(&store).await;
+
+    let pending = store.load_events(app, 0, 10).await.unwrap();
+    let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
+    assert_eq!(seqs.len(), 3);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq order");
+    assert_eq!(pending[0].order_key, pending[1].order_key);
+    assert_eq!(
+        (
+            pending[0].event.task_sequence,
+            pending[1].event.task_sequence
+        ),
+        (1, 2)
+    );
+    // The redo's event waits behind the first run's.
+    let tail = store.event_tail(app, 0).await.unwrap();
+    assert_eq!((tail.ready, tail.held, tail.dead_lettered), (2, 1, 0));
+    assert_eq!(store.event_tail(app, seqs[0]).await.unwrap().ready, 1);
+
+    let now = time::now();
+    store
+        .settle_events(app, vec![(seqs[0], 1)], Settled::Confirmed, now)
+        .await
+        .unwrap();
+    // Settling is idempotent: a confirmed event cannot be dead-lettered.
+    store
+        .settle_events(app, vec![(seqs[0], 9)], Settled::DeadLettered, now)
+        .await
+        .unwrap();
+    store
+        .settle_events(app, vec![(seqs[2], 10)], Settled::DeadLettered, now)
+        .await
+        .unwrap();
+    let states = store.event_states(app, seqs.clone()).await.unwrap();
+    assert_eq!(states[&seqs[0]], Stored::Confirmed);
+    assert_eq!(states[&seqs[1]], Stored::Pending);
+    assert_eq!(states[&seqs[2]], Stored::DeadLettered);
+    // Another app sees none of them.
+    let other = AppId(app.0 + 1);
+    assert!(
+        store
+            .event_states(other, seqs.clone())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let dead = store.dead_letter_events(app, 10, None).await.unwrap();
+    assert_eq!(dead.events.len(), 1);
+    assert_eq!(dead.events[0].deliveries, 10);
+    let back = store.redrive_events(app, None).await.unwrap();
+    assert_eq!(
+        back.iter().map(|p| p.seq).collect::<Vec<_>>(),
+        vec![seqs[2]]
+    );
+    assert_eq!(back[0].event.deliveries, 0);
+    let tail = store.event_tail(app, 0).await.unwrap();
+    assert_eq!((tail.ready, tail.held, tail.dead_lettered), (2, 0, 0));
+    assert_eq!(store.load_events(app, 0, 10).await.unwrap().len(), 2);
+}
