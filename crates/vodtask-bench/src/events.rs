@@ -429,9 +429,9 @@ impl Report<'_> {
                 early(&self.jetstream),
                 samples = 2 * self.args.samples,
             ),
-            "vodtask's confirms are durable writes too: each ConfirmEvents is a SQLite \
-             transaction (synchronous=FULL, group commit) answered after its fsync, and so is \
-             each lease (every PullEvents and every stream refill). JetStream's acks are \
+            "vodtask's confirms are durable writes: each ConfirmEvents is a SQLite \
+             transaction (synchronous=FULL, group commit) answered after its fsync; leases \
+             live in memory (a pull or a stream refill writes nothing). JetStream's acks are \
              fire-and-forget messages, and nats-server with its default settings does not \
              fsync each publish or ack (it syncs the file store periodically): its figures \
              carry no per-message fsync."
