@@ -630,6 +630,54 @@ async fn kill9_during_consumption_loses_nothing_and_resurrects_nothing() {
     );
 }
 
+/// Leases live in memory: after a crash every unconfirmed event is ready at
+/// once, and handles from before it answer for what became of their event.
+#[tokio::test]
+async fn handles_from_before_a_crash_answer_expired_or_already_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut events = server.events().await;
+    uploads(&server, dir.path(), 3).await;
+    let got = pull(&mut events, 16, 5).await;
+    assert_eq!(got.len(), 3);
+    let confirmed = [got[0].msg_handle.clone()];
+    assert_eq!(
+        confirm(&mut events, &confirmed).await,
+        vec![pb::HandleStatus::Confirmed as i32]
+    );
+
+    server.kill9();
+    server.restart();
+    let mut events = server.events().await;
+    let s = state(&mut events).await;
+    assert_eq!(
+        (s.ready, s.in_flight),
+        (2, 0),
+        "leases do not survive a crash"
+    );
+    let old: Vec<String> = got.iter().map(|d| d.msg_handle.clone()).collect();
+    assert_eq!(
+        confirm(&mut events, &old).await,
+        vec![
+            pb::HandleStatus::AlreadyConfirmed as i32,
+            pb::HandleStatus::Expired as i32,
+            pb::HandleStatus::Expired as i32,
+        ]
+    );
+    let again = pull(&mut events, 16, 5).await;
+    let mut ids: Vec<String> = again.iter().map(id).collect();
+    ids.sort();
+    let mut expected: Vec<String> = got[1..].iter().map(id).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "the unconfirmed ones, with new handles");
+    let fresh: Vec<String> = again.iter().map(|d| d.msg_handle.clone()).collect();
+    assert!(fresh.iter().all(|h| !old.contains(h)));
+    assert_eq!(
+        confirm(&mut events, &fresh).await,
+        vec![pb::HandleStatus::Confirmed as i32; 2]
+    );
+}
+
 #[tokio::test]
 async fn an_extended_lease_keeps_the_event_with_its_consumer() {
     let dir = tempfile::tempdir().unwrap();
