@@ -165,7 +165,10 @@ impl Engine {
         check_handles(&handles)?;
         let queue = self.queue(app).await?;
         let decoded = decode(&handles);
-        let v = queue.lock().leases.confirm(&decoded, time::now());
+        let v = queue
+            .lock()
+            .leases
+            .change(&decoded, LeaseChange::Confirm, time::now());
         if !v.confirm.is_empty() {
             let seqs = v.confirm.iter().map(|&s| (s, 0)).collect();
             self.settle(&queue, seqs, Settled::Confirmed).await?;
@@ -211,10 +214,7 @@ impl Engine {
     ) -> Result<Vec<HandleResult>> {
         let queue = self.queue(app).await?;
         let decoded = decode(&handles);
-        let v = queue
-            .lock()
-            .leases
-            .extend_or_nack(&decoded, change, time::now());
+        let v = queue.lock().leases.change(&decoded, change, time::now());
         queue.wake();
         self.resolve(app, v).await
     }

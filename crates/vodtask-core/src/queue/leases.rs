@@ -221,15 +221,23 @@ impl Leases {
         (out, dead)
     }
 
-    /// Ok if the handle's lease still holds; else its answer, or None when
-    /// only the store knows.
-    fn held_lease(&self, h: &MsgHandle, now: i64) -> Result<(), Option<HandleResult>> {
+    /// The lease behind a handle if it still holds; else the handle's
+    /// answer, or None when only the store knows.
+    fn held_lease(&self, h: &MsgHandle, now: i64) -> Result<Lease, Option<HandleResult>> {
         if h.epoch != self.epoch {
             return Err(None);
         }
         match self.entries.get(&h.seq).map(|e| e.state) {
             None => Err(None),
-            Some(State::Leased { token, until, .. }) if token == h.token && until >= now => Ok(()),
+            Some(State::Leased {
+                token,
+                until,
+                consumer,
+            }) if token == h.token && until >= now => Ok(Lease {
+                token,
+                until,
+                consumer,
+            }),
             // Being confirmed by an earlier handle of the same call, or
             // dead-lettered: the store will tell which, once written.
             Some(State::Settling) => Err(None),
@@ -237,47 +245,10 @@ impl Leases {
         }
     }
 
-    /// Confirms: leased events become `Settling` (in `confirm`) until the
+    /// Applies a confirm, extend or nack to each handle whose lease holds.
+    /// Confirmed events become `Settling` (listed in `confirm`) until the
     /// caller has written them and calls `settled`.
-    pub fn confirm(&mut self, handles: &[Option<MsgHandle>], now: Timestamp) -> Verdicts {
-        let now = to_micros(now);
-        let mut v = Verdicts::default();
-        for h in handles {
-            let Some(h) = h else {
-                v.results.push(Some(HandleResult::Unknown));
-                continue;
-            };
-            match self.held_lease(h, now) {
-                Ok(()) => {
-                    let entry = self.entries.get_mut(&h.seq);
-                    if let Some(entry) = entry
-                        && let State::Leased {
-                            until, consumer, ..
-                        } = entry.state
-                    {
-                        self.leases.remove(&(until, h.seq));
-                        // The stream's credit comes back now, not after the
-                        // write: the consumer is done with the event, and if
-                        // the write fails the event goes to whoever is next.
-                        release_credit(&mut self.held, consumer);
-                        entry.state = State::Settling;
-                        v.confirm.push(h.seq);
-                    }
-                    v.results.push(Some(HandleResult::Done));
-                }
-                Err(Some(r)) => v.results.push(Some(r)),
-                Err(None) => {
-                    v.unknown.push(h.seq);
-                    v.results.push(None);
-                }
-            }
-        }
-        v
-    }
-
-    /// Extends leases to `by` from now, or gives events back (nack) to be
-    /// due after `delay` or the backoff.
-    pub fn extend_or_nack(
+    pub fn change(
         &mut self,
         handles: &[Option<MsgHandle>],
         op: LeaseChange,
@@ -290,45 +261,46 @@ impl Leases {
                 v.results.push(Some(HandleResult::Unknown));
                 continue;
             };
-            match self.held_lease(h, now) {
-                Ok(()) => {
-                    if let Some(entry) = self.entries.get_mut(&h.seq)
-                        && let State::Leased {
-                            token,
-                            until,
-                            consumer,
-                        } = entry.state
-                    {
-                        self.leases.remove(&(until, h.seq));
-                        match op {
-                            LeaseChange::Extend(by) => {
-                                let until = now + micros(by.min(MAX_VISIBILITY_TIMEOUT));
-                                entry.state = State::Leased {
-                                    token,
-                                    until,
-                                    consumer,
-                                };
-                                self.leases.insert((until, h.seq));
-                            }
-                            LeaseChange::Nack(delay) => {
-                                let delay = delay.unwrap_or_else(|| {
-                                    crate::events::backoff(entry.event.deliveries)
-                                });
-                                let at = now + micros(delay);
-                                entry.state = State::Due(at);
-                                self.due.insert((at, h.seq));
-                                release_credit(&mut self.held, consumer);
-                            }
-                        }
-                    }
-                    v.results.push(Some(HandleResult::Done));
+            let lease = match self.held_lease(h, now) {
+                Ok(lease) => lease,
+                Err(Some(r)) => {
+                    v.results.push(Some(r));
+                    continue;
                 }
-                Err(Some(r)) => v.results.push(Some(r)),
                 Err(None) => {
                     v.unknown.push(h.seq);
                     v.results.push(None);
+                    continue;
+                }
+            };
+            let Some(entry) = self.entries.get_mut(&h.seq) else {
+                continue;
+            };
+            self.leases.remove(&(lease.until, h.seq));
+            match op {
+                LeaseChange::Confirm => {
+                    // The stream's credit comes back now, not after the
+                    // write: the consumer is done with the event, and if the
+                    // write fails the event goes to whoever is next.
+                    release_credit(&mut self.held, lease.consumer);
+                    entry.state = State::Settling;
+                    v.confirm.push(h.seq);
+                }
+                LeaseChange::Extend(by) => {
+                    let until = now + micros(by.min(MAX_VISIBILITY_TIMEOUT));
+                    entry.state = Lease { until, ..lease }.into();
+                    self.leases.insert((until, h.seq));
+                }
+                LeaseChange::Nack(delay) => {
+                    let delay =
+                        delay.unwrap_or_else(|| crate::events::backoff(entry.event.deliveries));
+                    let at = now + micros(delay);
+                    entry.state = State::Due(at);
+                    self.due.insert((at, h.seq));
+                    release_credit(&mut self.held, lease.consumer);
                 }
             }
+            v.results.push(Some(HandleResult::Done));
         }
         v
     }
@@ -456,8 +428,28 @@ impl Leases {
 
 #[derive(Debug, Clone, Copy)]
 pub enum LeaseChange {
+    Confirm,
+    /// To this long from now (capped).
     Extend(Duration),
+    /// Due again after the delay, or after the backoff.
     Nack(Option<Duration>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    token: u64,
+    until: i64,
+    consumer: Option<ConsumerId>,
+}
+
+impl From<Lease> for State {
+    fn from(l: Lease) -> State {
+        State::Leased {
+            token: l.token,
+            until: l.until,
+            consumer: l.consumer,
+        }
+    }
 }
 
 fn release_credit(held: &mut HashMap<ConsumerId, u32>, consumer: Option<ConsumerId>) {
@@ -510,7 +502,7 @@ mod tests {
         let (got, dead) = l.take(10, None, &cfg, now());
         assert_eq!(seqs(&got), vec![1, 3]);
         assert!(dead.is_empty());
-        let v = l.confirm(&[Some(got[0].handle)], now());
+        let v = l.change(&[Some(got[0].handle)], LeaseChange::Confirm, now());
         assert_eq!(v.confirm, vec![1]);
         assert_eq!(
             l.take(10, None, &cfg, now()).0.len(),
@@ -527,7 +519,7 @@ mod tests {
         let mut l = Leases::new(7);
         l.insert(loaded(1, "a"));
         let first = l.take(1, None, &cfg, now()).0[0].handle;
-        let v = l.extend_or_nack(
+        let v = l.change(
             &[Some(first)],
             LeaseChange::Nack(Some(Duration::ZERO)),
             now(),
@@ -535,13 +527,17 @@ mod tests {
         assert_eq!(v.results, vec![Some(HandleResult::Done)]);
         let second = l.take(1, None, &cfg, now()).0[0].handle;
         assert_ne!(first, second);
-        let v = l.confirm(&[Some(first), Some(second)], now());
+        let v = l.change(&[Some(first), Some(second)], LeaseChange::Confirm, now());
         assert_eq!(
             v.results,
             vec![Some(HandleResult::Expired), Some(HandleResult::Done)]
         );
         let stale = MsgHandle { epoch: 6, ..second };
-        assert_eq!(l.confirm(&[Some(stale)], now()).unknown, vec![1]);
+        assert_eq!(
+            l.change(&[Some(stale)], LeaseChange::Confirm, now())
+                .unknown,
+            vec![1]
+        );
     }
 
     #[test]
@@ -553,7 +549,7 @@ mod tests {
         }
         let got = l.take(3, Some(9), &cfg, now()).0;
         assert_eq!(l.held_by(9), 3);
-        let v = l.confirm(&[Some(got[0].handle)], now());
+        let v = l.change(&[Some(got[0].handle)], LeaseChange::Confirm, now());
         assert_eq!(
             l.held_by(9),
             2,
@@ -577,7 +573,7 @@ mod tests {
         let mut l = Leases::new(1);
         l.insert(loaded(1, "a"));
         let h = l.take(1, None, &cfg, now()).0[0].handle;
-        l.extend_or_nack(&[Some(h)], LeaseChange::Nack(Some(Duration::ZERO)), now());
+        l.change(&[Some(h)], LeaseChange::Nack(Some(Duration::ZERO)), now());
         let (got, dead) = l.take(1, None, &cfg, now());
         assert!(got.is_empty());
         assert_eq!(dead, vec![(1, 1)]);
@@ -600,7 +596,7 @@ mod tests {
         assert_eq!(seqs(&got), vec![1]);
         assert_eq!(got[0].event.deliveries, 2);
         assert_eq!(
-            l.confirm(&[Some(h)], later).results,
+            l.change(&[Some(h)], LeaseChange::Confirm, later).results,
             vec![Some(HandleResult::Expired)]
         );
     }
