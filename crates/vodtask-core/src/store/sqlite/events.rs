@@ -53,27 +53,32 @@ pub(super) fn emit(conn: &Connection, app: i64, draft: &Draft, now: Timestamp) -
         None => 1,
     };
     let event_id = format!("ev-{}", uuid::Uuid::new_v4().simple());
-    conn.prepare_cached(
-        "INSERT INTO events (event_id, app_id, order_key, task_id, task_sequence, event_type, event_time,
-                             content_json, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        event_id,
-        app,
-        draft.order_key,
-        draft.task_id.as_deref().unwrap_or_default(),
-        task_sequence,
-        draft.event_type.as_str(),
-        to_micros(now),
-        draft.seal(&event_id, now, task_sequence),
-        PENDING,
-    ])?;
+    let seq: i64 = conn
+        .prepare_cached(
+            "INSERT INTO events (event_id, app_id, order_key, task_id, task_sequence, event_type, event_time, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
+        )?
+        .query_row(
+            params![
+                event_id,
+                app,
+                draft.order_key,
+                draft.task_id.as_deref().unwrap_or_default(),
+                task_sequence,
+                draft.event_type.as_str(),
+                to_micros(now),
+                PENDING,
+            ],
+            |r| r.get(0),
+        )?;
+    conn.prepare_cached("INSERT INTO event_bodies (seq, content_json) VALUES (?1, ?2)")?
+        .execute(params![seq, draft.seal(&event_id, now, task_sequence)])?;
     Ok(())
 }
 
-const EVENT_COLUMNS: &str =
-    "event_id, event_type, task_id, event_time, task_sequence, content_json, deliveries";
+/// Selected from `events e JOIN event_bodies b USING (seq)`.
+const EVENT_COLUMNS: &str = "e.event_id, e.event_type, e.task_id, e.event_time, e.task_sequence, b.content_json, e.deliveries";
+const EVENT_TABLES: &str = "events e JOIN event_bodies b USING (seq)";
 
 fn event(r: &rusqlite::Row<'_>) -> Result<Event> {
     Ok(Event {
@@ -103,8 +108,8 @@ pub(super) fn load(
     limit: u32,
 ) -> Result<Vec<PendingEvent>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS}, seq, order_key FROM events
-         WHERE app_id = ?1 AND state = {PENDING} AND seq > ?2 ORDER BY seq LIMIT ?3"
+        "SELECT {EVENT_COLUMNS}, e.seq, e.order_key FROM {EVENT_TABLES}
+         WHERE e.app_id = ?1 AND e.state = {PENDING} AND e.seq > ?2 ORDER BY e.seq LIMIT ?3"
     ))?;
     let mut rows = stmt.query(params![app.0, after, limit])?;
     let mut out = Vec::new();
@@ -164,7 +169,8 @@ pub(super) fn dead_letters(
     after: Option<i64>,
 ) -> Result<EventPage> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS}, seq FROM events WHERE app_id = ?1 AND state = {DEAD} AND seq > ?2 ORDER BY seq LIMIT ?3"
+        "SELECT {EVENT_COLUMNS}, e.seq FROM {EVENT_TABLES}
+         WHERE e.app_id = ?1 AND e.state = {DEAD} AND e.seq > ?2 ORDER BY e.seq LIMIT ?3"
     ))?;
     let mut rows = stmt.query(params![app.0, after.unwrap_or(0), limit + 1])?;
     let mut events = Vec::new();
@@ -192,16 +198,24 @@ pub(super) fn redrive(
     app: AppId,
     ids: Option<&[String]>,
 ) -> Result<Vec<PendingEvent>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE events SET state = {PENDING}, deliveries = 0, settled_time = NULL
-         WHERE app_id = ?1 AND state = {DEAD} AND (?2 IS NULL OR event_id IN (SELECT value FROM json_each(?2)))
-         RETURNING {EVENT_COLUMNS}, seq, order_key"
-    ))?;
     let ids = ids.map(|ids| to_json(&ids)).transpose()?;
-    let mut rows = stmt.query(params![app.0, ids])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(loaded(r)?);
+    let seqs: Vec<i64> = conn
+        .prepare_cached(&format!(
+            "UPDATE events SET state = {PENDING}, deliveries = 0, settled_time = NULL
+             WHERE app_id = ?1 AND state = {DEAD}
+               AND (?2 IS NULL OR event_id IN (SELECT value FROM json_each(?2)))
+             RETURNING seq"
+        ))?
+        .query_map(params![app.0, ids], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS}, e.seq, e.order_key FROM {EVENT_TABLES} WHERE e.seq = ?1"
+    ))?;
+    let mut out = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        if let Some(p) = one(&mut stmt, [seq], loaded)? {
+            out.push(p);
+        }
     }
     out.sort_by_key(|l| l.seq);
     Ok(out)
@@ -247,6 +261,11 @@ pub(super) fn purge(conn: &Connection, now: Timestamp) -> Result<u64> {
     let mut n = 0;
     for app in apps {
         let cutoff = now - config(conn, app)?.retention;
+        conn.prepare_cached(
+            "DELETE FROM event_bodies WHERE seq IN
+                 (SELECT seq FROM events WHERE app_id = ?1 AND event_time < ?2)",
+        )?
+        .execute(params![app, to_micros(cutoff)])?;
         n += conn
             .prepare_cached("DELETE FROM events WHERE app_id = ?1 AND event_time < ?2")?
             .execute(params![app, to_micros(cutoff)])? as u64;

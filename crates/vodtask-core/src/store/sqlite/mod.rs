@@ -2,6 +2,7 @@
 //! `synchronous = FULL`, a group-commit writer thread and a pool of read
 //! connections.
 
+mod checkpoint;
 mod events;
 mod rows;
 mod schema;
@@ -38,6 +39,7 @@ const PURGE_BATCH: u32 = 1000;
 
 pub struct SqliteStore {
     writer: Writer,
+    _checkpointer: checkpoint::Checkpointer,
     readers: Arc<ReadPool>,
 }
 
@@ -72,8 +74,13 @@ impl SqliteStore {
         let path = dir.join("vodtask.db");
         let conn = open_connection(&path)?;
         schema::migrate(&conn)?;
+        // Checkpoints copy the WAL into the database file; run in the
+        // writer they would stall every commit queued behind them.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = checkpoint::Checkpointer::start(open_connection(&path)?)?;
         Ok(SqliteStore {
             writer: Writer::start(conn)?,
+            _checkpointer: checkpointer,
             readers: Arc::new(ReadPool {
                 path,
                 idle: Mutex::new(Vec::new()),
