@@ -28,9 +28,11 @@ use crate::store::Store;
 /// Loaded events per app at most; beyond it, newer events wait in the store
 /// until older ones are settled.
 const WINDOW: usize = 65_536;
-/// Refill when fewer events than this are due.
-const LOW_WATER: usize = 2_048;
-const LOAD_BATCH: usize = 4_096;
+/// Refill when fewer events than this are due. Small batches keep the
+/// window (and the memory it takes) small: settled events free the memory
+/// that the next batch reuses.
+const LOW_WATER: usize = 1_024;
+const LOAD_BATCH: usize = 1_024;
 
 pub(crate) struct Queues {
     epoch: u32,

@@ -22,22 +22,22 @@ pub(crate) struct Events {
     pub(crate) engine: Engine,
 }
 
-fn event(e: &Event) -> pb::Event {
+fn event(e: Event) -> pb::Event {
     pb::Event {
-        event_id: e.event_id.clone(),
-        event_type: e.event_type.clone(),
-        task_id: e.task_id.clone(),
         event_time: Some(timestamp(e.event_time)),
+        event_id: e.event_id,
+        event_type: e.event_type,
+        task_id: e.task_id,
         task_sequence: e.task_sequence,
-        content_json: e.content_json.clone(),
+        content_json: e.content_json,
         delivery_count: e.deliveries as i32,
     }
 }
 
-fn delivery(d: &Delivery) -> pb::EventDelivery {
+fn delivery(d: Delivery) -> pb::EventDelivery {
     pb::EventDelivery {
         msg_handle: d.handle.encode(),
-        event: Some(event(&d.event)),
+        event: Some(event(d.event)),
     }
 }
 
@@ -109,7 +109,7 @@ impl EventService for Events {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::PullEventsResponse {
-            events: got.iter().map(delivery).collect(),
+            events: got.into_iter().map(delivery).collect(),
         }))
     }
 
@@ -135,7 +135,7 @@ impl EventService for Events {
                 };
                 let message = match item {
                     Ok(Some(StreamItem::Delivery(d))) => Ok(pb::SubscribeEventsResponse {
-                        item: Some(pb::subscribe_events_response::Item::Delivery(delivery(&d))),
+                        item: Some(pb::subscribe_events_response::Item::Delivery(delivery(d))),
                     }),
                     Ok(Some(StreamItem::Heartbeat)) => Ok(pb::SubscribeEventsResponse {
                         item: Some(pb::subscribe_events_response::Item::Heartbeat(
@@ -237,7 +237,7 @@ impl EventService for Events {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ListDeadLetterEventsResponse {
-            events: page.events.iter().map(event).collect(),
+            events: page.events.into_iter().map(event).collect(),
             next_page_token: page.next_after.map(|a| a.to_string()).unwrap_or_default(),
         }))
     }

@@ -112,7 +112,7 @@ pub(super) fn load(
          WHERE e.app_id = ?1 AND e.state = {PENDING} AND e.seq > ?2 ORDER BY e.seq LIMIT ?3"
     ))?;
     let mut rows = stmt.query(params![app.0, after, limit])?;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(limit as usize);
     while let Some(r) = rows.next()? {
         out.push(loaded(r)?);
     }
