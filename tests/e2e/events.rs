@@ -513,6 +513,53 @@ async fn bad_queue_requests_name_the_field() {
             "notification_url",
         );
     }
+    let push = |r: pb::ModifyEventConfigRequest| pb::ModifyEventConfigRequest {
+        mode: pb::DeliveryMode::Push as i32,
+        ..r
+    };
+    check(
+        events.modify_event_config(push(Default::default())).await,
+        "notification_url",
+    );
+    let url = || Some("https://example.com/hook".to_string());
+    for timeout in [0, 61] {
+        check(
+            events
+                .modify_event_config(push(pb::ModifyEventConfigRequest {
+                    notification_url: url(),
+                    callback_timeout_seconds: Some(timeout),
+                    ..Default::default()
+                }))
+                .await,
+            "callback_timeout_seconds",
+        );
+    }
+    for schedule in [vec![], vec![0, -5], vec![0, 604_801], vec![1; 31]] {
+        check(
+            events
+                .modify_event_config(push(pb::ModifyEventConfigRequest {
+                    notification_url: url(),
+                    retry_schedule: Some(pb::RetrySchedule { seconds: schedule }),
+                    ..Default::default()
+                }))
+                .await,
+            "retry_schedule_seconds",
+        );
+    }
+    check(
+        events
+            .rotate_signing_secret(pb::RotateSigningSecretRequest {
+                overlap_seconds: Some(-1),
+            })
+            .await,
+        "overlap_seconds",
+    );
+    check(
+        events
+            .list_callback_attempts(pb::ListCallbackAttemptsRequest::default())
+            .await,
+        "event_id",
+    );
     let mut types = HashMap::new();
     types.insert("Nope".to_string(), true);
     check(

@@ -60,7 +60,7 @@ async fn files_are_served_with_range_and_content_type() {
     let mut media = server.media().await;
     let (_, url) = upload(&mut media, &clip, "in.mp4").await.unwrap();
     let bytes = std::fs::read(&clip).unwrap();
-    let http = reqwest::Client::new();
+    let http = http_client();
 
     let full = http.get(&url).send().await.unwrap();
     assert_eq!(full.status(), 200);

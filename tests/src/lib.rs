@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod receiver;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -108,6 +110,17 @@ impl Server {
         self.grpc_addr = field("grpc=");
         self.http_addr = field("http=");
         self.child = Some(child);
+    }
+
+    /// Makes another app with `vodtask apps create`; returns its key.
+    pub fn create_app(&self, name: &str) -> String {
+        let out = Command::new(vodtask_bin())
+            .args(["apps", "create", name, "--data-dir"])
+            .arg(&self.data_dir)
+            .output()
+            .expect("vodtask apps create");
+        assert!(out.status.success(), "apps create failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
     pub fn pid(&self) -> u32 {
@@ -429,6 +442,13 @@ where
         assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// An HTTP client for the file server. reqwest is built without a default
+/// TLS crypto provider (see the workspace Cargo.toml); this picks ring.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 /// CreateTask; returns the task id.

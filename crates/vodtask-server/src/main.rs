@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use vodtask_core::callbacks::address::AddressPolicy;
 use vodtask_core::{Engine, EngineConfig};
 
 // Every delivery and RPC allocates a handful of short-lived buffers; mimalloc
@@ -32,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: gRPC API, HTTP file server and task workers.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage apps (works while the server runs).
     Apps {
         #[command(subcommand)]
@@ -86,6 +88,14 @@ struct ServeArgs {
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "VODTASK_MAX_UPLOAD_BYTES", default_value_t = 10 << 30)]
     max_upload_bytes: u64,
+    /// An address range HTTP callbacks may reach although it is internal
+    /// (loopback, private, link-local…), e.g. `10.0.0.0/8`; repeatable.
+    #[arg(long = "allow-callback-cidr", env = "VODTASK_ALLOW_CALLBACK_CIDR", value_delimiter = ',', value_parser = parse_cidr)]
+    allow_callback_cidrs: Vec<IpNet>,
+}
+
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    AddressPolicy::parse_cidr(text).map_err(|e| e.to_string())
 }
 
 #[tokio::main]
@@ -97,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Apps {
             command: AppsCommand::Create { name, data_dir },
         } => {
@@ -131,6 +141,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.lease = args.lease;
     config.max_recoveries = args.max_recoveries;
     config.max_upload_bytes = args.max_upload_bytes;
+    config.callback_policy = AddressPolicy::new(args.allow_callback_cidrs);
     let engine = Engine::open(config).await.context("open the data dir")?;
 
     let stop = CancellationToken::new();

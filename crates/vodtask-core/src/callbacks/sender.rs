@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// A receiver's Retry-After is honoured up to this long.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// The start of a response body kept for the attempt log.
-const EXCERPT_BYTES: usize = 1024;
+const EXCERPT_BYTES: usize = 2048;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -37,7 +37,7 @@ pub struct Attempt {
     pub outcome: Outcome,
     pub http_status: Option<u16>,
     pub elapsed: Duration,
-    /// The first KiB of the response body.
+    /// The first 2 KiB of the response body.
     pub response: String,
     /// Why the attempt failed without an HTTP answer (empty otherwise).
     pub error: String,

@@ -6,12 +6,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Engine;
+use crate::callbacks::secrets::Secrets;
 use crate::error::{Error, Result};
 use crate::events::{Delivery, EventConfig, HandleResult, MsgHandle, QueueState};
 use crate::ids::AppId;
 use crate::queue::AppQueue;
-use crate::queue::leases::{ConsumerId, LeaseChange, Verdicts};
-use crate::store::{EventPage, Settled, Stored};
+use crate::queue::leases::{ConsumerId, LeaseChange, TakeRules, Verdicts};
+use crate::store::{AttemptsOf, CallbackAttempt, EventPage, Settled, Stored};
 use crate::time;
 
 pub const DEFAULT_MAX_EVENTS: u32 = 16;
@@ -89,11 +90,23 @@ impl Engine {
         max: u32,
         consumer: Option<ConsumerId>,
     ) -> Result<Vec<Delivery>> {
+        self.take_with(queue, max, consumer, None).await
+    }
+
+    /// `rules` None: the app's visibility timeout and max deliveries.
+    pub(crate) async fn take_with(
+        &self,
+        queue: &AppQueue,
+        max: u32,
+        consumer: Option<ConsumerId>,
+        rules: Option<TakeRules>,
+    ) -> Result<Vec<Delivery>> {
         queue.refill(self.inner.store.as_ref()).await?;
         let (got, dead) = {
             let mut s = queue.lock();
             let s = &mut *s;
-            s.leases.take(max, consumer, &s.config, time::now())
+            let rules = rules.unwrap_or_else(|| (&s.config).into());
+            s.leases.take(max, consumer, rules, time::now())
         };
         if !dead.is_empty() {
             let n = dead.len();
@@ -113,7 +126,7 @@ impl Engine {
 
     /// Writes settling events to the store; then they leave the queue and
     /// the next event of each of their tasks becomes due.
-    async fn settle(
+    pub(crate) async fn settle(
         &self,
         queue: &AppQueue,
         seqs: Vec<(i64, u32)>,
@@ -168,7 +181,7 @@ impl Engine {
         let v = queue
             .lock()
             .leases
-            .change(&decoded, LeaseChange::Confirm, time::now());
+            .change(&decoded, LeaseChange::Settle, time::now());
         if !v.confirm.is_empty() {
             let seqs = v.confirm.iter().map(|&s| (s, 0)).collect();
             self.settle(&queue, seqs, Settled::Confirmed).await?;
@@ -269,19 +282,64 @@ impl Engine {
         })
     }
 
+    /// The app's event config; an app's first look makes its signing secret.
     pub async fn event_config(&self, app: AppId) -> Result<EventConfig> {
-        Ok(self.queue(app).await?.lock().config.clone())
+        let config = self.queue(app).await?.lock().config.clone();
+        if !config.secrets.is_empty() {
+            return Ok(config);
+        }
+        let mut config = config;
+        config.secrets = Secrets::generate();
+        self.store_config(app, config).await
     }
 
     pub async fn set_event_config(&self, app: AppId, config: EventConfig) -> Result<EventConfig> {
         config.validate()?;
+        let mut config = config;
+        if config.secrets.is_empty() {
+            config.secrets = Secrets::generate();
+        }
+        self.store_config(app, config).await
+    }
+
+    /// A new signing secret; the old one keeps signing for `overlap`.
+    pub async fn rotate_signing_secret(
+        &self,
+        app: AppId,
+        overlap: Option<Duration>,
+    ) -> Result<EventConfig> {
+        let overlap = overlap.unwrap_or(crate::callbacks::secrets::DEFAULT_OVERLAP);
+        if overlap > MAX_OVERLAP {
+            return Err(Error::invalid(
+                "overlap_seconds",
+                "must be within 0..604800",
+            ));
+        }
+        let mut config = self.event_config(app).await?;
+        config.secrets.rotate(time::now() + overlap);
+        self.store_config(app, config).await
+    }
+
+    /// The callback attempts of an event, or of a task's events.
+    pub async fn callback_attempts(
+        &self,
+        app: AppId,
+        of: AttemptsOf,
+    ) -> Result<Vec<CallbackAttempt>> {
+        self.inner.store.callback_attempts(app, of).await
+    }
+
+    async fn store_config(&self, app: AppId, config: EventConfig) -> Result<EventConfig> {
         let queue = self.queue(app).await?;
         self.inner.store.set_event_config(app, &config).await?;
         queue.lock().config = config.clone();
         queue.wake();
+        self.sync_push(app, config.mode);
         Ok(config)
     }
 }
+
+const MAX_OVERLAP: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn decode(handles: &[String]) -> Vec<Option<MsgHandle>> {
     handles.iter().map(|h| MsgHandle::decode(h)).collect()

@@ -3,6 +3,7 @@
 //! periodic upkeep (lease recovery, retention).
 
 mod events;
+mod push;
 mod scheduler;
 mod subscription;
 
@@ -19,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use self::scheduler::Scheduler;
 use crate::app::{ApiKey, App, KeyHash, validate_app_name};
+use crate::callbacks::address::AddressPolicy;
 use crate::error::{Error, Result};
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::{MediaFile, MediaLibrary, Upload};
@@ -48,6 +50,8 @@ pub struct EngineConfig {
     /// Ended tasks are deleted this long after they finished.
     pub task_retention: Duration,
     pub max_upload_bytes: u64,
+    /// Which addresses HTTP callbacks may connect to.
+    pub callback_policy: AddressPolicy,
 }
 
 impl EngineConfig {
@@ -62,6 +66,7 @@ impl EngineConfig {
             max_recoveries: 3,
             task_retention: Duration::from_secs(7 * 24 * 3600),
             max_upload_bytes: 10 << 30,
+            callback_policy: AddressPolicy::default(),
         }
     }
 }
@@ -78,6 +83,7 @@ struct Inner {
     scheduler: Arc<Scheduler>,
     keys: RwLock<HashMap<KeyHash, App>>,
     queues: Arc<Queues>,
+    pusher: push::Pusher,
     /// Cancelled by `shutdown`: upkeep and open streams end.
     closing: CancellationToken,
     upkeep_tasks: TaskTracker,
@@ -123,6 +129,7 @@ impl Engine {
         }
 
         let queues = Arc::new(Queues::new());
+        let pusher = push::Pusher::new(config.callback_policy.clone())?;
         let scheduler = Scheduler::start(
             Arc::clone(&store),
             library.clone(),
@@ -137,12 +144,16 @@ impl Engine {
                 scheduler,
                 keys: RwLock::new(HashMap::new()),
                 queues,
+                pusher,
                 closing: CancellationToken::new(),
                 upkeep_tasks: TaskTracker::new(),
                 _lock: lock,
             }),
         };
         engine.inner.upkeep_tasks.spawn(engine.clone().upkeep());
+        for app in engine.inner.store.push_apps().await? {
+            engine.sync_push(app, crate::events::DeliveryMode::Push);
+        }
         Ok(engine)
     }
 

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 pub use handle::MsgHandle;
 
+use crate::callbacks::secrets::Secrets;
+
 use crate::error::{Error, Result};
 use crate::time::Timestamp;
 
@@ -80,7 +82,7 @@ pub enum HandleResult {
 pub enum DeliveryMode {
     /// The app pulls (PullEvents) or streams (SubscribeEvents).
     Pull,
-    /// vodtask POSTs to notification_url (HTTP callbacks; not built yet).
+    /// vodtask POSTs each event to notification_url (HTTP callbacks).
     Push,
 }
 
@@ -94,7 +96,22 @@ pub struct EventConfig {
     pub max_deliveries: u32,
     /// Unconfirmed events are kept at least this long.
     pub retention: Duration,
+    /// PUSH: how long one callback may take.
+    #[serde(default = "default_callback_timeout")]
+    pub callback_timeout: Duration,
+    /// PUSH: the delay before each attempt, the first included.
+    #[serde(default = "crate::callbacks::schedule::default_schedule")]
+    pub retry_schedule: Vec<Duration>,
+    /// PUSH: the secrets callbacks are signed with.
+    #[serde(default)]
+    pub secrets: Secrets,
 }
+
+fn default_callback_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+pub const MAX_CALLBACK_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 pub const MAX_MAX_DELIVERIES: u32 = 1000;
@@ -108,6 +125,9 @@ impl Default for EventConfig {
             visibility_timeout: Duration::from_secs(30),
             max_deliveries: 10,
             retention: Duration::from_secs(4 * 24 * 3600),
+            callback_timeout: default_callback_timeout(),
+            retry_schedule: crate::callbacks::schedule::default_schedule(),
+            secrets: Secrets::default(),
         }
     }
 }
@@ -134,9 +154,30 @@ impl EventConfig {
         if !self.notification_url.is_empty() {
             crate::callbacks::address::validate_url("notification_url", &self.notification_url)?;
         }
-        if self.mode == DeliveryMode::Push {
-            return Err(Error::FailedPrecondition(
-                "mode: PUSH (HTTP callbacks) is not available yet; use PULL".into(),
+        if self.mode == DeliveryMode::Push && self.notification_url.is_empty() {
+            return Err(Error::invalid(
+                "notification_url",
+                "is required in PUSH mode",
+            ));
+        }
+        let t = self.callback_timeout;
+        if t < Duration::from_secs(1) || t > MAX_CALLBACK_TIMEOUT {
+            return Err(Error::invalid(
+                "callback_timeout_seconds",
+                "must be within 1..60",
+            ));
+        }
+        use crate::callbacks::schedule::{MAX_ATTEMPTS, MAX_DELAY};
+        if self.retry_schedule.is_empty() || self.retry_schedule.len() > MAX_ATTEMPTS {
+            return Err(Error::invalid(
+                "retry_schedule_seconds",
+                format!("must hold 1..{MAX_ATTEMPTS} delays"),
+            ));
+        }
+        if self.retry_schedule.iter().any(|d| *d > MAX_DELAY) {
+            return Err(Error::invalid(
+                "retry_schedule_seconds",
+                "each delay must be within 0..604800",
             ));
         }
         Ok(())

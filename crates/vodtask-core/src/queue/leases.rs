@@ -173,12 +173,12 @@ impl Leases {
         &mut self,
         max: u32,
         consumer: Option<ConsumerId>,
-        config: &EventConfig,
+        rules: TakeRules,
         now: Timestamp,
     ) -> (Vec<Delivery>, Vec<(i64, u32)>) {
         let now = to_micros(now);
         self.expire(now);
-        let until = now + micros(config.visibility_timeout);
+        let until = now + micros(rules.lease);
         let mut out = Vec::new();
         let mut dead = Vec::new();
         while out.len() < max as usize {
@@ -192,7 +192,10 @@ impl Leases {
             let Some(entry) = self.entries.get_mut(&seq) else {
                 continue;
             };
-            if entry.event.deliveries >= config.max_deliveries {
+            if rules
+                .max_deliveries
+                .is_some_and(|m| entry.event.deliveries >= m)
+            {
                 entry.state = State::Settling;
                 dead.push((seq, entry.event.deliveries));
                 continue;
@@ -278,7 +281,7 @@ impl Leases {
             };
             self.leases.remove(&(lease.until, h.seq));
             match op {
-                LeaseChange::Confirm => {
+                LeaseChange::Settle => {
                     // The stream's credit comes back now, not after the
                     // write: the consumer is done with the event, and if the
                     // write fails the event goes to whoever is next.
@@ -426,9 +429,28 @@ impl Leases {
     }
 }
 
+/// How a take leases events.
+#[derive(Debug, Clone, Copy)]
+pub struct TakeRules {
+    pub lease: Duration,
+    /// Events delivered this often go dead instead (None: no limit).
+    pub max_deliveries: Option<u32>,
+}
+
+impl From<&EventConfig> for TakeRules {
+    fn from(c: &EventConfig) -> TakeRules {
+        TakeRules {
+            lease: c.visibility_timeout,
+            max_deliveries: Some(c.max_deliveries),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum LeaseChange {
-    Confirm,
+    /// The event is done with (confirmed, or dead-lettered by the PUSH
+    /// worker): it settles, as the caller then writes.
+    Settle,
     /// To this long from now (capped).
     Extend(Duration),
     /// Due again after the delay, or after the backoff.
@@ -499,18 +521,18 @@ mod tests {
         l.insert(loaded(1, "a"));
         l.insert(loaded(2, "a"));
         l.insert(loaded(3, "b"));
-        let (got, dead) = l.take(10, None, &cfg, now());
+        let (got, dead) = l.take(10, None, (&cfg).into(), now());
         assert_eq!(seqs(&got), vec![1, 3]);
         assert!(dead.is_empty());
-        let v = l.change(&[Some(got[0].handle)], LeaseChange::Confirm, now());
+        let v = l.change(&[Some(got[0].handle)], LeaseChange::Settle, now());
         assert_eq!(v.confirm, vec![1]);
         assert_eq!(
-            l.take(10, None, &cfg, now()).0.len(),
+            l.take(10, None, (&cfg).into(), now()).0.len(),
             0,
             "settling holds the key"
         );
         l.settled(&v.confirm, now());
-        assert_eq!(seqs(&l.take(10, None, &cfg, now()).0), vec![2]);
+        assert_eq!(seqs(&l.take(10, None, (&cfg).into(), now()).0), vec![2]);
     }
 
     #[test]
@@ -518,24 +540,23 @@ mod tests {
         let cfg = EventConfig::default();
         let mut l = Leases::new(7);
         l.insert(loaded(1, "a"));
-        let first = l.take(1, None, &cfg, now()).0[0].handle;
+        let first = l.take(1, None, (&cfg).into(), now()).0[0].handle;
         let v = l.change(
             &[Some(first)],
             LeaseChange::Nack(Some(Duration::ZERO)),
             now(),
         );
         assert_eq!(v.results, vec![Some(HandleResult::Done)]);
-        let second = l.take(1, None, &cfg, now()).0[0].handle;
+        let second = l.take(1, None, (&cfg).into(), now()).0[0].handle;
         assert_ne!(first, second);
-        let v = l.change(&[Some(first), Some(second)], LeaseChange::Confirm, now());
+        let v = l.change(&[Some(first), Some(second)], LeaseChange::Settle, now());
         assert_eq!(
             v.results,
             vec![Some(HandleResult::Expired), Some(HandleResult::Done)]
         );
         let stale = MsgHandle { epoch: 6, ..second };
         assert_eq!(
-            l.change(&[Some(stale)], LeaseChange::Confirm, now())
-                .unknown,
+            l.change(&[Some(stale)], LeaseChange::Settle, now()).unknown,
             vec![1]
         );
     }
@@ -547,9 +568,9 @@ mod tests {
         for s in 1..=4 {
             l.insert(loaded(s, &format!("k{s}")));
         }
-        let got = l.take(3, Some(9), &cfg, now()).0;
+        let got = l.take(3, Some(9), (&cfg).into(), now()).0;
         assert_eq!(l.held_by(9), 3);
-        let v = l.change(&[Some(got[0].handle)], LeaseChange::Confirm, now());
+        let v = l.change(&[Some(got[0].handle)], LeaseChange::Settle, now());
         assert_eq!(
             l.held_by(9),
             2,
@@ -559,7 +580,7 @@ mod tests {
         assert_eq!(l.held_by(9), 2);
         assert_eq!(l.release(9, now()), 2);
         assert_eq!(l.held_by(9), 0);
-        let mut back = seqs(&l.take(10, None, &cfg, now()).0);
+        let mut back = seqs(&l.take(10, None, (&cfg).into(), now()).0);
         back.sort();
         assert_eq!(back, vec![2, 3, 4]);
     }
@@ -572,9 +593,9 @@ mod tests {
         };
         let mut l = Leases::new(1);
         l.insert(loaded(1, "a"));
-        let h = l.take(1, None, &cfg, now()).0[0].handle;
+        let h = l.take(1, None, (&cfg).into(), now()).0[0].handle;
         l.change(&[Some(h)], LeaseChange::Nack(Some(Duration::ZERO)), now());
-        let (got, dead) = l.take(1, None, &cfg, now());
+        let (got, dead) = l.take(1, None, (&cfg).into(), now());
         assert!(got.is_empty());
         assert_eq!(dead, vec![(1, 1)]);
         assert_eq!(l.counts(now()).in_flight, 1, "settling counts as in flight");
@@ -590,13 +611,13 @@ mod tests {
         };
         let mut l = Leases::new(1);
         l.insert(loaded(1, "a"));
-        let h = l.take(1, None, &cfg, now()).0[0].handle;
+        let h = l.take(1, None, (&cfg).into(), now()).0[0].handle;
         let later = now() + chrono::Duration::seconds(5);
-        let (got, _) = l.take(1, None, &cfg, later);
+        let (got, _) = l.take(1, None, (&cfg).into(), later);
         assert_eq!(seqs(&got), vec![1]);
         assert_eq!(got[0].event.deliveries, 2);
         assert_eq!(
-            l.change(&[Some(h)], LeaseChange::Confirm, later).results,
+            l.change(&[Some(h)], LeaseChange::Settle, later).results,
             vec![Some(HandleResult::Expired)]
         );
     }

@@ -85,6 +85,47 @@ pub struct PendingEvent {
     pub event: Event,
 }
 
+/// One HTTP callback attempt, as logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackAttempt {
+    /// Filled in when read back.
+    pub event_id: String,
+    /// 1, 2, 3… within a round of the retry schedule (a redrive starts a
+    /// new round).
+    pub attempt: u32,
+    pub time: Timestamp,
+    pub url: String,
+    pub http_status: Option<u16>,
+    pub error: String,
+    pub duration: std::time::Duration,
+    pub response: String,
+    pub outcome: AttemptOutcome,
+    /// When the next attempt is due; None when this one was the last.
+    pub next_attempt: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    Failed,
+    /// 410 Gone: no more attempts for this event.
+    Gone,
+}
+
+impl CallbackAttempt {
+    /// Whether this attempt ended its round (delivered, gone, or given up).
+    pub fn is_final(&self) -> bool {
+        self.outcome != AttemptOutcome::Failed || self.next_attempt.is_none()
+    }
+}
+
+/// Which attempts to list.
+#[derive(Debug, Clone)]
+pub enum AttemptsOf {
+    Event(String),
+    Task(String),
+}
+
 /// How an event left the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
@@ -200,6 +241,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<PendingEvent>>;
     /// Counts of pending events with seq after `after`, and app totals.
     async fn event_tail(&self, app: AppId, after: i64) -> Result<Tail>;
+    // HTTP callbacks.
+    /// Apps whose config says PUSH.
+    async fn push_apps(&self) -> Result<Vec<AppId>>;
+    /// Logs an attempt; with `settle`, settles its event in the same
+    /// transaction.
+    async fn record_attempt(
+        &self,
+        app: AppId,
+        seq: i64,
+        attempt: CallbackAttempt,
+        settle: Option<Settled>,
+    ) -> Result<()>;
+    async fn last_attempt(&self, app: AppId, seq: i64) -> Result<Option<CallbackAttempt>>;
+    async fn callback_attempts(&self, app: AppId, of: AttemptsOf) -> Result<Vec<CallbackAttempt>>;
+
     /// Deletes events past their app's retention.
     async fn purge_events(&self, now: Timestamp) -> Result<u64>;
 }

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use vodtask_core::Engine;
 use vodtask_core::StreamItem;
 use vodtask_core::events::{Delivery, DeliveryMode, Event, EventConfig, EventType, HandleResult};
+use vodtask_core::store::{AttemptOutcome, AttemptsOf, CallbackAttempt};
 use vodtask_proto::v1 as pb;
 use vodtask_proto::v1::event_service_server::EventService;
 
@@ -84,6 +85,41 @@ fn config_to_pb(c: &EventConfig) -> pb::EventConfig {
         visibility_timeout_seconds: c.visibility_timeout.as_secs() as i32,
         max_deliveries: c.max_deliveries as i32,
         retention_seconds: c.retention.as_secs() as i64,
+        signing_secret: c.secrets.current.clone(),
+        previous_secret_expire_time: previous_secret_expiry(c),
+        callback_timeout_seconds: c.callback_timeout.as_secs() as i32,
+        retry_schedule_seconds: c
+            .retry_schedule
+            .iter()
+            .map(|d| d.as_secs() as i64)
+            .collect(),
+    }
+}
+
+fn previous_secret_expiry(c: &EventConfig) -> Option<prost_types::Timestamp> {
+    c.secrets
+        .previous
+        .as_ref()
+        .filter(|p| p.until > vodtask_core::time::now())
+        .map(|p| timestamp(p.until))
+}
+
+fn attempt_to_pb(a: CallbackAttempt) -> pb::CallbackAttempt {
+    pb::CallbackAttempt {
+        event_id: a.event_id,
+        attempt: a.attempt as i32,
+        time: Some(timestamp(a.time)),
+        url: a.url,
+        http_status: a.http_status.map_or(0, i32::from),
+        error: a.error,
+        duration_seconds: a.duration.as_secs_f64(),
+        response: a.response,
+        outcome: match a.outcome {
+            AttemptOutcome::Delivered => pb::AttemptOutcome::Delivered,
+            AttemptOutcome::Failed => pb::AttemptOutcome::Failed,
+            AttemptOutcome::Gone => pb::AttemptOutcome::Gone,
+        } as i32,
+        next_attempt_time: a.next_attempt.map(timestamp),
     }
 }
 
@@ -330,11 +366,68 @@ impl EventService for Events {
         if let Some(v) = r.retention_seconds {
             c.retention = seconds("retention_seconds", v, i64::MAX)?;
         }
+        if let Some(v) = r.callback_timeout_seconds {
+            c.callback_timeout = seconds("callback_timeout_seconds", i64::from(v), 60)?;
+        }
+        if let Some(schedule) = r.retry_schedule {
+            c.retry_schedule = schedule
+                .seconds
+                .into_iter()
+                .map(|s| seconds("retry_schedule_seconds", s, 604_800))
+                .collect::<Result<_, _>>()?;
+        }
         let config = self
             .engine
             .set_event_config(app, c)
             .await
             .map_err(to_status)?;
         Ok(Response::new(config_to_pb(&config)))
+    }
+
+    async fn rotate_signing_secret(
+        &self,
+        req: Request<pb::RotateSigningSecretRequest>,
+    ) -> Result<Response<pb::RotateSigningSecretResponse>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let overlap = req
+            .into_inner()
+            .overlap_seconds
+            .map(|s| seconds("overlap_seconds", s, 604_800))
+            .transpose()?;
+        let c = self
+            .engine
+            .rotate_signing_secret(app, overlap)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RotateSigningSecretResponse {
+            signing_secret: c.secrets.current.clone(),
+            previous_secret_expire_time: previous_secret_expiry(&c),
+        }))
+    }
+
+    async fn list_callback_attempts(
+        &self,
+        req: Request<pb::ListCallbackAttemptsRequest>,
+    ) -> Result<Response<pb::ListCallbackAttemptsResponse>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let r = req.into_inner();
+        let of = match (r.event_id.is_empty(), r.task_id.is_empty()) {
+            (false, true) => AttemptsOf::Event(r.event_id),
+            (true, false) => AttemptsOf::Task(r.task_id),
+            _ => {
+                return Err(invalid(
+                    "event_id",
+                    "give exactly one of event_id and task_id",
+                ));
+            }
+        };
+        let attempts = self
+            .engine
+            .callback_attempts(app, of)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListCallbackAttemptsResponse {
+            attempts: attempts.into_iter().map(attempt_to_pb).collect(),
+        }))
     }
 }

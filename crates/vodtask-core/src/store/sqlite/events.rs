@@ -262,6 +262,11 @@ pub(super) fn purge(conn: &Connection, now: Timestamp) -> Result<u64> {
     for app in apps {
         let cutoff = now - config(conn, app)?.retention;
         conn.prepare_cached(
+            "DELETE FROM callback_attempts WHERE event_seq IN
+                 (SELECT seq FROM events WHERE app_id = ?1 AND event_time < ?2)",
+        )?
+        .execute(params![app, to_micros(cutoff)])?;
+        conn.prepare_cached(
             "DELETE FROM event_bodies WHERE seq IN
                  (SELECT seq FROM events WHERE app_id = ?1 AND event_time < ?2)",
         )?

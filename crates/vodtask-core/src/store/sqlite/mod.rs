@@ -2,6 +2,7 @@
 //! `synchronous = FULL`, a group-commit writer thread and a pool of read
 //! connections.
 
+mod attempts;
 mod checkpoint;
 mod events;
 mod rows;
@@ -22,8 +23,8 @@ use rusqlite::{Connection, OpenFlags, params};
 use self::rows::{MEDIA_COLUMNS, one, to_json};
 use self::writer::Writer;
 use super::{
-    Claim, EventPage, Lease, LeaseState, Orphans, Outcome, PendingEvent, Recovered, Settled, Store,
-    Stored, Tail,
+    AttemptsOf, CallbackAttempt, Claim, EventPage, Lease, LeaseState, Orphans, Outcome,
+    PendingEvent, Recovered, Settled, Store, Stored, Tail,
 };
 use crate::app::{App, KeyHash};
 use crate::error::{Error, Result};
@@ -362,6 +363,30 @@ impl Store for SqliteStore {
 
     async fn event_tail(&self, app: AppId, after: i64) -> Result<Tail> {
         self.read(move |conn| events::tail(conn, app, after)).await
+    }
+
+    async fn push_apps(&self) -> Result<Vec<AppId>> {
+        self.read(attempts::push_apps).await
+    }
+
+    async fn record_attempt(
+        &self,
+        app: AppId,
+        seq: i64,
+        attempt: CallbackAttempt,
+        settle: Option<Settled>,
+    ) -> Result<()> {
+        self.writer
+            .write(move |conn| attempts::record(conn, app, seq, &attempt, settle))
+            .await
+    }
+
+    async fn last_attempt(&self, app: AppId, seq: i64) -> Result<Option<CallbackAttempt>> {
+        self.read(move |conn| attempts::last(conn, app, seq)).await
+    }
+
+    async fn callback_attempts(&self, app: AppId, of: AttemptsOf) -> Result<Vec<CallbackAttempt>> {
+        self.read(move |conn| attempts::list(conn, app, &of)).await
     }
 
     async fn purge_events(&self, now: Timestamp) -> Result<u64> {

@@ -157,6 +157,26 @@ CREATE TABLE event_bodies (
 INSERT INTO event_bodies (seq, content_json) SELECT seq, content_json FROM events;
 ALTER TABLE events DROP COLUMN content_json;
 "#,
+    // v5: the log of HTTP callback attempts (PUSH mode). outcome: 1
+    // delivered, 2 failed, 3 gone (410). The last attempt of an event says
+    // when the next one is due, so a restart keeps the retry schedule.
+    r#"
+CREATE TABLE callback_attempts (
+    id            INTEGER PRIMARY KEY,
+    event_seq     INTEGER NOT NULL,
+    app_id        INTEGER NOT NULL,
+    attempt       INTEGER NOT NULL,
+    time          INTEGER NOT NULL,
+    url           TEXT NOT NULL,
+    http_status   INTEGER,
+    error         TEXT NOT NULL,
+    duration_us   INTEGER NOT NULL,
+    response      TEXT NOT NULL,
+    outcome       INTEGER NOT NULL,
+    next_attempt  INTEGER
+);
+CREATE INDEX callback_attempts_event ON callback_attempts (event_seq, id);
+"#,
 ];
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {

@@ -1,0 +1,275 @@
+//! PUSH mode: a worker per app POSTs each event to the app's
+//! notification_url. It is one more consumer of the app's queue, so leases,
+//! per-task order, the dead-letter list and redrive work as in PULL mode.
+//!
+//! Every attempt is logged durably, with the time the next one is due; a
+//! worker that meets an event whose last attempt failed waits until then.
+//! So a restart keeps the retry schedule: the next attempt comes when it
+//! was due, once. A delivered event is confirmed, and an event given up on
+//! (the schedule ran out, or the receiver answered 410 Gone) is
+//! dead-lettered, each in the same transaction as its attempt's log entry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Engine;
+use super::events::next_change;
+use crate::callbacks::address::AddressPolicy;
+use crate::callbacks::schedule::delay_before;
+use crate::callbacks::sender::{Callback, CallbackSender, Outcome};
+use crate::error::Result;
+use crate::events::{Delivery, DeliveryMode};
+use crate::ids::AppId;
+use crate::queue::AppQueue;
+use crate::queue::leases::{LeaseChange, TakeRules};
+use crate::store::{AttemptOutcome, CallbackAttempt, Settled};
+use crate::time;
+
+/// Callbacks of one app in flight at once (an app has one endpoint).
+const CONCURRENCY: u32 = 16;
+/// A callback's lease outlasts its timeout by this much.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// After a store error the worker backs off this long.
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+pub(crate) struct Pusher {
+    sender: CallbackSender,
+    workers: Mutex<HashMap<AppId, CancellationToken>>,
+}
+
+impl Pusher {
+    pub(crate) fn new(policy: AddressPolicy) -> Result<Pusher> {
+        Ok(Pusher {
+            sender: CallbackSender::new(policy)?,
+            workers: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+impl Engine {
+    /// Starts or stops the app's callback worker to match its mode.
+    pub(crate) fn sync_push(&self, app: AppId, mode: DeliveryMode) {
+        let pusher = &self.inner.pusher;
+        let mut workers = pusher.workers.lock().unwrap_or_else(|e| e.into_inner());
+        match mode {
+            DeliveryMode::Push if !workers.contains_key(&app) => {
+                let stop = self.inner.closing.child_token();
+                workers.insert(app, stop.clone());
+                self.inner
+                    .upkeep_tasks
+                    .spawn(self.clone().push_worker(app, stop));
+            }
+            DeliveryMode::Pull => {
+                if let Some(stop) = workers.remove(&app) {
+                    stop.cancel();
+                }
+            }
+            DeliveryMode::Push => {}
+        }
+    }
+
+    async fn push_worker(self, app: AppId, stop: CancellationToken) {
+        let queue = loop {
+            match self.queue(app).await {
+                Ok(q) => break q,
+                Err(e) => tracing::error!(app = app.0, "callback worker: {e}"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(ERROR_PAUSE) => {}
+            }
+        };
+        tracing::info!(app = app.0, "callback worker started");
+        let consumer = self.inner.queues.new_consumer();
+        let mut attempts = JoinSet::new();
+        while !stop.is_cancelled() {
+            while attempts.try_join_next().is_some() {}
+            let mut changed = queue.subscribe();
+            changed.borrow_and_update();
+            let (credit, rules) = {
+                let s = queue.lock();
+                let rules = TakeRules {
+                    lease: s.config.callback_timeout + LEASE_MARGIN,
+                    // The retry schedule decides when to give up.
+                    max_deliveries: None,
+                };
+                (
+                    CONCURRENCY.saturating_sub(s.leases.held_by(consumer)),
+                    rules,
+                )
+            };
+            let mut pause = None;
+            if credit > 0 {
+                match self
+                    .take_with(&queue, credit, Some(consumer), Some(rules))
+                    .await
+                {
+                    Ok(got) if !got.is_empty() => {
+                        for d in got {
+                            attempts.spawn(self.clone().attempt(Arc::clone(&queue), d));
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(app = app.0, "callback worker: {e}");
+                        pause = Some(Instant::now() + ERROR_PAUSE);
+                    }
+                }
+            }
+            let until = pause
+                .or_else(|| next_change(&queue))
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = changed.changed() => {}
+                _ = tokio::time::sleep_until(until) => {}
+                Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
+            }
+        }
+        attempts.abort_all();
+        if queue.lock().leases.release(consumer, time::now()) > 0 {
+            queue.wake();
+        }
+        tracing::info!(app = app.0, "callback worker stopped");
+    }
+
+    /// One callback attempt of a leased event, and what follows from it.
+    async fn attempt(self, queue: Arc<AppQueue>, d: Delivery) {
+        let app = queue.app;
+        let seq = d.handle.seq;
+        let config = queue.lock().config.clone();
+        let store = &self.inner.store;
+        let last = match store.last_attempt(app, seq).await {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::error!(app = app.0, "callback attempt log: {e}");
+                return self.give_back(&queue, &d, ERROR_PAUSE);
+            }
+        };
+        let now = time::now();
+        let previous = last.filter(|a| !a.is_final());
+        // Not due yet: a retry planned before a restart, or the schedule's
+        // first delay.
+        let due = match &previous {
+            Some(a) => a.next_attempt,
+            None => config
+                .retry_schedule
+                .first()
+                .map(|first| d.event.event_time + *first),
+        };
+        if let Some(due) = due
+            && due > now
+        {
+            let wait = (due - now).to_std().unwrap_or(Duration::ZERO);
+            return self.give_back(&queue, &d, wait);
+        }
+        let number = previous.map_or(1, |a| a.attempt + 1);
+        let secrets = match config.secrets.in_force(now) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(app = app.0, "signing secrets: {e}");
+                return self.give_back(&queue, &d, ERROR_PAUSE);
+            }
+        };
+        let signing: Vec<_> = secrets.iter().collect();
+        let sent = self
+            .inner
+            .pusher
+            .sender
+            .send(&Callback {
+                url: &config.notification_url,
+                event_id: &d.event.event_id,
+                body: &d.event.content_json,
+                secrets: &signing,
+                timeout: config.callback_timeout,
+                timestamp: now.timestamp(),
+            })
+            .await;
+        let mut record = CallbackAttempt {
+            event_id: d.event.event_id.clone(),
+            attempt: number,
+            time: now,
+            url: config.notification_url.clone(),
+            http_status: sent.http_status,
+            error: sent.error,
+            duration: sent.elapsed,
+            response: sent.response,
+            outcome: AttemptOutcome::Failed,
+            next_attempt: None,
+        };
+        let settle = match sent.outcome {
+            Outcome::Delivered => {
+                record.outcome = AttemptOutcome::Delivered;
+                Settled::Confirmed
+            }
+            Outcome::Gone => {
+                record.outcome = AttemptOutcome::Gone;
+                Settled::DeadLettered
+            }
+            Outcome::Failed { retry_after } => {
+                match delay_before(&config.retry_schedule, number as usize + 1, retry_after) {
+                    Some(wait) => {
+                        record.next_attempt = Some(time::now() + wait);
+                        if let Err(e) = store.record_attempt(app, seq, record, None).await {
+                            tracing::error!(app = app.0, "callback attempt log: {e}");
+                        }
+                        return self.give_back(&queue, &d, wait);
+                    }
+                    None => Settled::DeadLettered,
+                }
+            }
+        };
+        self.finish(&queue, &d, record, settle).await;
+    }
+
+    /// Settles the event together with its last attempt's log entry.
+    async fn finish(
+        &self,
+        queue: &AppQueue,
+        d: &Delivery,
+        record: CallbackAttempt,
+        settle: Settled,
+    ) {
+        let app = queue.app;
+        let seq = d.handle.seq;
+        let v = queue
+            .lock()
+            .leases
+            .change(&[Some(d.handle)], LeaseChange::Settle, time::now());
+        // A lease lost meanwhile (it cannot outlast the callback timeout by
+        // less than the margin) leaves the event to its next delivery.
+        let settle = (!v.confirm.is_empty()).then_some(settle);
+        let written = self
+            .inner
+            .store
+            .record_attempt(app, seq, record, settle)
+            .await;
+        if settle.is_some() {
+            let mut s = queue.lock();
+            match &written {
+                Ok(()) => s.leases.settled(&[seq], time::now()),
+                Err(_) => s.leases.unsettle(&[seq], time::now()),
+            }
+        }
+        if let Err(e) = written {
+            tracing::error!(app = app.0, "recording a callback attempt failed: {e}");
+        }
+        queue.wake();
+    }
+
+    /// The event goes back to the queue, due again after `wait`.
+    fn give_back(&self, queue: &AppQueue, d: &Delivery, wait: Duration) {
+        queue.lock().leases.change(
+            &[Some(d.handle)],
+            LeaseChange::Nack(Some(wait)),
+            time::now(),
+        );
+        queue.wake();
+    }
+}

@@ -1,0 +1,438 @@
+//! HTTP callbacks (PUSH mode) end to end: the real binary POSTs to a real
+//! receiver in this test; signatures are checked by the reference Python
+//! `standardwebhooks` package.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use vodtask_e2e::receiver::{Received, Receiver, Reply};
+use vodtask_e2e::v1 as pb;
+use vodtask_e2e::v1::event_service_client::EventServiceClient;
+use vodtask_e2e::*;
+
+type Events = EventServiceClient<InterceptedService<Channel, Auth>>;
+
+const ALLOW_LOOPBACK: [&str; 4] = ["--workers", "0", "--allow-callback-cidr", "127.0.0.1/32"];
+
+async fn push_to(
+    events: &mut Events,
+    url: &str,
+    schedule: &[i64],
+    timeout: i32,
+) -> pb::EventConfig {
+    events
+        .modify_event_config(pb::ModifyEventConfigRequest {
+            mode: pb::DeliveryMode::Push as i32,
+            notification_url: Some(url.to_string()),
+            retry_schedule: Some(pb::RetrySchedule {
+                seconds: schedule.to_vec(),
+            }),
+            callback_timeout_seconds: Some(timeout),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Uploads a small file as `key`'s app: one NewFileUpload event.
+async fn upload_one(server: &Server, key: &str, dir: &std::path::Path, name: &str) -> String {
+    let file = dir.join(name);
+    std::fs::write(&file, b"not media, but a file").unwrap();
+    let mut media = server.media_as(key).await;
+    upload(&mut media, &file, name).await.unwrap().0
+}
+
+async fn attempts(events: &mut Events, event_id: &str) -> Vec<pb::CallbackAttempt> {
+    events
+        .list_callback_attempts(pb::ListCallbackAttemptsRequest {
+            event_id: event_id.to_string(),
+            task_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .attempts
+}
+
+async fn queue_is_empty(events: &mut Events) -> bool {
+    let s = events
+        .describe_events_state(pb::DescribeEventsStateRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    (s.ready, s.in_flight, s.delayed) == (0, 0, 0)
+}
+
+/// Verifies a received callback with the reference Python library.
+fn python_verifies(secret: &str, r: &Received) -> bool {
+    let script = "import sys, standardwebhooks\n\
+                  wh = standardwebhooks.Webhook(sys.argv[1])\n\
+                  wh.verify(sys.stdin.read(), {'webhook-id': sys.argv[2], \
+                  'webhook-timestamp': sys.argv[3], 'webhook-signature': sys.argv[4]})\n";
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            secret,
+            r.header("webhook-id"),
+            r.header("webhook-timestamp"),
+            r.header("webhook-signature"),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(r.body.as_bytes())
+        .unwrap();
+    child.wait().unwrap().success()
+}
+
+#[tokio::test]
+async fn callbacks_are_signed_verified_by_the_reference_library_and_rotated() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
+    let key = server.default_key();
+    let receiver = Receiver::start(&[], Reply::Status(200)).await;
+    let mut events = server.events().await;
+    let config = push_to(&mut events, &receiver.url(), &[0, 1], 5).await;
+    let first_secret = config.signing_secret.clone();
+    assert!(first_secret.starts_with("whsec_"), "{first_secret}");
+
+    let file_id = upload_one(&server, &key, dir.path(), "a.bin").await;
+    let got = receiver.wait_for(1).await;
+    let r = &got[0];
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.envelope()["eventType"], "NewFileUpload");
+    assert_eq!(r.envelope()["data"]["fileId"], file_id);
+    assert_eq!(
+        r.header("webhook-id"),
+        r.envelope()["eventId"].as_str().unwrap()
+    );
+    assert!(
+        python_verifies(&first_secret, r),
+        "standardwebhooks rejected it"
+    );
+    let event_id = r.header("webhook-id").to_string();
+    let logged = eventually("the attempt in the log", || {
+        let mut events = events.clone();
+        let event_id = event_id.clone();
+        async move {
+            let a = attempts(&mut events, &event_id).await;
+            (!a.is_empty()).then_some(a)
+        }
+    })
+    .await;
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].outcome, pb::AttemptOutcome::Delivered as i32);
+    assert_eq!(logged[0].http_status, 200);
+    assert_eq!(logged[0].response, "answered 200");
+    eventually("the delivered event confirmed", || {
+        let mut events = events.clone();
+        async move { queue_is_empty(&mut events).await.then_some(()) }
+    })
+    .await;
+
+    // Rotation: during the overlap each callback carries both signatures,
+    // and a receiver holding either secret accepts it.
+    let rotated = events
+        .rotate_signing_secret(pb::RotateSigningSecretRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(rotated.signing_secret, first_secret);
+    assert!(rotated.previous_secret_expire_time.is_some());
+    upload_one(&server, &key, dir.path(), "b.bin").await;
+    let got = receiver.wait_for(2).await;
+    let r = &got[1];
+    assert_eq!(r.header("webhook-signature").split(' ').count(), 2);
+    assert!(python_verifies(&first_secret, r));
+    assert!(python_verifies(&rotated.signing_secret, r));
+    let current = events
+        .get_event_config(pb::GetEventConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(current.signing_secret, rotated.signing_secret);
+}
+
+#[tokio::test]
+async fn failures_are_retried_on_schedule_until_one_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
+    let receiver = Receiver::start(
+        &[Reply::Status(500), Reply::Redirect, Reply::Hang],
+        Reply::Status(200),
+    )
+    .await;
+    let mut events = server.events().await;
+    push_to(&mut events, &receiver.url(), &[0, 1, 1, 1], 1).await;
+    upload_one(&server, &server.default_key(), dir.path(), "a.bin").await;
+
+    let got = receiver.wait_for(4).await;
+    assert!(
+        got.iter().all(|r| r.path == "/hook"),
+        "the 302 was not followed"
+    );
+    assert!(
+        got.iter()
+            .all(|r| r.header("webhook-id") == got[0].header("webhook-id"))
+    );
+    for pair in got.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= Duration::from_millis(850), "retried after {gap:?}");
+    }
+    let event_id = got[0].header("webhook-id").to_string();
+    let log = eventually("four attempts logged", || {
+        let mut events = events.clone();
+        let event_id = event_id.clone();
+        async move {
+            let a = attempts(&mut events, &event_id).await;
+            (a.len() == 4).then_some(a)
+        }
+    })
+    .await;
+    let summary: Vec<(i32, i32, i32)> = log
+        .iter()
+        .map(|a| (a.attempt, a.outcome, a.http_status))
+        .collect();
+    let (failed, delivered) = (
+        pb::AttemptOutcome::Failed as i32,
+        pb::AttemptOutcome::Delivered as i32,
+    );
+    assert_eq!(
+        summary,
+        vec![
+            (1, failed, 500),
+            (2, failed, 302),
+            (3, failed, 0),
+            (4, delivered, 200)
+        ]
+    );
+    assert!(
+        log[2].error.contains("no answer within 1 s"),
+        "{}",
+        log[2].error
+    );
+    assert!(log[0].next_attempt_time.is_some() && log[3].next_attempt_time.is_none());
+}
+
+#[tokio::test]
+async fn a_retry_planned_before_a_crash_comes_once_when_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
+    let receiver = Receiver::start(&[Reply::Status(503)], Reply::Status(200)).await;
+    let mut events = server.events().await;
+    push_to(&mut events, &receiver.url(), &[0, 4], 5).await;
+    upload_one(&server, &server.default_key(), dir.path(), "a.bin").await;
+    let first = receiver.wait_for(1).await[0].clone();
+    let event_id = first.header("webhook-id").to_string();
+    eventually("the failed attempt logged", || {
+        let mut events = events.clone();
+        let event_id = event_id.clone();
+        async move { (!attempts(&mut events, &event_id).await.is_empty()).then_some(()) }
+    })
+    .await;
+
+    server.kill9();
+    server.restart();
+    let mut events = server.events().await;
+    let got = receiver.wait_for(2).await;
+    let gap = got[1].at - first.at;
+    assert!(
+        gap >= Duration::from_millis(3500),
+        "the retry came after {gap:?}, before it was due"
+    );
+    eventually("the event confirmed", || {
+        let mut events = events.clone();
+        async move { queue_is_empty(&mut events).await.then_some(()) }
+    })
+    .await;
+    assert_eq!(receiver.received().len(), 2, "the retry came exactly once");
+    let log = attempts(&mut events, &event_id).await;
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].outcome, pb::AttemptOutcome::Delivered as i32);
+}
+
+#[tokio::test]
+async fn internal_addresses_are_refused_without_the_allow_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let receiver = Receiver::start(&[], Reply::Status(200)).await;
+    let mut events = server.events().await;
+    let port = receiver.addr.port();
+    let urls = [
+        receiver.url(),
+        format!("http://localhost:{port}/hook"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+    ];
+    for (i, url) in urls.iter().enumerate() {
+        push_to(&mut events, url, &[0], 5).await;
+        upload_one(
+            &server,
+            &server.default_key(),
+            dir.path(),
+            &format!("f{i}.bin"),
+        )
+        .await;
+        let dead = eventually("the refused event dead-lettered", || {
+            let mut events = events.clone();
+            async move {
+                let page = events
+                    .list_dead_letter_events(pb::ListDeadLetterEventsRequest::default())
+                    .await
+                    .unwrap()
+                    .into_inner();
+                page.events.get(i).cloned()
+            }
+        })
+        .await;
+        let log = attempts(&mut events, &dead.event_id).await;
+        assert_eq!(log.len(), 1, "{url}");
+        assert_eq!(log[0].http_status, 0);
+        assert!(
+            log[0].error.contains("not allowed") || log[0].error.contains("no address allowed"),
+            "{url}: {}",
+            log[0].error
+        );
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the receiver"
+    );
+}
+
+#[tokio::test]
+async fn gone_and_given_up_events_are_dead_lettered_and_redrive_sends_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
+    let key = server.default_key();
+    let receiver = Receiver::start(
+        &[Reply::Status(410), Reply::Status(500), Reply::Status(500)],
+        Reply::Status(200),
+    )
+    .await;
+    let mut events = server.events().await;
+    push_to(&mut events, &receiver.url(), &[0, 1], 5).await;
+    upload_one(&server, &key, dir.path(), "a.bin").await;
+    receiver.wait_for(1).await;
+    upload_one(&server, &key, dir.path(), "b.bin").await;
+    receiver.wait_for(3).await;
+    let dead = eventually("both events dead-lettered", || {
+        let mut events = events.clone();
+        async move {
+            let page = events
+                .list_dead_letter_events(pb::ListDeadLetterEventsRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            (page.events.len() == 2).then_some(page.events)
+        }
+    })
+    .await;
+    let gone = attempts(&mut events, &dead[0].event_id).await;
+    assert_eq!(gone.len(), 1, "410 stops the retries");
+    assert_eq!(gone[0].outcome, pb::AttemptOutcome::Gone as i32);
+    assert_eq!(attempts(&mut events, &dead[1].event_id).await.len(), 2);
+
+    let redriven = events
+        .redrive_events(pb::RedriveEventsRequest {
+            all: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .redriven;
+    assert_eq!(redriven, 2);
+    receiver.wait_for(5).await;
+    eventually("both delivered", || {
+        let mut events = events.clone();
+        async move { queue_is_empty(&mut events).await.then_some(()) }
+    })
+    .await;
+    let again = attempts(&mut events, &dead[1].event_id).await;
+    assert_eq!(
+        again.last().map(|a| (a.attempt, a.outcome)),
+        Some((1, pb::AttemptOutcome::Delivered as i32))
+    );
+}
+
+#[tokio::test]
+async fn a_task_s_events_are_sent_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
+    let key = server.default_key();
+    // The upload's event is delivered first; then the task's first event
+    // fails once.
+    let receiver = Receiver::start(
+        &[Reply::Status(200), Reply::Status(500)],
+        Reply::Status(200),
+    )
+    .await;
+    let mut events = server.events().await;
+    push_to(&mut events, &receiver.url(), &[0, 1], 5).await;
+    let file_id = upload_one(&server, &key, dir.path(), "source.bin").await;
+    receiver.wait_for(1).await;
+    let mut tasks = server.tasks().await;
+    // A task that ends twice (cancelled, redone, cancelled): two events.
+    let task_id = create(&mut tasks, transcode(&file_id, &[100010])).await;
+    let cancel = || pb::CancelTaskRequest {
+        task_id: task_id.clone(),
+    };
+    tasks.cancel_task(cancel()).await.unwrap();
+    tasks
+        .redo_task(pb::RedoTaskRequest {
+            task_id: task_id.clone(),
+        })
+        .await
+        .unwrap();
+    tasks.cancel_task(cancel()).await.unwrap();
+    let got = receiver.wait_for(4).await;
+    let of_task: Vec<(i64, String)> = got
+        .iter()
+        .map(Received::envelope)
+        .filter(|e| e["data"]["vodTaskId"] == task_id.as_str())
+        .map(|e| {
+            (
+                e["taskSequence"].as_i64().unwrap(),
+                e["eventId"].to_string(),
+            )
+        })
+        .collect();
+    let sequences: Vec<i64> = of_task.iter().map(|(s, _)| *s).collect();
+    assert_eq!(sequences, vec![1, 1, 2], "the second waited for the first");
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_does_not_delay_another_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
+    let key_a = server.default_key();
+    let key_b = server.create_app("b");
+    let dead = Receiver::start(&[], Reply::Hang).await;
+    let alive = Receiver::start(&[], Reply::Status(200)).await;
+    let mut a = server.events_as(&key_a).await;
+    let mut b = server.events_as(&key_b).await;
+    push_to(&mut a, &dead.url(), &[0, 60], 10).await;
+    push_to(&mut b, &alive.url(), &[0], 5).await;
+    for i in 0..40 {
+        upload_one(&server, &key_a, dir.path(), &format!("a{i}.bin")).await;
+    }
+    dead.wait_for(16).await;
+    let started = std::time::Instant::now();
+    upload_one(&server, &key_b, dir.path(), "b.bin").await;
+    alive.wait_for(1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "app b waited {:?} behind app a's dead endpoint",
+        started.elapsed()
+    );
+}
