@@ -436,3 +436,110 @@ async fn a_dead_endpoint_does_not_delay_another_app() {
         started.elapsed()
     );
 }
+
+async fn config(events: &mut Events) -> pb::EventConfig {
+    events
+        .get_event_config(pb::GetEventConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_opens_the_circuit_then_gets_one_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
+    let key = server.default_key();
+    let receiver = Receiver::start(&[], Reply::Status(500)).await;
+    let mut events = server.events().await;
+    push_to(&mut events, &receiver.url(), &[0, 600], 5).await;
+    for i in 0..20 {
+        upload_one(&server, &key, dir.path(), &format!("f{i}.bin")).await;
+    }
+    let health = eventually("the circuit open", || {
+        let mut events = events.clone();
+        async move {
+            let h = config(&mut events).await.endpoint_health.unwrap();
+            (h.circuit == pb::CircuitState::Open as i32).then_some(h)
+        }
+    })
+    .await;
+    assert!(health.consecutive_failures >= 5);
+    assert!(health.failing_since.is_some());
+    let before = receiver.received();
+    let opened = before.last().unwrap().at;
+    // After the 5 s cooldown exactly one probe goes out; it fails, and the
+    // circuit opens again.
+    let got = receiver.wait_for(before.len() + 1).await;
+    let probe = got.last().unwrap();
+    assert!(
+        probe.at - opened >= Duration::from_millis(4500),
+        "the probe came {:?} after the circuit opened",
+        probe.at - opened
+    );
+    eventually("the circuit open again", || {
+        let mut events = events.clone();
+        async move {
+            let h = config(&mut events).await.endpoint_health.unwrap();
+            (h.circuit == pb::CircuitState::Open as i32).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        receiver.received().len(),
+        before.len() + 1,
+        "one probe only"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_too_long_is_disabled_until_enabled_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
+    let broken = Receiver::start(&[], Reply::Status(503)).await;
+    let fixed = Receiver::start(&[], Reply::Status(200)).await;
+    let mut events = server.events().await;
+    push_to(&mut events, &broken.url(), &[0, 1, 1, 1, 1, 1, 1, 1], 5).await;
+    events
+        .modify_event_config(pb::ModifyEventConfigRequest {
+            disable_after_seconds: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    upload_one(&server, &server.default_key(), dir.path(), "a.bin").await;
+    let disabled = eventually("the endpoint disabled", || {
+        let mut events = events.clone();
+        async move { config(&mut events).await.endpoint_disabled_time }
+    })
+    .await;
+    assert!(disabled.seconds > 0);
+    let tries = broken.received().len();
+    assert!(
+        (3..=5).contains(&tries),
+        "{tries} attempts before disabling"
+    );
+
+    // A new URL and enabled again: delivery resumes.
+    let enabled = events
+        .modify_event_config(pb::ModifyEventConfigRequest {
+            notification_url: Some(fixed.url()),
+            endpoint_enabled: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(enabled.endpoint_disabled_time.is_none());
+    fixed.wait_for(1).await;
+    eventually("the event delivered", || {
+        let mut events = events.clone();
+        async move { queue_is_empty(&mut events).await.then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        broken.received().len(),
+        tries,
+        "nothing went to the disabled endpoint"
+    );
+}

@@ -16,6 +16,7 @@ pub mod task;
 pub mod time;
 
 pub use engine::{
-    DEFAULT_APP, Engine, EngineConfig, StreamItem, Subscription, create_app, create_app_in,
+    CircuitState, DEFAULT_APP, EndpointHealth, Engine, EngineConfig, StreamItem, Subscription,
+    create_app, create_app_in,
 };
 pub use error::{Error, Result};

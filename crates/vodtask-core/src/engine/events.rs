@@ -329,10 +329,19 @@ impl Engine {
         self.inner.store.callback_attempts(app, of).await
     }
 
-    async fn store_config(&self, app: AppId, config: EventConfig) -> Result<EventConfig> {
+    pub(crate) async fn store_config(
+        &self,
+        app: AppId,
+        config: EventConfig,
+    ) -> Result<EventConfig> {
         let queue = self.queue(app).await?;
         self.inner.store.set_event_config(app, &config).await?;
-        queue.lock().config = config.clone();
+        let was_disabled = std::mem::replace(&mut queue.lock().config, config.clone())
+            .endpoint_disabled
+            .is_some();
+        if was_disabled && config.endpoint_disabled.is_none() {
+            self.reset_endpoint(app);
+        }
         queue.wake();
         self.sync_push(app, config.mode);
         Ok(config)

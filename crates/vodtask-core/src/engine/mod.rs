@@ -7,6 +7,7 @@ mod push;
 mod scheduler;
 mod subscription;
 
+pub use push::{CircuitState, EndpointHealth};
 pub use subscription::{StreamItem, Subscription};
 
 use std::collections::HashMap;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::Engine;
 use super::events::next_change;
 use crate::callbacks::address::AddressPolicy;
+use crate::callbacks::breaker::{Breaker, Circuit, Gate};
 use crate::callbacks::schedule::delay_before;
 use crate::callbacks::sender::{Callback, CallbackSender, Outcome};
 use crate::error::Result;
@@ -39,7 +40,31 @@ const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 pub(crate) struct Pusher {
     sender: CallbackSender,
-    workers: Mutex<HashMap<AppId, CancellationToken>>,
+    workers: Mutex<HashMap<AppId, Worker>>,
+}
+
+struct Worker {
+    stop: CancellationToken,
+    breaker: Arc<Mutex<Breaker>>,
+}
+
+/// The endpoint as the callback worker sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointHealth {
+    pub circuit: CircuitState,
+    pub consecutive_failures: u32,
+    pub failing_since: Option<crate::time::Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Pusher {
@@ -54,26 +79,54 @@ impl Pusher {
 impl Engine {
     /// Starts or stops the app's callback worker to match its mode.
     pub(crate) fn sync_push(&self, app: AppId, mode: DeliveryMode) {
-        let pusher = &self.inner.pusher;
-        let mut workers = pusher.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut workers = lock(&self.inner.pusher.workers);
         match mode {
             DeliveryMode::Push if !workers.contains_key(&app) => {
                 let stop = self.inner.closing.child_token();
-                workers.insert(app, stop.clone());
+                let breaker = Arc::new(Mutex::new(Breaker::new(None)));
+                workers.insert(
+                    app,
+                    Worker {
+                        stop: stop.clone(),
+                        breaker: Arc::clone(&breaker),
+                    },
+                );
                 self.inner
                     .upkeep_tasks
-                    .spawn(self.clone().push_worker(app, stop));
+                    .spawn(self.clone().push_worker(app, stop, breaker));
             }
             DeliveryMode::Pull => {
-                if let Some(stop) = workers.remove(&app) {
-                    stop.cancel();
+                if let Some(w) = workers.remove(&app) {
+                    w.stop.cancel();
                 }
             }
             DeliveryMode::Push => {}
         }
     }
 
-    async fn push_worker(self, app: AppId, stop: CancellationToken) {
+    /// The app's endpoint health, while it is in PUSH mode.
+    pub fn endpoint_health(&self, app: AppId) -> Option<EndpointHealth> {
+        let workers = lock(&self.inner.pusher.workers);
+        let b = lock(&workers.get(&app)?.breaker).clone();
+        Some(EndpointHealth {
+            circuit: match b.circuit() {
+                Circuit::Closed => CircuitState::Closed,
+                Circuit::Open { .. } => CircuitState::Open,
+                Circuit::HalfOpen { .. } => CircuitState::HalfOpen,
+            },
+            consecutive_failures: b.failures(),
+            failing_since: b.failing_since(),
+        })
+    }
+
+    /// A re-enabled endpoint starts with a clean slate.
+    pub(crate) fn reset_endpoint(&self, app: AppId) {
+        if let Some(w) = lock(&self.inner.pusher.workers).get(&app) {
+            lock(&w.breaker).succeeded();
+        }
+    }
+
+    async fn push_worker(self, app: AppId, stop: CancellationToken, breaker: Arc<Mutex<Breaker>>) {
         let queue = loop {
             match self.queue(app).await {
                 Ok(q) => break q,
@@ -84,6 +137,10 @@ impl Engine {
                 _ = tokio::time::sleep(ERROR_PAUSE) => {}
             }
         };
+        match self.inner.store.endpoint_failing_since(app).await {
+            Ok(since) => *lock(&breaker) = Breaker::new(since),
+            Err(e) => tracing::error!(app = app.0, "callback worker: {e}"),
+        }
         tracing::info!(app = app.0, "callback worker started");
         let consumer = self.inner.queues.new_consumer();
         let mut attempts = JoinSet::new();
@@ -91,19 +148,31 @@ impl Engine {
             while attempts.try_join_next().is_some() {}
             let mut changed = queue.subscribe();
             changed.borrow_and_update();
-            let (credit, rules) = {
+            let (mut credit, rules, disabled) = {
                 let s = queue.lock();
                 let rules = TakeRules {
                     lease: s.config.callback_timeout + LEASE_MARGIN,
                     // The retry schedule decides when to give up.
                     max_deliveries: None,
                 };
-                (
-                    CONCURRENCY.saturating_sub(s.leases.held_by(consumer)),
-                    rules,
-                )
+                let credit = CONCURRENCY.saturating_sub(s.leases.held_by(consumer));
+                (credit, rules, s.config.endpoint_disabled.is_some())
             };
             let mut pause = None;
+            let gate = if disabled || credit == 0 {
+                Gate::Waiting
+            } else {
+                lock(&breaker).gate(Instant::now())
+            };
+            match gate {
+                Gate::Open => {}
+                Gate::Probe => credit = 1,
+                Gate::ClosedUntil(until) => {
+                    credit = 0;
+                    pause = Some(until);
+                }
+                Gate::Waiting => credit = 0,
+            }
             if credit > 0 {
                 match self
                     .take_with(&queue, credit, Some(consumer), Some(rules))
@@ -111,11 +180,18 @@ impl Engine {
                 {
                     Ok(got) if !got.is_empty() => {
                         for d in got {
-                            attempts.spawn(self.clone().attempt(Arc::clone(&queue), d));
+                            let job =
+                                self.clone()
+                                    .attempt(Arc::clone(&queue), d, Arc::clone(&breaker));
+                            attempts.spawn(job);
                         }
                         continue;
                     }
-                    Ok(_) => {}
+                    Ok(_) => {
+                        if gate == Gate::Probe {
+                            lock(&breaker).unprobe();
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(app = app.0, "callback worker: {e}");
                         pause = Some(Instant::now() + ERROR_PAUSE);
@@ -140,7 +216,7 @@ impl Engine {
     }
 
     /// One callback attempt of a leased event, and what follows from it.
-    async fn attempt(self, queue: Arc<AppQueue>, d: Delivery) {
+    async fn attempt(self, queue: Arc<AppQueue>, d: Delivery, breaker: Arc<Mutex<Breaker>>) {
         let app = queue.app;
         let seq = d.handle.seq;
         let config = queue.lock().config.clone();
@@ -191,6 +267,23 @@ impl Engine {
                 timestamp: now.timestamp(),
             })
             .await;
+        let answered = sent.http_status.is_some_and(|s| s < 500 && s != 429);
+        if answered {
+            lock(&breaker).succeeded();
+        } else {
+            let since = {
+                let mut b = lock(&breaker);
+                b.failed(Instant::now(), now);
+                b.failing_since()
+            };
+            if since.is_some_and(|t| {
+                (time::now() - t)
+                    .to_std()
+                    .is_ok_and(|d| d > config.disable_after)
+            }) {
+                self.disable_endpoint(&queue).await;
+            }
+        }
         let mut record = CallbackAttempt {
             event_id: d.event.event_id.clone(),
             attempt: number,
@@ -261,6 +354,24 @@ impl Engine {
             tracing::error!(app = app.0, "recording a callback attempt failed: {e}");
         }
         queue.wake();
+    }
+
+    /// After failing for `disable_after`, the endpoint gets no more
+    /// callbacks until it is enabled again.
+    async fn disable_endpoint(&self, queue: &AppQueue) {
+        let mut config = queue.lock().config.clone();
+        if config.endpoint_disabled.is_some() {
+            return;
+        }
+        config.endpoint_disabled = Some(time::now());
+        tracing::warn!(
+            app = queue.app.0,
+            url = config.notification_url,
+            "callback endpoint disabled after failing too long"
+        );
+        if let Err(e) = self.store_config(queue.app, config).await {
+            tracing::error!(app = queue.app.0, "disabling the endpoint: {e}");
+        }
     }
 
     /// The event goes back to the queue, due again after `wait`.

@@ -105,6 +105,17 @@ pub struct EventConfig {
     /// PUSH: the secrets callbacks are signed with.
     #[serde(default)]
     pub secrets: Secrets,
+    /// PUSH: an endpoint failing this long without a success is disabled.
+    #[serde(default = "default_disable_after")]
+    pub disable_after: Duration,
+    /// PUSH: set when the endpoint was disabled; no callbacks go out until
+    /// it is enabled again (ModifyEventConfig).
+    #[serde(default)]
+    pub endpoint_disabled: Option<Timestamp>,
+}
+
+fn default_disable_after() -> Duration {
+    Duration::from_secs(5 * 24 * 3600)
 }
 
 fn default_callback_timeout() -> Duration {
@@ -128,6 +139,8 @@ impl Default for EventConfig {
             callback_timeout: default_callback_timeout(),
             retry_schedule: crate::callbacks::schedule::default_schedule(),
             secrets: Secrets::default(),
+            disable_after: default_disable_after(),
+            endpoint_disabled: None,
         }
     }
 }
@@ -172,6 +185,12 @@ impl EventConfig {
             return Err(Error::invalid(
                 "retry_schedule_seconds",
                 format!("must hold 1..{MAX_ATTEMPTS} delays"),
+            ));
+        }
+        if self.disable_after < Duration::from_secs(1) {
+            return Err(Error::invalid(
+                "disable_after_seconds",
+                "must be at least 1",
             ));
         }
         if self.retry_schedule.iter().any(|d| *d > MAX_DELAY) {

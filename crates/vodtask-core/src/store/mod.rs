@@ -254,6 +254,9 @@ pub trait Store: Send + Sync + 'static {
         settle: Option<Settled>,
     ) -> Result<()>;
     async fn last_attempt(&self, app: AppId, seq: i64) -> Result<Option<CallbackAttempt>>;
+    /// The first attempt after the endpoint last answered (server errors
+    /// and 429 are no answer), if it has not answered since.
+    async fn endpoint_failing_since(&self, app: AppId) -> Result<Option<Timestamp>>;
     async fn callback_attempts(&self, app: AppId, of: AttemptsOf) -> Result<Vec<CallbackAttempt>>;
 
     /// Deletes events past their app's retention.

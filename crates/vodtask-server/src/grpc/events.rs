@@ -8,10 +8,10 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use vodtask_core::Engine;
 use vodtask_core::StreamItem;
 use vodtask_core::events::{Delivery, DeliveryMode, Event, EventConfig, EventType, HandleResult};
 use vodtask_core::store::{AttemptOutcome, AttemptsOf, CallbackAttempt};
+use vodtask_core::{CircuitState, EndpointHealth, Engine};
 use vodtask_proto::v1 as pb;
 use vodtask_proto::v1::event_service_server::EventService;
 
@@ -21,6 +21,19 @@ use super::status::{invalid, to_status};
 
 pub(crate) struct Events {
     pub(crate) engine: Engine,
+}
+
+impl Events {
+    fn config_with_health(
+        &self,
+        app: vodtask_core::ids::AppId,
+        c: &EventConfig,
+    ) -> pb::EventConfig {
+        pb::EventConfig {
+            endpoint_health: self.engine.endpoint_health(app).map(health_to_pb),
+            ..config_to_pb(c)
+        }
+    }
 }
 
 fn event(e: Event) -> pb::Event {
@@ -93,6 +106,21 @@ fn config_to_pb(c: &EventConfig) -> pb::EventConfig {
             .iter()
             .map(|d| d.as_secs() as i64)
             .collect(),
+        disable_after_seconds: c.disable_after.as_secs() as i64,
+        endpoint_disabled_time: c.endpoint_disabled.map(timestamp),
+        endpoint_health: None,
+    }
+}
+
+fn health_to_pb(h: EndpointHealth) -> pb::EndpointHealth {
+    pb::EndpointHealth {
+        circuit: match h.circuit {
+            CircuitState::Closed => pb::CircuitState::Closed,
+            CircuitState::Open => pb::CircuitState::Open,
+            CircuitState::HalfOpen => pb::CircuitState::HalfOpen,
+        } as i32,
+        consecutive_failures: h.consecutive_failures as i32,
+        failing_since: h.failing_since.map(timestamp),
     }
 }
 
@@ -330,7 +358,7 @@ impl EventService for Events {
     ) -> Result<Response<pb::EventConfig>, Status> {
         let app = app_of(&self.engine, req.metadata()).await?;
         let config = self.engine.event_config(app).await.map_err(to_status)?;
-        Ok(Response::new(config_to_pb(&config)))
+        Ok(Response::new(self.config_with_health(app, &config)))
     }
 
     async fn modify_event_config(
@@ -369,6 +397,16 @@ impl EventService for Events {
         if let Some(v) = r.callback_timeout_seconds {
             c.callback_timeout = seconds("callback_timeout_seconds", i64::from(v), 60)?;
         }
+        if let Some(v) = r.disable_after_seconds {
+            c.disable_after = seconds("disable_after_seconds", v, i64::MAX)?;
+        }
+        match r.endpoint_enabled {
+            Some(true) => c.endpoint_disabled = None,
+            Some(false) if c.endpoint_disabled.is_none() => {
+                c.endpoint_disabled = Some(vodtask_core::time::now());
+            }
+            _ => {}
+        }
         if let Some(schedule) = r.retry_schedule {
             c.retry_schedule = schedule
                 .seconds
@@ -381,7 +419,7 @@ impl EventService for Events {
             .set_event_config(app, c)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(config_to_pb(&config)))
+        Ok(Response::new(self.config_with_health(app, &config)))
     }
 
     async fn rotate_signing_secret(

@@ -110,3 +110,21 @@ pub(super) fn list(conn: &Connection, app: AppId, of: &AttemptsOf) -> Result<Vec
     }
     Ok(out)
 }
+
+/// When the app's endpoint started failing: its first attempt after the last
+/// one it answered (a server error or 429 is no answer); None if it answered
+/// last, or was never tried.
+pub(super) fn failing_since(
+    conn: &Connection,
+    app: AppId,
+) -> Result<Option<crate::time::Timestamp>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT min(time) FROM callback_attempts
+             WHERE app_id = ?1 AND id > coalesce(
+                 (SELECT max(id) FROM callback_attempts
+                  WHERE app_id = ?1 AND http_status < 500 AND http_status <> 429), 0)",
+        )?
+        .query_row([app.0], |r| r.get::<_, Option<i64>>(0))?
+        .map(from_micros))
+}

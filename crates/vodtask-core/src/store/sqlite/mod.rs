@@ -381,6 +381,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn endpoint_failing_since(&self, app: AppId) -> Result<Option<Timestamp>> {
+        self.read(move |conn| attempts::failing_since(conn, app))
+            .await
+    }
+
     async fn last_attempt(&self, app: AppId, seq: i64) -> Result<Option<CallbackAttempt>> {
         self.read(move |conn| attempts::last(conn, app, seq)).await
     }

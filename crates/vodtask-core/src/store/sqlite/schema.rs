@@ -176,6 +176,7 @@ CREATE TABLE callback_attempts (
     next_attempt  INTEGER
 );
 CREATE INDEX callback_attempts_event ON callback_attempts (event_seq, id);
+CREATE INDEX callback_attempts_app ON callback_attempts (app_id, id);
 "#,
 ];
 
