@@ -10,7 +10,7 @@
 //! commit acknowledgement (UploadMedia returning, or the publish ack) to the
 //! arrival at a consumer that was already waiting, one event at a time.
 
-mod queue;
+pub mod queue;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

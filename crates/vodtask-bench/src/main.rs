@@ -2,6 +2,7 @@
 //! starts its own server on a fresh data dir, drives it over gRPC and prints
 //! figures beside the targets; nothing is asserted.
 
+mod callbacks;
 mod events;
 mod jetstream;
 mod server;
@@ -25,6 +26,9 @@ enum Command {
     /// Event queue consume rate (SubscribeEvents, PullEvents) and
     /// commit-to-delivery latency, beside JetStream on the same machine.
     Events(events::Args),
+    /// HTTP callbacks per second and the server's memory, alone and beside
+    /// an app whose endpoint never answers.
+    Callbacks(callbacks::Args),
 }
 
 #[tokio::main]
@@ -32,5 +36,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Tasks(args) => tasks::run(args).await,
         Command::Events(args) => events::run(args).await,
+        Command::Callbacks(args) => callbacks::run(args).await,
     }
 }

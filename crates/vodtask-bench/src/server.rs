@@ -168,6 +168,41 @@ impl Server {
         Bearer(self.key.clone())
     }
 
+    /// The server's process id (for its memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// A new app made with `vodtask apps create`; returns a server handle
+    /// whose clients act as that app.
+    pub fn as_new_app(&self, name: &str) -> anyhow::Result<AppHandle> {
+        let dir = self.dir.as_ref().context("the data dir is gone")?;
+        let out = std::process::Command::new(&self.binary)
+            .args(["apps", "create", name, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .output()
+            .context("vodtask apps create")?;
+        if !out.status.success() {
+            bail!("vodtask apps create {name} failed");
+        }
+        let key = String::from_utf8(out.stdout).context("the key is not UTF-8")?;
+        let key = format!("Bearer {}", key.trim())
+            .parse()
+            .context("the API key is not a valid header value")?;
+        Ok(AppHandle {
+            grpc_addr: self.grpc_addr.clone(),
+            key,
+        })
+    }
+
+    /// This server's default app.
+    pub fn default_app(&self) -> AppHandle {
+        AppHandle {
+            grpc_addr: self.grpc_addr.clone(),
+            key: self.key.clone(),
+        }
+    }
+
     /// Kills the server and removes its data dir (unless asked to keep it).
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.child.kill().await.context("kill the server")?;
@@ -180,6 +215,36 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// Clients acting as one app.
+#[derive(Clone)]
+pub struct AppHandle {
+    grpc_addr: String,
+    key: MetadataValue<Ascii>,
+}
+
+impl AppHandle {
+    async fn channel(&self) -> anyhow::Result<Channel> {
+        Endpoint::from_shared(format!("http://{}", self.grpc_addr))?
+            .connect()
+            .await
+            .with_context(|| format!("connect to {}", self.grpc_addr))
+    }
+
+    pub async fn media_client(&self) -> anyhow::Result<MediaClient> {
+        Ok(MediaServiceClient::with_interceptor(
+            self.channel().await?,
+            Bearer(self.key.clone()),
+        ))
+    }
+
+    pub async fn event_client(&self) -> anyhow::Result<EventClient> {
+        Ok(EventServiceClient::with_interceptor(
+            self.channel().await?,
+            Bearer(self.key.clone()),
+        ))
     }
 }
 

@@ -15,7 +15,7 @@ use vodtask_proto::v1::subscribe_events_response::Item;
 use vodtask_proto::v1::upload_media_request::Part;
 
 use super::{Args, Arrival, LatencyRun, Mode, Rate, sample_latency};
-use crate::server::{EventClient, MediaClient, Server, ServerArgs};
+use crate::server::{AppHandle, EventClient, MediaClient, Server, ServerArgs};
 
 /// A pull consumer holds at most this many batches unconfirmed: it pulls
 /// the next batch while earlier ones are being confirmed.
@@ -149,9 +149,14 @@ async fn preload_and_drain(
 /// `count` uploads from `clients` connections at once; each upload commits
 /// one NewFileUpload event before it returns.
 async fn preload(server: &Server, count: u64, clients: usize) -> anyhow::Result<Rate> {
+    preload_as(&server.default_app(), count, clients).await
+}
+
+/// `preload` as the app of `app`.
+pub async fn preload_as(app: &AppHandle, count: u64, clients: usize) -> anyhow::Result<Rate> {
     let mut connections = Vec::with_capacity(clients);
     for _ in 0..clients {
-        connections.push(server.media_client().await?);
+        connections.push(app.media_client().await?);
     }
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

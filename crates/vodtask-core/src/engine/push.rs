@@ -32,7 +32,7 @@ use crate::store::{AttemptOutcome, CallbackAttempt, Settled};
 use crate::time;
 
 /// Callbacks of one app in flight at once (an app has one endpoint).
-const CONCURRENCY: u32 = 16;
+const CONCURRENCY: u32 = 64;
 /// A callback's lease outlasts its timeout by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// After a store error the worker backs off this long.

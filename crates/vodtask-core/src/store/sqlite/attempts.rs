@@ -86,10 +86,12 @@ pub(super) fn record(
     Ok(())
 }
 
+/// (`+a.app_id` keeps the planner on the event's index: the app's index
+/// would walk all of the app's attempts.)
 pub(super) fn last(conn: &Connection, app: AppId, seq: i64) -> Result<Option<CallbackAttempt>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM callback_attempts a JOIN events e ON e.seq = a.event_seq
-         WHERE a.event_seq = ?1 AND a.app_id = ?2 ORDER BY a.id DESC LIMIT 1"
+         WHERE a.event_seq = ?1 AND +a.app_id = ?2 ORDER BY a.id DESC LIMIT 1"
     ))?;
     one(&mut stmt, params![seq, app.0], attempt)
 }
@@ -101,7 +103,7 @@ pub(super) fn list(conn: &Connection, app: AppId, of: &AttemptsOf) -> Result<Vec
     };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM callback_attempts a JOIN events e ON e.seq = a.event_seq
-         WHERE a.app_id = ?1 AND {filter} ORDER BY a.id LIMIT 1000"
+         WHERE +a.app_id = ?1 AND {filter} ORDER BY a.id LIMIT 1000"
     ))?;
     let mut rows = stmt.query(params![app.0, value])?;
     let mut out = Vec::new();

@@ -44,12 +44,24 @@ pub struct SqliteStore {
     readers: Arc<ReadPool>,
 }
 
+/// Read connections, opened as needed up to `READERS` (each holds a page
+/// cache, so an unbounded pool would grow with the number of concurrent
+/// reads).
 struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
 }
 
-fn open_connection(path: &Path) -> Result<Connection> {
+const READERS: usize = 8;
+
+/// Page cache per connection, in KiB: the writer's is the large one; the
+/// read connections and the checkpointer share the OS page cache anyway.
+/// With `READERS`, memory stays bounded however large the database grows.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+const READER_CACHE_KIB: i64 = 4 * 1024;
+
+fn open_connection(path: &Path, cache_kib: i64) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -60,9 +72,9 @@ fn open_connection(path: &Path) -> Result<Connection> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA cache_size = -65536;
          PRAGMA temp_store = MEMORY;",
     )?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -73,18 +85,20 @@ impl SqliteStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let path = dir.join("vodtask.db");
-        let conn = open_connection(&path)?;
+        let conn = open_connection(&path, WRITER_CACHE_KIB)?;
         schema::migrate(&conn)?;
         // Checkpoints copy the WAL into the database file; run in the
         // writer they would stall every commit queued behind them.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpointer = checkpoint::Checkpointer::start(open_connection(&path)?)?;
+        let checkpointer =
+            checkpoint::Checkpointer::start(open_connection(&path, READER_CACHE_KIB)?)?;
         Ok(SqliteStore {
             writer: Writer::start(conn)?,
             _checkpointer: checkpointer,
             readers: Arc::new(ReadPool {
                 path,
                 idle: Mutex::new(Vec::new()),
+                permits: tokio::sync::Semaphore::new(READERS),
             }),
         })
     }
@@ -95,12 +109,18 @@ impl SqliteStore {
         T: Send + 'static,
     {
         let pool = Arc::clone(&self.readers);
+        let _permit = pool
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("the read pool is closed".into()))?;
+        let pool = Arc::clone(&pool);
         tokio::task::spawn_blocking(move || {
             let idle = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
             let conn = match idle {
                 Some(conn) => conn,
                 None => {
-                    let conn = open_connection(&pool.path)?;
+                    let conn = open_connection(&pool.path, READER_CACHE_KIB)?;
                     conn.execute_batch("PRAGMA query_only = 1")?;
                     conn
                 }
