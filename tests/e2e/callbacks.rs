@@ -543,3 +543,85 @@ async fn an_endpoint_failing_too_long_is_disabled_until_enabled_again() {
         "nothing went to the disabled endpoint"
     );
 }
+
+#[tokio::test]
+async fn resend_sends_delivered_and_waiting_events_again_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
+    let key = server.default_key();
+    // a: delivered at once; b: fails, its retry planned an hour later.
+    let receiver = Receiver::start(
+        &[Reply::Status(200), Reply::Status(500)],
+        Reply::Status(200),
+    )
+    .await;
+    let mut events = server.events().await;
+    push_to(&mut events, &receiver.url(), &[0, 3600], 5).await;
+    upload_one(&server, &key, dir.path(), "a.bin").await;
+    let a = receiver.wait_for(1).await[0]
+        .header("webhook-id")
+        .to_string();
+    upload_one(&server, &key, dir.path(), "b.bin").await;
+    let b = receiver.wait_for(2).await[1]
+        .header("webhook-id")
+        .to_string();
+    eventually("a confirmed and b's retry planned", || {
+        let mut events = events.clone();
+        let b = b.clone();
+        async move {
+            let s = events
+                .describe_events_state(pb::DescribeEventsStateRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            let planned = attempts(&mut events, &b).await.len() == 1;
+            ((s.ready, s.in_flight, s.delayed) == (0, 0, 1) && planned).then_some(())
+        }
+    })
+    .await;
+
+    let resent = events
+        .resend_events(pb::ResendEventsRequest {
+            event_ids: vec![a.clone(), b.clone(), "ev-nope".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .resent;
+    assert_eq!(resent, 2);
+    let got = receiver.wait_for(4).await;
+    let mut again: Vec<&str> = got[2..].iter().map(|r| r.header("webhook-id")).collect();
+    again.sort();
+    let mut expected = vec![a.as_str(), b.as_str()];
+    expected.sort();
+    assert_eq!(again, expected);
+    eventually("both delivered", || {
+        let mut events = events.clone();
+        async move { queue_is_empty(&mut events).await.then_some(()) }
+    })
+    .await;
+    let log_a = attempts(&mut events, &a).await;
+    assert_eq!(
+        log_a.iter().map(|x| x.attempt).collect::<Vec<_>>(),
+        vec![1, 1],
+        "a new round"
+    );
+    let log_b = attempts(&mut events, &b).await;
+    assert_eq!(
+        log_b.iter().map(|x| x.attempt).collect::<Vec<_>>(),
+        vec![1, 2],
+        "the retry, now"
+    );
+    check_invalid(
+        events
+            .resend_events(pb::ResendEventsRequest { event_ids: vec![] })
+            .await,
+        "event_ids",
+    );
+}
+
+fn check_invalid<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>, field: &str) {
+    let e = r.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{field}: {e:?}");
+    assert!(e.message().starts_with(field), "{field}: {}", e.message());
+}

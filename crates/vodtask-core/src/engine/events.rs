@@ -12,7 +12,7 @@ use crate::events::{Delivery, EventConfig, HandleResult, MsgHandle, QueueState};
 use crate::ids::AppId;
 use crate::queue::AppQueue;
 use crate::queue::leases::{ConsumerId, LeaseChange, TakeRules, Verdicts};
-use crate::store::{AttemptsOf, CallbackAttempt, EventPage, Settled, Stored};
+use crate::store::{AttemptsOf, CallbackAttempt, EventPage, Revive, Settled, Stored};
 use crate::time;
 
 pub const DEFAULT_MAX_EVENTS: u32 = 16;
@@ -248,11 +248,56 @@ impl Engine {
 
     pub async fn redrive_events(&self, app: AppId, event_ids: Option<Vec<String>>) -> Result<u64> {
         let queue = self.queue(app).await?;
+        let revived = self.revive(&queue, event_ids, Revive::DeadLettered).await?;
+        Ok(revived.len() as u64)
+    }
+
+    /// Sends events again now, whatever their state: settled ones go back in
+    /// the queue, pending ones are due at once (in PUSH mode without waiting
+    /// for their planned retry). Returns how many of the named events exist.
+    pub async fn resend_events(&self, app: AppId, event_ids: Vec<String>) -> Result<u64> {
+        if event_ids.is_empty() || event_ids.len() > MAX_HANDLES {
+            return Err(Error::invalid(
+                "event_ids",
+                format!("must hold 1..{MAX_HANDLES} event ids"),
+            ));
+        }
+        let queue = self.queue(app).await?;
+        let pending = self
+            .inner
+            .store
+            .pending_event_seqs(app, event_ids.clone())
+            .await?;
+        let revived = self
+            .revive(&queue, Some(event_ids), Revive::Settled)
+            .await?;
+        let now = time::now();
+        {
+            let mut s = queue.lock();
+            for &seq in pending.iter().chain(&revived) {
+                s.leases.due_now(seq, now);
+                s.resend.insert(seq);
+            }
+        }
+        queue.wake();
+        Ok((pending.len() + revived.len()) as u64)
+    }
+
+    async fn revive(
+        &self,
+        queue: &AppQueue,
+        event_ids: Option<Vec<String>>,
+        which: Revive,
+    ) -> Result<Vec<i64>> {
         // No load may run between the write and the queue taking the events
         // back, or one below the window's edge could be missed.
         let _no_load = queue.loading.lock().await;
-        let events = self.inner.store.redrive_events(app, event_ids).await?;
-        let n = events.len() as u64;
+        let events = self
+            .inner
+            .store
+            .revive_events(queue.app, event_ids, which)
+            .await?;
+        let seqs = events.iter().map(|e| e.seq).collect();
         {
             let mut s = queue.lock();
             let upto = s.loaded_upto;
@@ -261,7 +306,7 @@ impl Engine {
             }
         }
         queue.committed();
-        Ok(n)
+        Ok(seqs)
     }
 
     /// Exact counts: the loaded window from memory, the rest from the store.

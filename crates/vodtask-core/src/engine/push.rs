@@ -230,6 +230,7 @@ impl Engine {
         };
         let now = time::now();
         let previous = last.filter(|a| !a.is_final());
+        let resend = queue.lock().resend.remove(&seq);
         // Not due yet: a retry planned before a restart, or the schedule's
         // first delay.
         let due = match &previous {
@@ -241,6 +242,7 @@ impl Engine {
         };
         if let Some(due) = due
             && due > now
+            && !resend
         {
             let wait = (due - now).to_std().unwrap_or(Duration::ZERO);
             return self.give_back(&queue, &d, wait);

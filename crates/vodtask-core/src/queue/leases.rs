@@ -340,6 +340,20 @@ impl Leases {
         }
     }
 
+    /// Makes a due event due now (a resend). Events behind an earlier one
+    /// of their task, and events out with a consumer, stay as they are.
+    pub fn due_now(&mut self, seq: i64, now: Timestamp) {
+        let now = to_micros(now);
+        if let Some(entry) = self.entries.get_mut(&seq)
+            && let State::Due(at) = entry.state
+            && at > now
+        {
+            self.due.remove(&(at, seq));
+            entry.state = State::Due(now);
+            self.due.insert((now, seq));
+        }
+    }
+
     /// The write of settling events failed: they are due again at once.
     pub fn unsettle(&mut self, seqs: &[i64], now: Timestamp) {
         let now = to_micros(now);

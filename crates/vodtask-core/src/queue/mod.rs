@@ -13,7 +13,7 @@
 
 pub(crate) mod leases;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::Rng;
@@ -59,6 +59,9 @@ pub(crate) struct QueueState {
     exhausted: bool,
     /// …unless new events were committed since (compared across a load).
     commits: u64,
+    /// Events named by ResendEvents: the callback worker sends them without
+    /// waiting for their planned retry.
+    pub(crate) resend: HashSet<i64>,
 }
 
 impl Queues {
@@ -94,6 +97,7 @@ impl Queues {
                 loaded_upto: 0,
                 exhausted: false,
                 commits: 0,
+                resend: HashSet::new(),
             }),
             loading: tokio::sync::Mutex::new(()),
             signal: watch::Sender::new(0),

@@ -126,6 +126,15 @@ pub enum AttemptsOf {
     Task(String),
 }
 
+/// Which settled events `revive_events` puts back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revive {
+    /// Redrive.
+    DeadLettered,
+    /// Resend: dead-lettered and confirmed ones.
+    Settled,
+}
+
 /// How an event left the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
@@ -232,13 +241,16 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         after: Option<i64>,
     ) -> Result<EventPage>;
-    /// Makes dead-lettered events pending again (None: all of the app's);
-    /// returns them.
-    async fn redrive_events(
+    /// Makes settled events pending again (None: all of the app's), with
+    /// their delivery count reset; returns them.
+    async fn revive_events(
         &self,
         app: AppId,
         event_ids: Option<Vec<String>>,
+        which: Revive,
     ) -> Result<Vec<PendingEvent>>;
+    /// The seqs of the app's pending events among `event_ids`.
+    async fn pending_event_seqs(&self, app: AppId, event_ids: Vec<String>) -> Result<Vec<i64>>;
     /// Counts of pending events with seq after `after`, and app totals.
     async fn event_tail(&self, app: AppId, after: i64) -> Result<Tail>;
     // HTTP callbacks.

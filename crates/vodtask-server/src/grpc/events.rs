@@ -468,4 +468,17 @@ impl EventService for Events {
             attempts: attempts.into_iter().map(attempt_to_pb).collect(),
         }))
     }
+
+    async fn resend_events(
+        &self,
+        req: Request<pb::ResendEventsRequest>,
+    ) -> Result<Response<pb::ResendEventsResponse>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let n = self
+            .engine
+            .resend_events(app, req.into_inner().event_ids)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ResendEventsResponse { resent: n as i64 }))
+    }
 }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::events::envelope::Draft;
 use crate::events::{Event, EventConfig};
 use crate::ids::AppId;
-use crate::store::{EventPage, PendingEvent, Settled, Stored, Tail};
+use crate::store::{EventPage, PendingEvent, Revive, Settled, Stored, Tail};
 use crate::time::{Timestamp, from_micros, to_micros};
 
 // Event row states (2, "in flight", was stored before leases moved to memory).
@@ -191,18 +191,24 @@ pub(super) fn dead_letters(
     })
 }
 
-/// Puts dead-lettered events back (all, or those named) with their delivery
-/// count reset; returns them for the queue.
-pub(super) fn redrive(
+/// Puts settled events back in the queue (all, or those named) with their
+/// delivery count reset; returns them for the queue. Redrive takes
+/// dead-lettered events; a resend also confirmed ones.
+pub(super) fn revive(
     conn: &Connection,
     app: AppId,
     ids: Option<&[String]>,
+    which: Revive,
 ) -> Result<Vec<PendingEvent>> {
     let ids = ids.map(|ids| to_json(&ids)).transpose()?;
+    let states = match which {
+        Revive::DeadLettered => format!("({DEAD})"),
+        Revive::Settled => format!("({DEAD}, {CONFIRMED})"),
+    };
     let seqs: Vec<i64> = conn
         .prepare_cached(&format!(
             "UPDATE events SET state = {PENDING}, deliveries = 0, settled_time = NULL
-             WHERE app_id = ?1 AND state = {DEAD}
+             WHERE app_id = ?1 AND state IN {states}
                AND (?2 IS NULL OR event_id IN (SELECT value FROM json_each(?2)))
              RETURNING seq"
         ))?
@@ -276,4 +282,15 @@ pub(super) fn purge(conn: &Connection, now: Timestamp) -> Result<u64> {
             .execute(params![app, to_micros(cutoff)])? as u64;
     }
     Ok(n)
+}
+
+/// The seqs of the app's pending events among `ids`.
+pub(super) fn pending_seqs(conn: &Connection, app: AppId, ids: &[String]) -> Result<Vec<i64>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT seq FROM events WHERE app_id = ?1 AND state = {PENDING}
+               AND event_id IN (SELECT value FROM json_each(?2))"
+        ))?
+        .query_map(params![app.0, to_json(&ids)?], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
 }

@@ -24,7 +24,7 @@ use self::rows::{MEDIA_COLUMNS, one, to_json};
 use self::writer::Writer;
 use super::{
     AttemptsOf, CallbackAttempt, Claim, EventPage, Lease, LeaseState, Orphans, Outcome,
-    PendingEvent, Recovered, Settled, Store, Stored, Tail,
+    PendingEvent, Recovered, Revive, Settled, Store, Stored, Tail,
 };
 use crate::app::{App, KeyHash};
 use crate::error::{Error, Result};
@@ -371,13 +371,19 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn redrive_events(
+    async fn revive_events(
         &self,
         app: AppId,
         event_ids: Option<Vec<String>>,
+        which: Revive,
     ) -> Result<Vec<PendingEvent>> {
         self.writer
-            .write(move |conn| events::redrive(conn, app, event_ids.as_deref()))
+            .write(move |conn| events::revive(conn, app, event_ids.as_deref(), which))
+            .await
+    }
+
+    async fn pending_event_seqs(&self, app: AppId, event_ids: Vec<String>) -> Result<Vec<i64>> {
+        self.read(move |conn| events::pending_seqs(conn, app, &event_ids))
             .await
     }
 

@@ -218,7 +218,7 @@ async fn run_to_end(store: &SqliteStore) {
 
 #[tokio::test]
 async fn event_rows_settle_once_and_redrive_back() {
-    use crate::store::{Settled, Stored};
+    use crate::store::{Revive, Settled, Stored};
     let (_dir, store, app) = store_with_app().await;
     // Two events of one task (a run and its redo), one of another.
     let a = queue(&store, app, 0).await;
@@ -276,7 +276,10 @@ async fn event_rows_settle_once_and_redrive_back() {
     let dead = store.dead_letter_events(app, 10, None).await.unwrap();
     assert_eq!(dead.events.len(), 1);
     assert_eq!(dead.events[0].deliveries, 10);
-    let back = store.redrive_events(app, None).await.unwrap();
+    let back = store
+        .revive_events(app, None, Revive::DeadLettered)
+        .await
+        .unwrap();
     assert_eq!(
         back.iter().map(|p| p.seq).collect::<Vec<_>>(),
         vec![seqs[2]]
