@@ -38,6 +38,32 @@ async fn push_to(
         .into_inner()
 }
 
+/// A server that may call loopback, its default app in PUSH mode towards a
+/// receiver that answers `script` in order, then `then`.
+struct Pushing {
+    dir: tempfile::TempDir,
+    server: Server,
+    key: String,
+    receiver: Receiver,
+    events: Events,
+}
+
+async fn pushing(script: &[Reply], then: Reply, schedule: &[i64], timeout: i32) -> Pushing {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
+    let key = server.default_key();
+    let receiver = Receiver::start(script, then).await;
+    let mut events = server.events().await;
+    push_to(&mut events, &receiver.url(), schedule, timeout).await;
+    Pushing {
+        dir,
+        server,
+        key,
+        receiver,
+        events,
+    }
+}
+
 /// Uploads a small file as `key`'s app: one NewFileUpload event.
 async fn upload_one(server: &Server, key: &str, dir: &std::path::Path, name: &str) -> String {
     let file = dir.join(name);
@@ -56,6 +82,31 @@ async fn attempts(events: &mut Events, event_id: &str) -> Vec<pb::CallbackAttemp
         .unwrap()
         .into_inner()
         .attempts
+}
+
+/// Waits until nothing is ready, in flight or delayed.
+async fn wait_until_delivered(events: &Events, what: &str) {
+    eventually(what, || {
+        let mut events = events.clone();
+        async move { queue_is_empty(&mut events).await.then_some(()) }
+    })
+    .await;
+}
+
+/// Waits until the dead-letter list holds at least `n` events.
+async fn wait_dead_letters(events: &Events, n: usize) -> Vec<pb::Event> {
+    eventually(&format!("{n} dead-lettered events"), || {
+        let mut events = events.clone();
+        async move {
+            let page = events
+                .list_dead_letter_events(pb::ListDeadLetterEventsRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            (page.events.len() >= n).then_some(page.events)
+        }
+    })
+    .await
 }
 
 async fn queue_is_empty(events: &mut Events) -> bool {
@@ -134,11 +185,7 @@ async fn callbacks_are_signed_verified_by_the_reference_library_and_rotated() {
     assert_eq!(logged[0].outcome, pb::AttemptOutcome::Delivered as i32);
     assert_eq!(logged[0].http_status, 200);
     assert_eq!(logged[0].response, "answered 200");
-    eventually("the delivered event confirmed", || {
-        let mut events = events.clone();
-        async move { queue_is_empty(&mut events).await.then_some(()) }
-    })
-    .await;
+    wait_until_delivered(&events, "the delivered event confirmed").await;
 
     // Rotation: during the overlap each callback carries both signatures,
     // and a receiver holding either secret accepts it.
@@ -165,15 +212,19 @@ async fn callbacks_are_signed_verified_by_the_reference_library_and_rotated() {
 
 #[tokio::test]
 async fn failures_are_retried_on_schedule_until_one_succeeds() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
-    let receiver = Receiver::start(
+    let Pushing {
+        dir,
+        server,
+        receiver,
+        events,
+        ..
+    } = pushing(
         &[Reply::Status(500), Reply::Redirect, Reply::Hang],
         Reply::Status(200),
+        &[0, 1, 1, 1],
+        1,
     )
     .await;
-    let mut events = server.events().await;
-    push_to(&mut events, &receiver.url(), &[0, 1, 1, 1], 1).await;
     upload_one(&server, &server.default_key(), dir.path(), "a.bin").await;
 
     let got = receiver.wait_for(4).await;
@@ -226,11 +277,13 @@ async fn failures_are_retried_on_schedule_until_one_succeeds() {
 
 #[tokio::test]
 async fn a_retry_planned_before_a_crash_comes_once_when_due() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
-    let receiver = Receiver::start(&[Reply::Status(503)], Reply::Status(200)).await;
-    let mut events = server.events().await;
-    push_to(&mut events, &receiver.url(), &[0, 4], 5).await;
+    let Pushing {
+        dir,
+        mut server,
+        receiver,
+        events,
+        ..
+    } = pushing(&[Reply::Status(503)], Reply::Status(200), &[0, 4], 5).await;
     upload_one(&server, &server.default_key(), dir.path(), "a.bin").await;
     let first = receiver.wait_for(1).await[0].clone();
     let event_id = first.header("webhook-id").to_string();
@@ -250,11 +303,7 @@ async fn a_retry_planned_before_a_crash_comes_once_when_due() {
         gap >= Duration::from_millis(3500),
         "the retry came after {gap:?}, before it was due"
     );
-    eventually("the event confirmed", || {
-        let mut events = events.clone();
-        async move { queue_is_empty(&mut events).await.then_some(()) }
-    })
-    .await;
+    wait_until_delivered(&events, "the event confirmed").await;
     assert_eq!(receiver.received().len(), 2, "the retry came exactly once");
     let log = attempts(&mut events, &event_id).await;
     assert_eq!(log.len(), 2);
@@ -282,18 +331,7 @@ async fn internal_addresses_are_refused_without_the_allow_flag() {
             &format!("f{i}.bin"),
         )
         .await;
-        let dead = eventually("the refused event dead-lettered", || {
-            let mut events = events.clone();
-            async move {
-                let page = events
-                    .list_dead_letter_events(pb::ListDeadLetterEventsRequest::default())
-                    .await
-                    .unwrap()
-                    .into_inner();
-                page.events.get(i).cloned()
-            }
-        })
-        .await;
+        let dead = wait_dead_letters(&events, i + 1).await[i].clone();
         let log = attempts(&mut events, &dead.event_id).await;
         assert_eq!(log.len(), 1, "{url}");
         assert_eq!(log[0].http_status, 0);
@@ -311,32 +349,24 @@ async fn internal_addresses_are_refused_without_the_allow_flag() {
 
 #[tokio::test]
 async fn gone_and_given_up_events_are_dead_lettered_and_redrive_sends_them_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
-    let key = server.default_key();
-    let receiver = Receiver::start(
+    let Pushing {
+        dir,
+        server,
+        key,
+        receiver,
+        mut events,
+    } = pushing(
         &[Reply::Status(410), Reply::Status(500), Reply::Status(500)],
         Reply::Status(200),
+        &[0, 1],
+        5,
     )
     .await;
-    let mut events = server.events().await;
-    push_to(&mut events, &receiver.url(), &[0, 1], 5).await;
     upload_one(&server, &key, dir.path(), "a.bin").await;
     receiver.wait_for(1).await;
     upload_one(&server, &key, dir.path(), "b.bin").await;
     receiver.wait_for(3).await;
-    let dead = eventually("both events dead-lettered", || {
-        let mut events = events.clone();
-        async move {
-            let page = events
-                .list_dead_letter_events(pb::ListDeadLetterEventsRequest::default())
-                .await
-                .unwrap()
-                .into_inner();
-            (page.events.len() == 2).then_some(page.events)
-        }
-    })
-    .await;
+    let dead = wait_dead_letters(&events, 2).await;
     let gone = attempts(&mut events, &dead[0].event_id).await;
     assert_eq!(gone.len(), 1, "410 stops the retries");
     assert_eq!(gone[0].outcome, pb::AttemptOutcome::Gone as i32);
@@ -353,11 +383,7 @@ async fn gone_and_given_up_events_are_dead_lettered_and_redrive_sends_them_again
         .redriven;
     assert_eq!(redriven, 2);
     receiver.wait_for(5).await;
-    eventually("both delivered", || {
-        let mut events = events.clone();
-        async move { queue_is_empty(&mut events).await.then_some(()) }
-    })
-    .await;
+    wait_until_delivered(&events, "both delivered").await;
     let again = attempts(&mut events, &dead[1].event_id).await;
     assert_eq!(
         again.last().map(|a| (a.attempt, a.outcome)),
@@ -367,18 +393,21 @@ async fn gone_and_given_up_events_are_dead_lettered_and_redrive_sends_them_again
 
 #[tokio::test]
 async fn a_task_s_events_are_sent_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
-    let key = server.default_key();
     // The upload's event is delivered first; then the task's first event
     // fails once.
-    let receiver = Receiver::start(
+    let Pushing {
+        dir,
+        server,
+        key,
+        receiver,
+        ..
+    } = pushing(
         &[Reply::Status(200), Reply::Status(500)],
         Reply::Status(200),
+        &[0, 1],
+        5,
     )
     .await;
-    let mut events = server.events().await;
-    push_to(&mut events, &receiver.url(), &[0, 1], 5).await;
     let file_id = upload_one(&server, &key, dir.path(), "source.bin").await;
     receiver.wait_for(1).await;
     let mut tasks = server.tasks().await;
@@ -447,12 +476,13 @@ async fn config(events: &mut Events) -> pb::EventConfig {
 
 #[tokio::test]
 async fn a_failing_endpoint_opens_the_circuit_then_gets_one_probe() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
-    let key = server.default_key();
-    let receiver = Receiver::start(&[], Reply::Status(500)).await;
-    let mut events = server.events().await;
-    push_to(&mut events, &receiver.url(), &[0, 600], 5).await;
+    let Pushing {
+        dir,
+        server,
+        key,
+        receiver,
+        events,
+    } = pushing(&[], Reply::Status(500), &[0, 600], 5).await;
     for i in 0..20 {
         upload_one(&server, &key, dir.path(), &format!("f{i}.bin")).await;
     }
@@ -532,11 +562,7 @@ async fn an_endpoint_failing_too_long_is_disabled_until_enabled_again() {
         .into_inner();
     assert!(enabled.endpoint_disabled_time.is_none());
     fixed.wait_for(1).await;
-    eventually("the event delivered", || {
-        let mut events = events.clone();
-        async move { queue_is_empty(&mut events).await.then_some(()) }
-    })
-    .await;
+    wait_until_delivered(&events, "the event delivered").await;
     assert_eq!(
         broken.received().len(),
         tries,
@@ -546,17 +572,20 @@ async fn an_endpoint_failing_too_long_is_disabled_until_enabled_again() {
 
 #[tokio::test]
 async fn resend_sends_delivered_and_waiting_events_again_now() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
-    let key = server.default_key();
     // a: delivered at once; b: fails, its retry planned an hour later.
-    let receiver = Receiver::start(
+    let Pushing {
+        dir,
+        server,
+        key,
+        receiver,
+        mut events,
+    } = pushing(
         &[Reply::Status(200), Reply::Status(500)],
         Reply::Status(200),
+        &[0, 3600],
+        5,
     )
     .await;
-    let mut events = server.events().await;
-    push_to(&mut events, &receiver.url(), &[0, 3600], 5).await;
     upload_one(&server, &key, dir.path(), "a.bin").await;
     let a = receiver.wait_for(1).await[0]
         .header("webhook-id")
@@ -595,11 +624,7 @@ async fn resend_sends_delivered_and_waiting_events_again_now() {
     let mut expected = vec![a.as_str(), b.as_str()];
     expected.sort();
     assert_eq!(again, expected);
-    eventually("both delivered", || {
-        let mut events = events.clone();
-        async move { queue_is_empty(&mut events).await.then_some(()) }
-    })
-    .await;
+    wait_until_delivered(&events, "both delivered").await;
     let log_a = attempts(&mut events, &a).await;
     assert_eq!(
         log_a.iter().map(|x| x.attempt).collect::<Vec<_>>(),
@@ -612,16 +637,10 @@ async fn resend_sends_delivered_and_waiting_events_again_now() {
         vec![1, 2],
         "the retry, now"
     );
-    check_invalid(
+    assert_invalid(
         events
             .resend_events(pb::ResendEventsRequest { event_ids: vec![] })
             .await,
         "event_ids",
     );
-}
-
-fn check_invalid<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>, field: &str) {
-    let e = r.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{field}: {e:?}");
-    assert!(e.message().starts_with(field), "{field}: {}", e.message());
 }

@@ -425,18 +425,12 @@ async fn another_app_cannot_confirm_or_see_our_events() {
     );
 }
 
-fn check<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>, field: &str) {
-    let e = r.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{field}: {e:?}");
-    assert!(e.message().starts_with(field), "{field}: {}", e.message());
-}
-
 #[tokio::test]
 async fn bad_queue_requests_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
     let mut events = server.events().await;
-    check(
+    assert_invalid(
         events
             .pull_events(pb::PullEventsRequest {
                 max_events: 1001,
@@ -445,7 +439,7 @@ async fn bad_queue_requests_name_the_field() {
             .await,
         "max_events",
     );
-    check(
+    assert_invalid(
         events
             .pull_events(pb::PullEventsRequest {
                 max_events: 1,
@@ -454,7 +448,7 @@ async fn bad_queue_requests_name_the_field() {
             .await,
         "wait_seconds",
     );
-    check(
+    assert_invalid(
         events
             .confirm_events(pb::ConfirmEventsRequest {
                 msg_handles: vec![],
@@ -462,7 +456,7 @@ async fn bad_queue_requests_name_the_field() {
             .await,
         "msg_handles",
     );
-    check(
+    assert_invalid(
         events
             .extend_events(pb::ExtendEventsRequest {
                 msg_handles: vec!["x".into()],
@@ -471,7 +465,7 @@ async fn bad_queue_requests_name_the_field() {
             .await,
         "seconds",
     );
-    check(
+    assert_invalid(
         events
             .nack_events(pb::NackEventsRequest {
                 msg_handles: vec!["x".into()],
@@ -480,7 +474,7 @@ async fn bad_queue_requests_name_the_field() {
             .await,
         "delay_seconds",
     );
-    check(
+    assert_invalid(
         events
             .modify_event_config(pb::ModifyEventConfigRequest {
                 visibility_timeout_seconds: Some(0),
@@ -489,7 +483,7 @@ async fn bad_queue_requests_name_the_field() {
             .await,
         "visibility_timeout_seconds",
     );
-    check(
+    assert_invalid(
         events
             .modify_event_config(pb::ModifyEventConfigRequest {
                 max_deliveries: Some(0),
@@ -503,7 +497,7 @@ async fn bad_queue_requests_name_the_field() {
         "not a url",
         "https://user:pw@example.com/",
     ] {
-        check(
+        assert_invalid(
             events
                 .modify_event_config(pb::ModifyEventConfigRequest {
                     notification_url: Some(url.into()),
@@ -517,13 +511,13 @@ async fn bad_queue_requests_name_the_field() {
         mode: pb::DeliveryMode::Push as i32,
         ..r
     };
-    check(
+    assert_invalid(
         events.modify_event_config(push(Default::default())).await,
         "notification_url",
     );
     let url = || Some("https://example.com/hook".to_string());
     for timeout in [0, 61] {
-        check(
+        assert_invalid(
             events
                 .modify_event_config(push(pb::ModifyEventConfigRequest {
                     notification_url: url(),
@@ -535,7 +529,7 @@ async fn bad_queue_requests_name_the_field() {
         );
     }
     for schedule in [vec![], vec![0, -5], vec![0, 604_801], vec![1; 31]] {
-        check(
+        assert_invalid(
             events
                 .modify_event_config(push(pb::ModifyEventConfigRequest {
                     notification_url: url(),
@@ -546,7 +540,7 @@ async fn bad_queue_requests_name_the_field() {
             "retry_schedule_seconds",
         );
     }
-    check(
+    assert_invalid(
         events
             .rotate_signing_secret(pb::RotateSigningSecretRequest {
                 overlap_seconds: Some(-1),
@@ -554,7 +548,7 @@ async fn bad_queue_requests_name_the_field() {
             .await,
         "overlap_seconds",
     );
-    check(
+    assert_invalid(
         events
             .list_callback_attempts(pb::ListCallbackAttemptsRequest::default())
             .await,
@@ -562,7 +556,7 @@ async fn bad_queue_requests_name_the_field() {
     );
     let mut types = HashMap::new();
     types.insert("Nope".to_string(), true);
-    check(
+    assert_invalid(
         events
             .modify_event_config(pb::ModifyEventConfigRequest {
                 event_types: types,

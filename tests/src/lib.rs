@@ -451,6 +451,16 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// The call failed with INVALID_ARGUMENT naming `field` first.
+pub fn assert_invalid<T: std::fmt::Debug>(
+    r: Result<tonic::Response<T>, tonic::Status>,
+    field: &str,
+) {
+    let e = r.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{field}: {e:?}");
+    assert!(e.message().starts_with(field), "{field}: {}", e.message());
+}
+
 /// CreateTask; returns the task id.
 pub async fn create(tasks: &mut Tasks, request: pb::CreateTaskRequest) -> String {
     tasks

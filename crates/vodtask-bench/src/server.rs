@@ -137,10 +137,7 @@ impl Server {
     /// A new HTTP/2 connection: clients that must not share one call this
     /// once each.
     pub async fn channel(&self) -> anyhow::Result<Channel> {
-        Endpoint::from_shared(format!("http://{}", self.grpc_addr))?
-            .connect()
-            .await
-            .with_context(|| format!("connect to {}", self.grpc_addr))
+        self.default_app().channel().await
     }
 
     pub async fn task_client(&self) -> anyhow::Result<TaskClient> {
@@ -151,17 +148,11 @@ impl Server {
     }
 
     pub async fn media_client(&self) -> anyhow::Result<MediaClient> {
-        Ok(MediaServiceClient::with_interceptor(
-            self.channel().await?,
-            self.bearer(),
-        ))
+        self.default_app().media_client().await
     }
 
     pub async fn event_client(&self) -> anyhow::Result<EventClient> {
-        Ok(EventServiceClient::with_interceptor(
-            self.channel().await?,
-            self.bearer(),
-        ))
+        self.default_app().event_client().await
     }
 
     fn bearer(&self) -> Bearer {
@@ -226,7 +217,8 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
-    async fn channel(&self) -> anyhow::Result<Channel> {
+    /// A new HTTP/2 connection.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
         Endpoint::from_shared(format!("http://{}", self.grpc_addr))?
             .connect()
             .await
