@@ -644,3 +644,40 @@ async fn resend_sends_delivered_and_waiting_events_again_now() {
         "event_ids",
     );
 }
+
+#[tokio::test]
+async fn apps_calling_the_same_url_share_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &ALLOW_LOOPBACK);
+    let (key_a, key_b) = (server.default_key(), server.create_app("b"));
+    let receiver = Receiver::start(&[], Reply::Hang).await;
+    let mut apps = Vec::new();
+    for key in [&key_a, &key_b] {
+        let mut events = server.events_as(key).await;
+        push_to(&mut events, &receiver.url(), &[0, 3600], 20).await;
+        apps.push(events);
+    }
+    for i in 0..50 {
+        upload_one(&server, &key_a, dir.path(), &format!("a{i}.bin")).await;
+        upload_one(&server, &key_b, dir.path(), &format!("b{i}.bin")).await;
+    }
+    // Each app may have 64 callbacks out and has taken all 50 of its events,
+    // but the URL allows 64 in all: the other 36 wait for a slot.
+    for events in &apps {
+        eventually("all 50 events taken", || {
+            let mut events = events.clone();
+            async move {
+                let s = events
+                    .describe_events_state(pb::DescribeEventsStateRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner();
+                (s.in_flight == 50).then_some(())
+            }
+        })
+        .await;
+    }
+    receiver.wait_for(64).await;
+    assert_eq!(receiver.received().len(), 64);
+    assert_eq!(receiver.max_in_flight(), 64);
+}

@@ -46,6 +46,29 @@ struct Inner {
     script: Mutex<VecDeque<Reply>>,
     then: Reply,
     log: Mutex<Vec<Received>>,
+    /// Requests being answered now, and the most there ever were.
+    in_flight: Mutex<(usize, usize)>,
+}
+
+/// Counts a request as in flight until dropped (a hanging request is
+/// dropped when the caller gives up and closes the connection).
+struct InFlight(Arc<Inner>);
+
+impl InFlight {
+    fn new(inner: &Arc<Inner>) -> InFlight {
+        let mut n = inner.in_flight.lock().expect("in flight");
+        n.0 += 1;
+        n.1 = n.1.max(n.0);
+        InFlight(Arc::clone(inner))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut n) = self.0.in_flight.lock() {
+            n.0 -= 1;
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -61,6 +84,7 @@ impl Receiver {
             script: Mutex::new(script.iter().copied().collect()),
             then,
             log: Mutex::new(Vec::new()),
+            in_flight: Mutex::new((0, 0)),
         });
         let app = Router::new()
             .route("/hook", post(answer))
@@ -82,6 +106,11 @@ impl Receiver {
         self.inner.log.lock().expect("log").clone()
     }
 
+    /// The most requests this receiver was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.in_flight.lock().expect("in flight").1
+    }
+
     /// Waits until at least `n` requests came.
     pub async fn wait_for(&self, n: usize) -> Vec<Received> {
         crate::eventually(&format!("{n} callbacks"), || async {
@@ -98,6 +127,7 @@ async fn answer(
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    let _counted = InFlight::new(&inner);
     let reply = {
         let mut script = inner.script.lock().expect("script");
         script.pop_front().unwrap_or(inner.then)

@@ -15,11 +15,6 @@ use tokio_util::sync::CancellationToken;
 use vodtask_core::callbacks::address::AddressPolicy;
 use vodtask_core::{Engine, EngineConfig};
 
-// Every delivery and RPC allocates a handful of short-lived buffers; mimalloc
-// serves them with less contention than glibc's malloc under many threads.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "vodtask",

@@ -10,9 +10,10 @@
 //! dead-lettered, each in the same transaction as its attempt's log entry.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,8 +32,12 @@ use crate::queue::leases::{LeaseChange, TakeRules};
 use crate::store::{AttemptOutcome, CallbackAttempt, Settled};
 use crate::time;
 
-/// Callbacks of one app in flight at once (an app has one endpoint).
+/// Callbacks in flight at once, per app and per URL (apps that share a URL
+/// share its limit).
 const CONCURRENCY: u32 = 64;
+/// How long an attempt waits for a slot of its URL before it gives its
+/// event back (well within the lease margin).
+const URL_SLOT_WAIT: Duration = Duration::from_secs(10);
 /// A callback's lease outlasts its timeout by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// After a store error the worker backs off this long.
@@ -41,6 +46,8 @@ const ERROR_PAUSE: Duration = Duration::from_secs(1);
 pub(crate) struct Pusher {
     sender: CallbackSender,
     workers: Mutex<HashMap<AppId, Worker>>,
+    /// Slots per URL; an entry lives as long as someone holds it.
+    urls: Mutex<HashMap<String, Weak<Semaphore>>>,
 }
 
 struct Worker {
@@ -72,7 +79,20 @@ impl Pusher {
         Ok(Pusher {
             sender: CallbackSender::new(policy)?,
             workers: Mutex::new(HashMap::new()),
+            urls: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The slots of one URL, shared by every app that calls it.
+    fn url_slots(&self, url: &str) -> Arc<Semaphore> {
+        let mut urls = lock(&self.urls);
+        if let Some(slots) = urls.get(url).and_then(Weak::upgrade) {
+            return slots;
+        }
+        urls.retain(|_, w| w.strong_count() > 0);
+        let slots = Arc::new(Semaphore::new(CONCURRENCY as usize));
+        urls.insert(url.to_string(), Arc::downgrade(&slots));
+        slots
     }
 }
 
@@ -256,6 +276,11 @@ impl Engine {
             }
         };
         let signing: Vec<_> = secrets.iter().collect();
+        let slots = self.inner.pusher.url_slots(&config.notification_url);
+        let Ok(Ok(_slot)) = tokio::time::timeout(URL_SLOT_WAIT, slots.acquire()).await else {
+            // Other apps keep this URL busy: try again shortly.
+            return self.give_back(&queue, &d, ERROR_PAUSE);
+        };
         let sent = self
             .inner
             .pusher
