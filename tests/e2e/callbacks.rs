@@ -27,9 +27,7 @@ async fn push_to(
         .modify_event_config(pb::ModifyEventConfigRequest {
             mode: pb::DeliveryMode::Push as i32,
             notification_url: Some(url.to_string()),
-            retry_schedule: Some(pb::RetrySchedule {
-                seconds: schedule.to_vec(),
-            }),
+            retry_schedule_seconds: schedule.to_vec(),
             callback_timeout_seconds: Some(timeout),
             ..Default::default()
         })

@@ -528,12 +528,12 @@ async fn bad_queue_requests_name_the_field() {
             "callback_timeout_seconds",
         );
     }
-    for schedule in [vec![], vec![0, -5], vec![0, 604_801], vec![1; 31]] {
+    for schedule in [vec![0, -5], vec![0, 604_801], vec![1; 31]] {
         assert_invalid(
             events
                 .modify_event_config(push(pb::ModifyEventConfigRequest {
                     notification_url: url(),
-                    retry_schedule: Some(pb::RetrySchedule { seconds: schedule }),
+                    retry_schedule_seconds: schedule,
                     ..Default::default()
                 }))
                 .await,

@@ -104,9 +104,7 @@ async fn push_to(app: &AppHandle, url: &str, timeout: i32, schedule: &[i64]) -> 
             mode: pb::DeliveryMode::Push as i32,
             notification_url: Some(url.to_string()),
             callback_timeout_seconds: Some(timeout),
-            retry_schedule: Some(pb::RetrySchedule {
-                seconds: schedule.to_vec(),
-            }),
+            retry_schedule_seconds: schedule.to_vec(),
             ..Default::default()
         })
         .await

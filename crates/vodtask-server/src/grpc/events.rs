@@ -407,9 +407,9 @@ impl EventService for Events {
             }
             _ => {}
         }
-        if let Some(schedule) = r.retry_schedule {
-            c.retry_schedule = schedule
-                .seconds
+        if !r.retry_schedule_seconds.is_empty() {
+            c.retry_schedule = r
+                .retry_schedule_seconds
                 .into_iter()
                 .map(|s| seconds("retry_schedule_seconds", s, 604_800))
                 .collect::<Result<_, _>>()?;
