@@ -183,6 +183,9 @@ impl Engine {
             .leases
             .change(&decoded, LeaseChange::Settle, time::now());
         if !v.confirm.is_empty() {
+            // Streams have their credit back already: let them refill while
+            // the confirm is being written.
+            queue.wake();
             let seqs = v.confirm.iter().map(|&s| (s, 0)).collect();
             self.settle(&queue, seqs, Settled::Confirmed).await?;
         }
