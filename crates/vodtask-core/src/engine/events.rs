@@ -277,9 +277,13 @@ impl Engine {
         let now = time::now();
         {
             let mut s = queue.lock();
+            let push = s.config.mode == crate::events::DeliveryMode::Push;
             for &seq in pending.iter().chain(&revived) {
                 s.leases.due_now(seq, now);
-                s.resend.insert(seq);
+                // Only the callback worker reads (and clears) these.
+                if push {
+                    s.resend.insert(seq);
+                }
             }
         }
         queue.wake();
