@@ -244,6 +244,7 @@ async fn bad_uploads_are_named() {
             pb::UploadMediaHeader {
                 file_name: "a.bin".into(),
                 source_context: String::new(),
+                procedure: None,
             },
         )),
     };
@@ -258,6 +259,7 @@ async fn bad_uploads_are_named() {
             pb::UploadMediaHeader {
                 file_name: "a.bin".into(),
                 source_context: "c".repeat(257),
+                procedure: None,
             },
         )),
     }];

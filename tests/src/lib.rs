@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod origin;
 pub mod receiver;
 
 use std::io::{BufRead, BufReader};
@@ -386,6 +387,7 @@ pub async fn upload(
             pb::UploadMediaHeader {
                 file_name: file_name.to_string(),
                 source_context: String::new(),
+                procedure: None,
             },
         )),
     }];

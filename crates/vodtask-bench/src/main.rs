@@ -5,6 +5,7 @@
 mod callbacks;
 mod events;
 mod jetstream;
+mod media;
 mod server;
 mod stats;
 mod tasks;
@@ -29,6 +30,9 @@ enum Command {
     /// HTTP callbacks per second and the server's memory, alone and beside
     /// an app whose endpoint never answers.
     Callbacks(callbacks::Args),
+    /// A transcode through vodtask against the same ffmpeg command run
+    /// directly, and how many tasks at once the worker pool sustains.
+    Media(media::Args),
 }
 
 #[tokio::main]
@@ -37,5 +41,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Tasks(args) => tasks::run(args).await,
         Command::Events(args) => events::run(args).await,
         Command::Callbacks(args) => callbacks::run(args).await,
+        Command::Media(args) => media::run(args).await,
     }
 }

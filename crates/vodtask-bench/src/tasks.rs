@@ -202,6 +202,7 @@ async fn upload_file(server: &Server) -> anyhow::Result<String> {
             part: Some(Part::Header(pb::UploadMediaHeader {
                 file_name: "bench.bin".into(),
                 source_context: String::new(),
+                procedure: None,
             })),
         },
         pb::UploadMediaRequest {

@@ -12,9 +12,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use vodtask_core::callbacks::address::AddressPolicy;
 use vodtask_core::callbacks::sender::{Attempt, Callback, CallbackSender, Outcome};
 use vodtask_core::callbacks::signing::{SigningSecret, verify};
+use vodtask_core::outbound::AddressPolicy;
 
 #[derive(Clone, Default)]
 struct Received(Arc<Mutex<Vec<(HeaderMap, String)>>>);
@@ -146,7 +146,7 @@ async fn internal_addresses_are_refused_unless_allowed() {
     .await;
     assert_eq!(by_name.http_status, None);
     assert!(
-        by_name.error.contains("no address allowed for callbacks"),
+        by_name.error.contains("no address allowed"),
         "{}",
         by_name.error
     );

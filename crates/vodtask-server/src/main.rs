@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use vodtask_core::callbacks::address::AddressPolicy;
+use vodtask_core::outbound::AddressPolicy;
 use vodtask_core::{Engine, EngineConfig};
 
 #[derive(Parser)]
@@ -83,10 +83,11 @@ struct ServeArgs {
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "VODTASK_MAX_UPLOAD_BYTES", default_value_t = 10 << 30)]
     max_upload_bytes: u64,
-    /// An address range HTTP callbacks may reach although it is internal
-    /// (loopback, private, link-local…), e.g. `10.0.0.0/8`; repeatable.
-    #[arg(long = "allow-callback-cidr", env = "VODTASK_ALLOW_CALLBACK_CIDR", value_delimiter = ',', value_parser = parse_cidr)]
-    allow_callback_cidrs: Vec<IpNet>,
+    /// An address range HTTP callbacks and pulls may reach although it is
+    /// internal (loopback, private, link-local…), e.g. `10.0.0.0/8`;
+    /// repeatable. `--allow-callback-cidr` is the old name.
+    #[arg(long = "allow-outbound-cidr", alias = "allow-callback-cidr", env = "VODTASK_ALLOW_OUTBOUND_CIDR", value_delimiter = ',', value_parser = parse_cidr)]
+    allow_outbound_cidrs: Vec<IpNet>,
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, String> {
@@ -136,7 +137,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.lease = args.lease;
     config.max_recoveries = args.max_recoveries;
     config.max_upload_bytes = args.max_upload_bytes;
-    config.callback_policy = AddressPolicy::new(args.allow_callback_cidrs);
+    config.outbound_policy = AddressPolicy::new(args.allow_outbound_cidrs);
     let engine = Engine::open(config).await.context("open the data dir")?;
 
     let stop = CancellationToken::new();

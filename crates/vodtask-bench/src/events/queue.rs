@@ -200,6 +200,7 @@ async fn upload(client: &mut MediaClient, n: u64) -> anyhow::Result<String> {
             part: Some(Part::Header(pb::UploadMediaHeader {
                 file_name: padded(format!("bench-{n:08}-"), FILE_NAME_LEN - 4, 'f') + ".mp4",
                 source_context: padded(format!("bench source {n:08} "), SOURCE_CONTEXT_LEN, 's'),
+                procedure: None,
             })),
         },
         pb::UploadMediaRequest {

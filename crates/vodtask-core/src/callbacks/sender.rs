@@ -4,16 +4,16 @@
 //! sending me this"; anything else is a failure, with the receiver's
 //! Retry-After if it gave one. Retrying and scheduling are the caller's.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT};
 
-use super::address::{AddressPolicy, validate_url};
 use super::signing::{SigningSecret, signature_header};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::outbound::{
+    AddressPolicy, Redirects, describe_error, guarded_client, literal_ip, validate_url,
+};
 
 /// A receiver's Retry-After is honoured up to this long.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -65,17 +65,8 @@ pub struct CallbackSender {
 
 impl CallbackSender {
     pub fn new(policy: AddressPolicy) -> Result<CallbackSender> {
-        // reqwest is built without a default crypto provider; this process
-        // uses ring. Installing twice is harmless (the first one stays).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let policy = Arc::new(policy);
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(Arc::new(PolicyResolver(Arc::clone(&policy))))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+        let client = guarded_client(Arc::clone(&policy), Redirects::Refuse)?;
         Ok(CallbackSender { client, policy })
     }
 
@@ -114,7 +105,7 @@ impl CallbackSender {
             .await;
         let response = match sent {
             Ok(r) => r,
-            Err(e) => return failed(describe(&e, cb.timeout)),
+            Err(e) => return failed(describe_error(&e, cb.timeout)),
         };
         let status = response.status();
         let retry_after = retry_after(response.headers());
@@ -134,30 +125,6 @@ impl CallbackSender {
             error: String::new(),
         }
     }
-}
-
-fn literal_ip(url: &url::Url) -> Option<IpAddr> {
-    match url.host()? {
-        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
-        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
-        url::Host::Domain(_) => None,
-    }
-}
-
-/// The error as a receiver's operator would want to read it.
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    use std::error::Error as _;
-    if e.is_timeout() {
-        return format!("no answer within {} s", timeout.as_secs_f64());
-    }
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Retry-After in seconds or as an HTTP date, capped.
@@ -185,34 +152,4 @@ async fn excerpt(mut response: reqwest::Response) -> String {
     }
     kept.truncate(EXCERPT_BYTES);
     String::from_utf8_lossy(&kept).into_owned()
-}
-
-/// Resolves callback hosts and keeps only the addresses the policy permits,
-/// so a name cannot be pointed at an internal service after it was saved.
-struct PolicyResolver(Arc<AddressPolicy>);
-
-impl Resolve for PolicyResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = Arc::clone(&self.0);
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let permitted: Vec<SocketAddr> = found
-                .iter()
-                .copied()
-                .filter(|a| policy.permits(a.ip()))
-                .collect();
-            if permitted.is_empty() {
-                let refused: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
-                return Err(format!(
-                    "{host} resolves to no address allowed for callbacks ({})",
-                    refused.join(", ")
-                )
-                .into());
-            }
-            let addrs: Addrs = Box::new(permitted.into_iter());
-            Ok(addrs)
-        })
-    }
 }

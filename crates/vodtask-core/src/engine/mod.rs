@@ -21,15 +21,16 @@ use tokio_util::task::TaskTracker;
 
 use self::scheduler::Scheduler;
 use crate::app::{ApiKey, App, KeyHash, validate_app_name};
-use crate::callbacks::address::AddressPolicy;
 use crate::error::{Error, Result};
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::{MediaFile, MediaLibrary, Upload};
+use crate::outbound::AddressPolicy;
 use crate::queue::Queues;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Orphans, Store};
+use crate::task::procedure::{ProcedurePlan, ProcedureSpec};
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery, TimeRange};
-use crate::task::{NewTask, Task, TaskRequest, TaskStatus};
+use crate::task::{NewTask, Task, TaskRequest, TaskSpec, TaskStatus, TaskType};
 use crate::time;
 
 /// The name of the app created on an empty data dir.
@@ -51,8 +52,8 @@ pub struct EngineConfig {
     /// Ended tasks are deleted this long after they finished.
     pub task_retention: Duration,
     pub max_upload_bytes: u64,
-    /// Which addresses HTTP callbacks may connect to.
-    pub callback_policy: AddressPolicy,
+    /// Which addresses HTTP callbacks and pulls may connect to.
+    pub outbound_policy: AddressPolicy,
 }
 
 impl EngineConfig {
@@ -67,7 +68,7 @@ impl EngineConfig {
             max_recoveries: 3,
             task_retention: Duration::from_secs(7 * 24 * 3600),
             max_upload_bytes: 10 << 30,
-            callback_policy: AddressPolicy::default(),
+            outbound_policy: AddressPolicy::default(),
         }
     }
 }
@@ -130,12 +131,13 @@ impl Engine {
         }
 
         let queues = Arc::new(Queues::new());
-        let pusher = push::Pusher::new(config.callback_policy.clone())?;
+        let pusher = push::Pusher::new(config.outbound_policy.clone())?;
         let scheduler = Scheduler::start(
             Arc::clone(&store),
             library.clone(),
             config.clone(),
             Arc::clone(&queues),
+            crate::exec::Puller::new(config.outbound_policy.clone())?,
         );
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -270,16 +272,49 @@ impl Engine {
             .await
     }
 
-    /// Makes an upload durable and records it; returns once both are done.
-    pub async fn finish_upload(&self, upload: Upload) -> Result<MediaFile> {
+    /// Makes an upload durable and records it, with the procedure `plan`
+    /// (validated by the caller) queued on it in the same transaction;
+    /// returns once all is done, with the procedure's task id.
+    pub async fn finish_upload(
+        &self,
+        upload: Upload,
+        plan: Option<ProcedurePlan>,
+    ) -> Result<(MediaFile, Option<TaskId>)> {
         let media = upload.finish().await?;
-        let event = crate::events::envelope::file_uploaded(&media, &self.file_url(&media));
-        if let Err(e) = self.inner.store.insert_media(&media, Some(event)).await {
+        let follow_up = plan.map(|plan| NewTask {
+            id: TaskId::generate(TaskType::Procedure),
+            app_id: media.app_id,
+            request: TaskRequest {
+                spec: TaskSpec::Procedure(ProcedureSpec {
+                    file_id: media.file_id.clone(),
+                    plan,
+                }),
+                priority: 0,
+                session_id: None,
+                session_context: media.source_context.clone(),
+            },
+            create_time: time::now(),
+        });
+        let procedure = follow_up.as_ref().map(|t| t.id.clone());
+        let event = crate::events::envelope::file_uploaded(
+            &media,
+            &self.file_url(&media),
+            procedure.as_ref().map_or("", TaskId::as_str),
+        );
+        if let Err(e) = self
+            .inner
+            .store
+            .insert_media(&media, Some(event), follow_up)
+            .await
+        {
             self.inner.library.discard(&media.file_id).await;
             return Err(e);
         }
         self.inner.queues.committed(media.app_id);
-        Ok(media)
+        if procedure.is_some() {
+            self.inner.scheduler.wake();
+        }
+        Ok((media, procedure))
     }
 
     pub async fn describe_media(&self, app: AppId, file_id: &FileId) -> Result<MediaFile> {

@@ -20,13 +20,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::Engine;
 use super::events::next_change;
-use crate::callbacks::address::AddressPolicy;
 use crate::callbacks::breaker::{Breaker, Circuit, Gate};
 use crate::callbacks::schedule::delay_before;
 use crate::callbacks::sender::{Callback, CallbackSender, Outcome};
 use crate::error::Result;
 use crate::events::{Delivery, DeliveryMode};
 use crate::ids::AppId;
+use crate::outbound::AddressPolicy;
 use crate::queue::AppQueue;
 use crate::queue::leases::{LeaseChange, TakeRules};
 use crate::store::{AttemptOutcome, CallbackAttempt, Settled};

@@ -7,15 +7,20 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, watch};
+use std::time::Instant;
+
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::EngineConfig;
-use crate::exec::{self, RunContext, RunResult};
-use crate::ids::TaskId;
-use crate::media::MediaLibrary;
+use crate::events::envelope;
+use crate::exec::{self, Puller, RunContext, RunResult, Step};
+use crate::ids::{FileId, TaskId};
+use crate::media::{MediaFile, MediaLibrary};
 use crate::store::{Claim, Lease, LeaseState, Outcome, Store};
+use crate::task::procedure::{NotifyMode, overall_progress};
+use crate::task::{Task, TaskOutput, TaskSpec};
 use crate::time;
 
 /// How often a running task renews its lease and writes its progress.
@@ -23,6 +28,18 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long an idle worker waits before looking at the queue again even
 /// without a wake-up (tasks written by another process).
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// A procedure's subtask progress is written at most this often.
+const STEP_FLUSH: Duration = Duration::from_secs(1);
+
+/// What recording a procedure's steps needs of its run.
+struct Steps<'a> {
+    task: &'a Task,
+    source: Option<&'a MediaFile>,
+    lease: &'a Lease,
+    stop: &'a CancellationToken,
+    user_cancelled: &'a AtomicBool,
+    lost: &'a AtomicBool,
+}
 
 struct Running {
     stop: CancellationToken,
@@ -40,6 +57,10 @@ pub(crate) struct Scheduler {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     queues: Arc<crate::queue::Queues>,
+    /// One permit per worker: a claimed task holds one; a procedure may
+    /// borrow free ones for more subtasks at once.
+    slots: Arc<Semaphore>,
+    puller: Puller,
 }
 
 impl Scheduler {
@@ -48,8 +69,11 @@ impl Scheduler {
         library: MediaLibrary,
         config: EngineConfig,
         queues: Arc<crate::queue::Queues>,
+        puller: Puller,
     ) -> Arc<Scheduler> {
         let scheduler = Arc::new(Scheduler {
+            slots: Arc::new(Semaphore::new(config.workers)),
+            puller,
             store,
             library,
             config,
@@ -103,26 +127,36 @@ impl Scheduler {
     }
 
     async fn claim_loop(self: Arc<Self>) {
-        let slots = Arc::new(Semaphore::new(self.config.workers));
         loop {
             let permit = tokio::select! {
-                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                permit = Arc::clone(&self.slots).acquire_owned() => match permit {
                     Ok(p) => p,
                     Err(_) => return,
                 },
                 _ = self.shutdown.cancelled() => return,
             };
-            let claim = loop {
-                let now = time::now();
-                match self.store.claim_next(now + self.config.lease, now).await {
-                    Ok(Some(claim)) => break claim,
-                    Ok(None) => {}
-                    Err(e) => tracing::error!("claiming a task failed: {e}"),
+            let now = time::now();
+            let claim = match self.store.claim_next(now + self.config.lease, now).await {
+                Ok(Some(claim)) => claim,
+                Ok(None) => {
+                    // The slot is free while nothing waits: a running
+                    // procedure may borrow it for a subtask.
+                    drop(permit);
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = self.shutdown.cancelled() => return,
+                    }
+                    continue;
                 }
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = self.shutdown.cancelled() => return,
+                Err(e) => {
+                    tracing::error!("claiming a task failed: {e}");
+                    drop(permit);
+                    tokio::select! {
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = self.shutdown.cancelled() => return,
+                    }
+                    continue;
                 }
             };
             let worker = Arc::clone(&self);
@@ -154,13 +188,19 @@ impl Scheduler {
 
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = self.heartbeat(&lease, &stop, &user_cancelled, &progress, &lost);
-        let source = match self.store.get_media(task.app_id, task.file_id()).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(task_id = %task.id, "reading the source failed: {e}");
-                None
-            }
-        };
+        let mut inputs = Vec::new();
+        for file_id in task.spec.input_files() {
+            let media = match self.store.get_media(task.app_id, file_id).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(task_id = %task.id, "reading input {file_id} failed: {e}");
+                    None
+                }
+            };
+            inputs.push((file_id.clone(), media));
+        }
+        let source = inputs.first().and_then(|(_, m)| m.clone());
+        let (steps_tx, steps_rx) = mpsc::unbounded_channel();
         let work = async {
             let scratch = match self
                 .library
@@ -169,15 +209,14 @@ impl Scheduler {
             {
                 Ok(dir) => dir,
                 Err(e) => {
-                    return (
-                        RunResult::Done {
-                            err_code: crate::task::errcode::INTERNAL_IO,
-                            message: e.to_string(),
-                            output: None,
-                            new_media: Vec::new(),
-                        },
-                        None,
-                    );
+                    let failed = Outcome::Finished {
+                        err_code: crate::task::errcode::INTERNAL_IO,
+                        message: e.to_string(),
+                        output: None,
+                        new_media: Vec::new(),
+                        follow_up: None,
+                    };
+                    return (RunResult::Done(failed), None);
                 }
             };
             let on_progress = |f: f64| {
@@ -189,49 +228,59 @@ impl Scheduler {
                 task: &task,
                 library: &self.library,
                 ffmpeg: &self.config.ffmpeg,
+                puller: &self.puller,
                 scratch: scratch.clone(),
-                source,
+                inputs,
                 on_progress: &on_progress,
                 cancel: &stop,
+                slots: &self.slots,
+                steps: steps_tx,
             })
             .await;
             (result, Some(scratch))
         };
-        let ((result, scratch), ()) = tokio::join!(
+        let steps = Steps {
+            task: &task,
+            source: source.as_ref(),
+            lease: &lease,
+            stop: &stop,
+            user_cancelled: &user_cancelled,
+            lost: &lost,
+        };
+        let ((result, scratch), (), ()) = tokio::join!(
             async {
                 let r = work.await;
                 stop.cancel(); // ends the heartbeat too
                 r
             },
-            heartbeat
+            heartbeat,
+            self.record_steps(steps, steps_rx),
         );
 
         let now = time::now();
         let recorded = if lost.load(Ordering::SeqCst) {
             tracing::warn!(task_id = %task.id, "lease lost; the result of this run is dropped");
-            Ok(false)
+            Ok(None)
         } else {
             match result {
                 RunResult::Cancelled if user_cancelled.load(Ordering::SeqCst) => {
                     self.store.finish(&lease, Outcome::Aborted, now).await
                 }
-                RunResult::Cancelled => self.store.release(&lease).await,
-                RunResult::Done {
-                    err_code,
-                    message,
-                    output,
-                    new_media,
-                } => {
-                    let files: Vec<_> = new_media.iter().map(|m| m.file_id.clone()).collect();
-                    let outcome = Outcome::Finished {
-                        err_code,
-                        message,
-                        output,
-                        new_media,
+                RunResult::Cancelled => self
+                    .store
+                    .release(&lease)
+                    .await
+                    .map(|held| held.then(Vec::new)),
+                RunResult::Done(outcome) => {
+                    let written: Vec<FileId> = match &outcome {
+                        Outcome::Finished { new_media, .. } => {
+                            new_media.iter().map(|m| m.file_id.clone()).collect()
+                        }
+                        _ => Vec::new(),
                     };
                     let recorded = self.store.finish(&lease, outcome, now).await;
-                    if !matches!(recorded, Ok(true)) {
-                        for file in &files {
+                    if !matches!(recorded, Ok(Some(_))) {
+                        for file in &written {
                             self.library.discard(file).await;
                         }
                     }
@@ -242,8 +291,17 @@ impl Scheduler {
         // A finish or abort wrote the task's completion event.
         self.queues.committed(task.app_id);
         match recorded {
-            Ok(true) => tracing::info!(task_id = %task.id, "task run recorded"),
-            Ok(false) => {
+            Ok(Some(removed)) => {
+                // Rows are gone: a file is never served without its row,
+                // and a crash here only leaves a directory behind.
+                for file in &removed {
+                    self.library.discard(file).await;
+                }
+                // A pull may have queued a procedure on its file.
+                self.wake();
+                tracing::info!(task_id = %task.id, "task run recorded");
+            }
+            Ok(None) => {
                 tracing::warn!(task_id = %task.id, "task run not recorded: lease no longer held")
             }
             Err(e) => tracing::error!(task_id = %task.id, "recording the task run failed: {e}"),
@@ -255,6 +313,86 @@ impl Scheduler {
             running.remove(&task.id);
         }
         let _ = done_tx.send(true);
+    }
+
+    /// Records a procedure's steps as they come, until its run ends: a
+    /// subtask's start or end at once (with its files, and its event in
+    /// CHANGE mode), progress alone at most every `STEP_FLUSH`.
+    async fn record_steps(&self, s: Steps<'_>, mut rx: mpsc::UnboundedReceiver<Step>) {
+        let notify = matches!(&s.task.spec,
+            TaskSpec::Procedure(p) if p.plan.notify_mode == NotifyMode::Change);
+        let mut pending: Option<Step> = None;
+        let mut last = Instant::now();
+        loop {
+            let next = if pending.is_some() {
+                match tokio::time::timeout(STEP_FLUSH.saturating_sub(last.elapsed()), rx.recv())
+                    .await
+                {
+                    Ok(next) => next,
+                    Err(_) => {
+                        if let Some(step) = pending.take() {
+                            self.write_step(&s, step, false).await;
+                            last = Instant::now();
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                rx.recv().await
+            };
+            // None: the run ended; its result supersedes any pending step.
+            let Some(step) = next else { return };
+            if step.changed || !step.new_media.is_empty() {
+                pending = None;
+                let event = notify && step.changed;
+                self.write_step(&s, step, event).await;
+                last = Instant::now();
+            } else {
+                pending = Some(step);
+            }
+        }
+    }
+
+    async fn write_step(&self, s: &Steps<'_>, step: Step, event: bool) {
+        if s.lost.load(Ordering::SeqCst) {
+            for media in &step.new_media {
+                self.library.discard(&media.file_id).await;
+            }
+            return;
+        }
+        let progress = overall_progress(&step.subtasks);
+        let output = TaskOutput::Procedure {
+            subtasks: step.subtasks,
+        };
+        let draft = event.then(|| {
+            let mut now = s.task.clone();
+            now.output = Some(output.clone());
+            envelope::procedure_state(&now, s.source, "PROCESSING", 0, "")
+        });
+        let written = self
+            .store
+            .record_step(s.lease, progress, &output, step.new_media.clone(), draft)
+            .await;
+        match written {
+            Ok(LeaseState::Held { cancel_requested }) => {
+                if event {
+                    self.queues.committed(s.task.app_id);
+                }
+                if cancel_requested {
+                    s.user_cancelled.store(true, Ordering::SeqCst);
+                    s.stop.cancel();
+                }
+                return;
+            }
+            Ok(LeaseState::Lost) => {
+                s.lost.store(true, Ordering::SeqCst);
+                s.stop.cancel();
+            }
+            Err(e) => tracing::error!(task_id = %s.task.id, "recording a subtask failed: {e}"),
+        }
+        for media in &step.new_media {
+            self.library.discard(&media.file_id).await;
+        }
     }
 
     /// Renews the lease and writes progress until `stop`; cancels the run when

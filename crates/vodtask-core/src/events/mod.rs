@@ -23,13 +23,25 @@ pub enum EventType {
     NewFileUpload,
     TranscodeComplete,
     CreateSnapshotByTimeOffsetComplete,
+    PullComplete,
+    ConcatComplete,
+    ClipComplete,
+    CreateImageSpriteComplete,
+    FileDeleted,
+    ProcedureStateChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 3] = [
+    pub const ALL: [EventType; 9] = [
         EventType::NewFileUpload,
         EventType::TranscodeComplete,
         EventType::CreateSnapshotByTimeOffsetComplete,
+        EventType::PullComplete,
+        EventType::ConcatComplete,
+        EventType::ClipComplete,
+        EventType::CreateImageSpriteComplete,
+        EventType::FileDeleted,
+        EventType::ProcedureStateChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +49,12 @@ impl EventType {
             EventType::NewFileUpload => "NewFileUpload",
             EventType::TranscodeComplete => "TranscodeComplete",
             EventType::CreateSnapshotByTimeOffsetComplete => "CreateSnapshotByTimeOffsetComplete",
+            EventType::PullComplete => "PullComplete",
+            EventType::ConcatComplete => "ConcatComplete",
+            EventType::ClipComplete => "ClipComplete",
+            EventType::CreateImageSpriteComplete => "CreateImageSpriteComplete",
+            EventType::FileDeleted => "FileDeleted",
+            EventType::ProcedureStateChanged => "ProcedureStateChanged",
         }
     }
 
@@ -165,7 +183,7 @@ impl EventConfig {
             return Err(Error::invalid("retention_seconds", "must be at least 3600"));
         }
         if !self.notification_url.is_empty() {
-            crate::callbacks::address::validate_url("notification_url", &self.notification_url)?;
+            crate::outbound::validate_url("notification_url", &self.notification_url)?;
         }
         if self.mode == DeliveryMode::Push && self.notification_url.is_empty() {
             return Err(Error::invalid(

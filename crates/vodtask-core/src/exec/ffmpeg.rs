@@ -12,6 +12,21 @@ use tokio_util::sync::CancellationToken;
 /// How much of ffmpeg's stderr is kept for the task's message.
 const STDERR_TAIL: usize = 2048;
 
+/// What every ffmpeg run starts with: quiet, no prompts, progress on stdout.
+pub const BASE_ARGS: [&str; 10] = [
+    "-hide_banner",
+    "-nostdin",
+    "-y",
+    "-loglevel",
+    "error",
+    "-nostats",
+    // Progress twice as often as ffmpeg's default 0.5 s.
+    "-stats_period",
+    "0.25",
+    "-progress",
+    "pipe:1",
+];
+
 #[derive(Debug)]
 pub enum RunError {
     Cancelled,
@@ -27,20 +42,9 @@ pub async fn run(
     on_progress: &(dyn Fn(f64) + Send + Sync),
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
+    let started = std::time::Instant::now();
     let mut child = Command::new(ffmpeg)
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-y",
-            "-loglevel",
-            "error",
-            "-nostats",
-            // Progress twice as often as ffmpeg's default 0.5 s.
-            "-stats_period",
-            "0.25",
-            "-progress",
-            "pipe:1",
-        ])
+        .args(BASE_ARGS)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -92,6 +96,7 @@ pub async fn run(
         }
         status = async { progress.await; child.wait().await } => {
             let tail = stderr_tail.await.unwrap_or_default();
+            tracing::debug!(seconds = started.elapsed().as_secs_f64(), ?status, "ffmpeg ended");
             match status {
                 Ok(s) if s.success() => Ok(()),
                 Ok(s) => Err(RunError::Failed(if tail.is_empty() { format!("ffmpeg exited with {s}") } else { tail })),

@@ -1,95 +1,201 @@
-//! Executors: the real media work of each task type, done with ffmpeg.
+//! Executors: the real work of each task type, done with ffmpeg (and an
+//! HTTP client for pulls). An executor returns the store `Outcome` to record;
+//! the scheduler records it under the task's lease.
 
+mod clip;
+mod concat;
+mod cover;
 mod ffmpeg;
+mod procedure;
+mod pull;
 mod snapshot;
+mod sprites;
 mod transcode;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use procedure::Step;
+pub(crate) use pull::Puller;
+pub use transcode::transcode_command_line;
+
+use crate::ids::FileId;
 use crate::media::{MediaFile, MediaLibrary, MediaMetadata};
-use crate::task::{Task, TaskOutput, TaskSpec, errcode};
+use crate::store::Outcome;
+use crate::task::{Task, TaskSpec, errcode};
 
 /// Everything one task run may use.
-pub struct RunContext<'a> {
+pub(crate) struct RunContext<'a> {
     pub task: &'a Task,
     pub library: &'a MediaLibrary,
     pub ffmpeg: &'a Path,
+    pub puller: &'a Puller,
     /// A scratch directory of this run; outputs are moved out of it into the
     /// library.
     pub scratch: PathBuf,
-    /// The source file, when the library has it.
-    pub source: Option<MediaFile>,
+    /// The task's input files in spec order, each when the library has it.
+    pub inputs: Vec<(FileId, Option<MediaFile>)>,
     pub on_progress: &'a (dyn Fn(f64) + Send + Sync),
     pub cancel: &'a CancellationToken,
+    /// The worker pool's free slots: a procedure runs more subtasks at once
+    /// when it can take one.
+    pub slots: &'a Arc<Semaphore>,
+    /// A procedure's subtask changes, recorded as they happen.
+    pub steps: mpsc::UnboundedSender<Step>,
 }
 
 /// How a run ended.
-pub enum RunResult {
-    Done {
-        err_code: i32,
-        message: String,
-        output: Option<TaskOutput>,
-        new_media: Vec<MediaFile>,
-    },
+pub(crate) enum RunResult {
+    Done(Outcome),
     Cancelled,
 }
 
-impl RunResult {
-    fn failed(err_code: i32, message: impl Into<String>) -> Self {
-        RunResult::Done {
-            err_code,
-            message: message.into(),
-            output: None,
-            new_media: Vec::new(),
+/// Why an executor stopped early.
+pub(crate) enum Stop {
+    Cancelled,
+    Failed(i32, String),
+}
+
+impl Stop {
+    fn into_result(self) -> RunResult {
+        match self {
+            Stop::Cancelled => RunResult::Cancelled,
+            Stop::Failed(code, message) => failed(code, message),
         }
     }
 }
 
-pub async fn run(ctx: RunContext<'_>) -> RunResult {
-    let (source, metadata) = match source_of(&ctx) {
-        Ok(found) => found,
-        Err(failure) => return failure,
-    };
-    match &ctx.task.spec {
-        TaskSpec::Transcode(spec) => transcode::run(&ctx, &source, &metadata, spec).await,
-        TaskSpec::SnapshotByTimeOffset(spec) => snapshot::run(&ctx, &source, &metadata, spec).await,
+/// Gives an ffmpeg failure its stage's error code.
+fn at_stage(code: i32) -> impl Fn(ffmpeg::RunError) -> Stop {
+    move |e| match e {
+        ffmpeg::RunError::Cancelled => Stop::Cancelled,
+        ffmpeg::RunError::Failed(reason) => Stop::Failed(code, reason),
     }
 }
 
-/// The source path and its probe, or the failure that ends the task.
-fn source_of(ctx: &RunContext<'_>) -> Result<(PathBuf, MediaMetadata), RunResult> {
-    let Some(media) = &ctx.source else {
-        return Err(RunResult::failed(
+/// A library error (storing an output) ends the task with INTERNAL_IO.
+fn stored(e: crate::Error) -> Stop {
+    Stop::Failed(errcode::INTERNAL_IO, e.to_string())
+}
+
+/// How a new media file of a clip or concat is reported.
+fn output_file(
+    ctx: &RunContext<'_>,
+    file_type: crate::task::FileType,
+    media: &MediaFile,
+) -> crate::task::OutputFile {
+    crate::task::OutputFile {
+        file_type,
+        file_id: media.file_id.clone(),
+        url: ctx.library.url_of(&media.file_id, &media.stored_name),
+        duration_seconds: media.metadata.as_ref().map_or(0.0, |m| m.duration_seconds),
+        size: media.size,
+    }
+}
+
+fn failed(err_code: i32, message: impl Into<String>) -> RunResult {
+    RunResult::Done(Outcome::Finished {
+        err_code,
+        message: message.into(),
+        output: None,
+        new_media: Vec::new(),
+        follow_up: None,
+    })
+}
+
+fn succeeded(output: crate::task::TaskOutput, new_media: Vec<MediaFile>) -> RunResult {
+    RunResult::Done(Outcome::Finished {
+        err_code: 0,
+        message: String::new(),
+        output: Some(output),
+        new_media,
+        follow_up: None,
+    })
+}
+
+/// A readable video source: its path and what ffprobe said of it.
+pub(crate) struct Source {
+    pub path: PathBuf,
+    pub meta: MediaMetadata,
+}
+
+pub(crate) async fn run(ctx: RunContext<'_>) -> RunResult {
+    let ctx = &ctx;
+    let result = match &ctx.task.spec {
+        TaskSpec::PullUpload(spec) => pull::run(ctx, spec).await,
+        TaskSpec::DeleteMedia(spec) => Ok(RunResult::Done(Outcome::Deleted {
+            files: spec.file_ids.clone(),
+        })),
+        TaskSpec::Concat(spec) => {
+            async {
+                let sources = ctx
+                    .inputs
+                    .iter()
+                    .map(|(id, media)| source_of(ctx, id, media.as_ref()))
+                    .collect::<Result<Vec<_>, Stop>>()?;
+                concat::run(ctx, &sources, spec).await
+            }
+            .await
+        }
+        TaskSpec::Transcode(spec) => {
+            async { transcode::run(ctx, &first_source(ctx)?, spec).await }.await
+        }
+        TaskSpec::SnapshotByTimeOffset(spec) => {
+            async { snapshot::run(ctx, &first_source(ctx)?, spec).await }.await
+        }
+        TaskSpec::Clip(spec) => async { clip::run(ctx, &first_source(ctx)?, spec).await }.await,
+        TaskSpec::ImageSprites(spec) => {
+            async { sprites::run(ctx, &first_source(ctx)?, spec).await }.await
+        }
+        TaskSpec::Procedure(spec) => {
+            async { procedure::run(ctx, &first_source(ctx)?, spec).await }.await
+        }
+    };
+    result.unwrap_or_else(Stop::into_result)
+}
+
+fn first_source(ctx: &RunContext<'_>) -> Result<Source, Stop> {
+    match ctx.inputs.first() {
+        Some((id, media)) => source_of(ctx, id, media.as_ref()),
+        None => Err(Stop::Failed(
             errcode::SOURCE_MISSING,
-            format!(
-                "source file {} is not in the media library",
-                ctx.task.file_id()
-            ),
+            "the task names no source file".into(),
+        )),
+    }
+}
+
+/// The source path and its probe, or why the task cannot use it.
+fn source_of(ctx: &RunContext<'_>, id: &FileId, media: Option<&MediaFile>) -> Result<Source, Stop> {
+    let Some(media) = media else {
+        return Err(Stop::Failed(
+            errcode::SOURCE_MISSING,
+            format!("source file {id} is not in the media library"),
         ));
     };
     let path = ctx.library.path_of(&media.file_id, &media.stored_name);
     if !path.is_file() {
-        return Err(RunResult::failed(
+        return Err(Stop::Failed(
             errcode::SOURCE_MISSING,
-            format!("source file {} is missing on disk", media.file_id),
+            format!("source file {id} is missing on disk"),
         ));
     }
-    let metadata = match &media.metadata {
+    let meta = match &media.metadata {
         Ok(m) => m.clone(),
         Err(reason) => {
-            return Err(RunResult::failed(
+            return Err(Stop::Failed(
                 errcode::PROBE_FAILED,
-                format!("ffprobe could not read the source: {reason}"),
+                format!("ffprobe could not read source file {id}: {reason}"),
             ));
         }
     };
-    if !metadata.has_video() {
-        return Err(RunResult::failed(
+    if !meta.has_video() {
+        return Err(Stop::Failed(
             errcode::NO_VIDEO_STREAM,
-            "the source has no video stream",
+            format!("source file {id} has no video stream"),
         ));
     }
-    Ok((path, metadata))
+    Ok(Source { path, meta })
 }

@@ -8,7 +8,9 @@ use md5::{Digest, Md5};
 use tokio::fs;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{MAX_FILE_NAME_BYTES, MAX_SOURCE_CONTEXT_BYTES, MediaFile, SourceType, probe};
+use super::{
+    MAX_FILE_NAME_BYTES, MAX_SOURCE_CONTEXT_BYTES, MediaFile, MediaMetadata, SourceType, probe,
+};
 use crate::error::{Error, Result};
 use crate::ids::{AppId, FileId, TaskId};
 use crate::time;
@@ -48,6 +50,10 @@ impl MediaLibrary {
         &self.media_dir
     }
 
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_bytes
+    }
+
     pub fn ffprobe(&self) -> &Path {
         &self.ffprobe
     }
@@ -76,13 +82,30 @@ impl MediaLibrary {
         file_name: &str,
         source_context: &str,
     ) -> Result<Upload> {
-        validate_file_name(file_name)?;
-        if source_context.len() > MAX_SOURCE_CONTEXT_BYTES {
-            return Err(Error::invalid(
-                "header.source_context",
-                format!("must be at most {MAX_SOURCE_CONTEXT_BYTES} bytes"),
-            ));
-        }
+        validate_file_name("header.file_name", file_name)?;
+        validate_source_context("header.source_context", source_context)?;
+        self.begin(app_id, file_name, source_context, None).await
+    }
+
+    /// Starts receiving a file that a pull task downloads.
+    pub async fn begin_pull(
+        &self,
+        app_id: AppId,
+        task_id: &TaskId,
+        file_name: &str,
+        source_context: &str,
+    ) -> Result<Upload> {
+        self.begin(app_id, file_name, source_context, Some(task_id.clone()))
+            .await
+    }
+
+    async fn begin(
+        &self,
+        app_id: AppId,
+        file_name: &str,
+        source_context: &str,
+        pulled_by: Option<TaskId>,
+    ) -> Result<Upload> {
         let file_id = FileId::generate();
         let tmp_path = self.tmp_dir.join(format!("upload-{file_id}"));
         let file = fs::File::create(&tmp_path)
@@ -98,6 +121,7 @@ impl MediaLibrary {
             file: Some(file),
             size: 0,
             md5: Md5::new(),
+            pulled_by,
         })
     }
 
@@ -113,19 +137,54 @@ impl MediaLibrary {
         let file_id = FileId::generate();
         let dest = self.place(&file_id, stored_name, src).await?;
         let metadata = probe::probe(&self.ffprobe, &dest).await;
-        Ok(MediaFile {
+        Ok(task_output(
             file_id,
             app_id,
-            file_name: stored_name.to_string(),
-            stored_name: stored_name.to_string(),
+            task_id,
+            stored_name,
             size,
             md5,
-            create_time: time::now(),
-            source_type: SourceType::TaskOutput,
-            source_context: String::new(),
-            source_task_id: Some(task_id.clone()),
             metadata,
-        })
+        ))
+    }
+
+    /// Moves a directory a task wrote (an HLS playlist with its segments,
+    /// sprite images with their WebVTT index) into the library as one media
+    /// file: `main_name` is what its URL points at; size counts every file.
+    pub async fn adopt_output_dir(
+        &self,
+        app_id: AppId,
+        task_id: &TaskId,
+        src_dir: &Path,
+        main_name: &str,
+    ) -> Result<MediaFile> {
+        let (_, md5) = digest_file(&src_dir.join(main_name)).await?;
+        let mut size = 0;
+        let mut entries = fs::read_dir(src_dir)
+            .await
+            .map_err(|e| Error::io(format!("read {}", src_dir.display()), e))?;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| Error::io(format!("read {}", src_dir.display()), e))?
+        {
+            let path = entry.path();
+            size += digest_file(&path).await?.0;
+        }
+        let file_id = FileId::generate();
+        let dest_dir = self.media_dir.join(file_id.as_str());
+        fs::rename(src_dir, &dest_dir).await.map_err(|e| {
+            Error::io(
+                format!("move {} to {}", src_dir.display(), dest_dir.display()),
+                e,
+            )
+        })?;
+        sync_dir(&dest_dir).await?;
+        sync_dir(&self.media_dir).await?;
+        let metadata = probe::probe(&self.ffprobe, &dest_dir.join(main_name)).await;
+        Ok(task_output(
+            file_id, app_id, task_id, main_name, size, md5, metadata,
+        ))
     }
 
     /// Renames `src` to its place in the library and syncs both directories,
@@ -150,6 +209,31 @@ impl MediaLibrary {
     }
 }
 
+/// A file a task wrote, as the library records it.
+fn task_output(
+    file_id: FileId,
+    app_id: AppId,
+    task_id: &TaskId,
+    name: &str,
+    size: u64,
+    md5: String,
+    metadata: Result<MediaMetadata, String>,
+) -> MediaFile {
+    MediaFile {
+        file_id,
+        app_id,
+        file_name: name.to_string(),
+        stored_name: name.to_string(),
+        size,
+        md5,
+        create_time: time::now(),
+        source_type: SourceType::TaskOutput,
+        source_context: String::new(),
+        source_task_id: Some(task_id.clone()),
+        metadata,
+    }
+}
+
 /// An upload in progress. Dropped without `finish`, it leaves only a temp
 /// file, removed at the next start.
 pub struct Upload {
@@ -162,9 +246,15 @@ pub struct Upload {
     file: Option<fs::File>,
     size: u64,
     md5: Md5,
+    /// Set when a pull task downloads the file.
+    pulled_by: Option<TaskId>,
 }
 
 impl Upload {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
         self.size += chunk.len() as u64;
         if self.size > self.library.max_upload_bytes {
@@ -211,9 +301,12 @@ impl Upload {
             size: self.size,
             md5: hex::encode(self.md5.clone().finalize()),
             create_time: time::now(),
-            source_type: SourceType::ClientUpload,
+            source_type: match self.pulled_by {
+                Some(_) => SourceType::Pull,
+                None => SourceType::ClientUpload,
+            },
             source_context: std::mem::take(&mut self.source_context),
-            source_task_id: None,
+            source_task_id: self.pulled_by.take(),
             metadata,
         })
     }
@@ -227,8 +320,8 @@ impl Drop for Upload {
     }
 }
 
-fn validate_file_name(name: &str) -> Result<()> {
-    let field = "header.file_name";
+/// `field` names the file name in the caller's message.
+pub fn validate_file_name(field: &str, name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::invalid(field, "must not be empty"));
     }
@@ -247,6 +340,16 @@ fn validate_file_name(name: &str) -> Result<()> {
         return Err(Error::invalid(
             field,
             "must not contain '/', '\\' or control characters, nor be '.' or '..'",
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_source_context(field: &str, context: &str) -> Result<()> {
+    if context.len() > MAX_SOURCE_CONTEXT_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_SOURCE_CONTEXT_BYTES} bytes"),
         ));
     }
     Ok(())
@@ -312,10 +415,10 @@ mod tests {
 
     #[test]
     fn file_names_are_checked() {
-        assert!(validate_file_name("clip.mp4").is_ok());
-        assert!(validate_file_name("../x").is_err());
-        assert!(validate_file_name("").is_err());
-        assert!(validate_file_name("a\nb").is_err());
+        assert!(validate_file_name("f", "clip.mp4").is_ok());
+        assert!(validate_file_name("f", "../x").is_err());
+        assert!(validate_file_name("f", "").is_err());
+        assert!(validate_file_name("f", "a\nb").is_err());
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 mod library;
 pub mod probe;
 
-pub use library::{MediaLibrary, Upload};
+pub use library::{MediaLibrary, Upload, validate_file_name, validate_source_context};
 pub use probe::{MediaMetadata, MediaStream};
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,8 @@ use crate::time::Timestamp;
 pub enum SourceType {
     ClientUpload,
     TaskOutput,
+    /// Downloaded by a pull task.
+    Pull,
 }
 
 impl SourceType {
@@ -22,6 +24,7 @@ impl SourceType {
         match self {
             SourceType::ClientUpload => 1,
             SourceType::TaskOutput => 2,
+            SourceType::Pull => 3,
         }
     }
 
@@ -29,6 +32,7 @@ impl SourceType {
         match code {
             1 => Some(SourceType::ClientUpload),
             2 => Some(SourceType::TaskOutput),
+            3 => Some(SourceType::Pull),
             _ => None,
         }
     }

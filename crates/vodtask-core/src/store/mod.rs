@@ -54,7 +54,14 @@ pub enum Outcome {
         message: String,
         output: Option<TaskOutput>,
         new_media: Vec<MediaFile>,
+        /// A task to queue in the same transaction (the procedure a pull
+        /// starts on the file it created).
+        follow_up: Option<Box<NewTask>>,
     },
+    /// DeleteMedia: the files' rows and their renditions' go, in the same
+    /// transaction as the task's end, unless a waiting or running task uses
+    /// one of them (then nothing goes and the task fails).
+    Deleted { files: Vec<FileId> },
     /// The work was stopped by CancelTask.
     Aborted,
 }
@@ -176,12 +183,20 @@ pub trait Store: Send + Sync + 'static {
     async fn app_count(&self) -> Result<u64>;
 
     // Media library.
-    /// Records a file; with `event`, its event in the same transaction.
-    async fn insert_media(&self, media: &MediaFile, event: Option<Draft>) -> Result<()>;
+    /// Records a file; with `event`, its event, and with `follow_up`, a task
+    /// on it (a procedure), in the same transaction.
+    async fn insert_media(
+        &self,
+        media: &MediaFile,
+        event: Option<Draft>,
+        follow_up: Option<NewTask>,
+    ) -> Result<()>;
     async fn get_media(&self, app: AppId, file_id: &FileId) -> Result<Option<MediaFile>>;
 
     // Task API.
-    /// NOT_FOUND when the task's file is not in the app's library.
+    /// NOT_FOUND when an input file is not in the app's library;
+    /// FAILED_PRECONDITION when a delete names a file a waiting or running
+    /// task uses.
     async fn insert_task(&self, task: NewTask) -> Result<Inserted>;
     async fn get_task(&self, app: AppId, id: &TaskId, with_attempts: bool) -> Result<Option<Task>>;
     async fn list_tasks(&self, app: AppId, query: &TaskQuery) -> Result<TaskPage>;
@@ -202,8 +217,25 @@ pub trait Store: Send + Sync + 'static {
         progress: u8,
         lease_until: Timestamp,
     ) -> Result<LeaseState>;
-    /// Returns false (and writes nothing) when the lease was lost.
-    async fn finish(&self, lease: &Lease, outcome: Outcome, now: Timestamp) -> Result<bool>;
+    /// Writes a running task's progress and its output so far (a
+    /// procedure's subtasks), the files written since, and an event when
+    /// one is given, in one transaction.
+    async fn record_step(
+        &self,
+        lease: &Lease,
+        progress: u8,
+        output: &TaskOutput,
+        new_media: Vec<MediaFile>,
+        event: Option<Draft>,
+    ) -> Result<LeaseState>;
+    /// None (and nothing written) when the lease was lost; otherwise the
+    /// files whose rows were deleted, for the caller to remove from disk.
+    async fn finish(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+        now: Timestamp,
+    ) -> Result<Option<Vec<FileId>>>;
     /// Gives a running task back to the queue without counting an attempt
     /// (graceful shutdown).
     async fn release(&self, lease: &Lease) -> Result<bool>;

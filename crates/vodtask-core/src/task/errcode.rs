@@ -10,10 +10,29 @@ pub const NO_VIDEO_STREAM: i32 = -43002;
 pub const SNAPSHOT_FAILED: i32 = -44001;
 /// A snapshot time offset lies past the end of the source (per picture).
 pub const SNAPSHOT_OFFSET_OUT_OF_RANGE: i32 = -44002;
+/// ffmpeg failed while making image sprites.
+pub const SPRITES_FAILED: i32 = -44003;
 /// ffmpeg failed while transcoding.
 pub const TRANSCODE_FAILED: i32 = -45001;
+/// ffmpeg failed while joining the inputs of a concat.
+pub const CONCAT_FAILED: i32 = -45002;
+/// ffmpeg failed while cutting a clip.
+pub const CLIP_FAILED: i32 = -45003;
+/// A pull got an HTTP status other than 2xx (the message has it).
+pub const PULL_HTTP_ERROR: i32 = -46001;
+/// A pull did not finish within its timeout.
+pub const PULL_TIMEOUT: i32 = -46002;
+/// A pull's file is larger than the server's upload limit.
+pub const PULL_TOO_LARGE: i32 = -46003;
+/// A pull could not connect (or its address is not allowed), or the
+/// transfer broke off.
+pub const PULL_CONNECT_FAILED: i32 = -46004;
 /// The source file is missing from the media library.
 pub const SOURCE_MISSING: i32 = -47001;
+/// DeleteMedia: a waiting or running task uses one of the files.
+pub const FILE_IN_USE: i32 = -47002;
+/// Clip: the start offset is not before the end of the source.
+pub const CLIP_OUT_OF_RANGE: i32 = -47003;
 /// vodtask could not store the output (disk full, permissions).
 pub const INTERNAL_IO: i32 = 70001;
 /// The task's worker was lost (crash) more often than the retry limit allows.

@@ -2,12 +2,16 @@
 
 pub mod definitions;
 pub mod errcode;
+mod output;
+pub mod procedure;
 pub mod query;
 mod spec;
 mod status;
 
+pub use output::{OutputFile, PlayItem, SnapshotPicture, SpriteSet, TaskOutput};
 pub use spec::{
-    MAX_DEFINITIONS, MAX_TIME_OFFSETS, PlayItem, SnapshotPicture, SnapshotSpec, TaskOutput,
+    ClipSpec, ConcatSpec, DEFAULT_PULL_TIMEOUT_SECONDS, DeleteSpec, FileType, MAX_CONCAT_INPUTS,
+    MAX_DEFINITIONS, MAX_DELETE_FILES, MAX_TIME_OFFSETS, PullSpec, SnapshotSpec, SpritesSpec,
     TaskSpec, TaskType, TranscodeSpec,
 };
 pub use status::{TaskStatus, Transition};
@@ -37,6 +41,9 @@ pub struct Task {
     pub session_id: Option<String>,
     pub session_context: String,
     pub spec: TaskSpec,
+    /// The file the task is about: its (first) input, or the file a pull
+    /// created once it finished.
+    pub file_id: Option<FileId>,
     pub output: Option<TaskOutput>,
     pub cancel_requested: bool,
     /// Filled by DescribeTask only.
@@ -48,8 +55,8 @@ impl Task {
         self.spec.task_type()
     }
 
-    pub fn file_id(&self) -> &FileId {
-        self.spec.file_id()
+    pub fn file_id(&self) -> Option<&FileId> {
+        self.file_id.as_ref()
     }
 }
 

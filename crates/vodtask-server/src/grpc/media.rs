@@ -32,6 +32,14 @@ impl MediaService for Media {
                 ));
             }
         };
+        let plan = header
+            .procedure
+            .map(|p| {
+                let plan = convert::procedure_plan("header.procedure", p)?;
+                plan.validate("header.procedure").map_err(to_status)?;
+                Ok::<_, Status>(plan)
+            })
+            .transpose()?;
         let mut upload = self
             .engine
             .begin_upload(app, &header.file_name, &header.source_context)
@@ -49,10 +57,15 @@ impl MediaService for Media {
                 None => {}
             }
         }
-        let media = self.engine.finish_upload(upload).await.map_err(to_status)?;
+        let (media, procedure) = self
+            .engine
+            .finish_upload(upload, plan)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::UploadMediaResponse {
             file_id: media.file_id.to_string(),
             file_url: self.engine.file_url(&media),
+            procedure_task_id: procedure.map(|id| id.to_string()).unwrap_or_default(),
         }))
     }
 

@@ -33,7 +33,7 @@ use crate::events::envelope::Draft;
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::MediaFile;
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery};
-use crate::task::{Inserted, NewTask, Task};
+use crate::task::{Inserted, NewTask, Task, TaskOutput};
 use crate::time::{Timestamp, to_micros};
 
 const PURGE_BATCH: u32 = 1000;
@@ -211,11 +211,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_media(&self, media: &MediaFile, event: Option<Draft>) -> Result<()> {
+    async fn insert_media(
+        &self,
+        media: &MediaFile,
+        event: Option<Draft>,
+        follow_up: Option<NewTask>,
+    ) -> Result<()> {
         let media = media.clone();
         self.writer
             .write(move |conn| {
                 insert_media(conn, &media)?;
+                if let Some(task) = follow_up {
+                    tasks::insert(conn, task)?;
+                }
                 match event {
                     Some(draft) => events::emit(conn, media.app_id.0, &draft, media.create_time),
                     None => Ok(()),
@@ -289,7 +297,28 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn finish(&self, lease: &Lease, outcome: Outcome, now: Timestamp) -> Result<bool> {
+    async fn record_step(
+        &self,
+        lease: &Lease,
+        progress: u8,
+        output: &TaskOutput,
+        new_media: Vec<MediaFile>,
+        event: Option<Draft>,
+    ) -> Result<LeaseState> {
+        let (lease, output) = (lease.clone(), output.clone());
+        self.writer
+            .write(move |conn| {
+                tasks::record_step(conn, &lease, progress, &output, &new_media, event)
+            })
+            .await
+    }
+
+    async fn finish(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+        now: Timestamp,
+    ) -> Result<Option<Vec<FileId>>> {
         let lease = lease.clone();
         self.writer
             .write(move |conn| tasks::finish(conn, &lease, outcome, now))

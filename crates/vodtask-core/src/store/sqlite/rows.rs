@@ -10,7 +10,7 @@ use crate::time::from_micros;
 
 pub(super) const TASK_COLUMNS: &str = "seq, task_id, app_id, status, err_code, message, progress, attempt, \
      create_time, begin_process_time, finish_time, priority, session_id, session_context, input_json, \
-     output_json, cancel_requested";
+     output_json, cancel_requested, file_id";
 
 fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::Storage(format!("unreadable row: {what}").into())
@@ -47,6 +47,9 @@ pub(super) fn task(row: &Row<'_>) -> Result<(i64, Task)> {
         session_id: row.get(12)?,
         session_context: row.get(13)?,
         spec,
+        file_id: Some(row.get::<_, String>(17)?)
+            .filter(|f| !f.is_empty())
+            .map(FileId::from_stored),
         output: output.as_deref().map(json::<TaskOutput>).transpose()?,
         cancel_requested: row.get(16)?,
         previous_attempts: Vec::new(),

@@ -178,6 +178,22 @@ CREATE TABLE callback_attempts (
 CREATE INDEX callback_attempts_event ON callback_attempts (event_seq, id);
 CREATE INDEX callback_attempts_app ON callback_attempts (app_id, id);
 "#,
+    // v6: which files a task read (1), wrote (2) or deleted (3), for the
+    // file_id filter of ListTasks and the in-use rule of DeleteMedia. A pull
+    // task's file_id is '' until it created its file.
+    r#"
+CREATE TABLE task_files (
+    file_id  TEXT NOT NULL,
+    task_seq INTEGER NOT NULL,
+    role     INTEGER NOT NULL,
+    PRIMARY KEY (file_id, task_seq, role)
+) WITHOUT ROWID;
+CREATE INDEX task_files_by_task ON task_files (task_seq);
+INSERT INTO task_files (file_id, task_seq, role) SELECT file_id, seq, 1 FROM tasks;
+INSERT OR IGNORE INTO task_files (file_id, task_seq, role)
+    SELECT m.file_id, t.seq, 2 FROM media m JOIN tasks t ON t.task_id = m.source_task_id;
+CREATE INDEX media_by_source_task ON media (source_task_id) WHERE source_task_id IS NOT NULL;
+"#,
 ];
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {

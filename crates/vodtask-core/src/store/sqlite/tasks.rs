@@ -6,11 +6,15 @@ use rusqlite::{Connection, params};
 
 use super::rows::{self, TASK_COLUMNS, one, to_json};
 use crate::error::{Error, Result};
-use crate::ids::{AppId, TaskId};
+use crate::events::envelope::Draft;
+use crate::ids::{AppId, FileId, TaskId};
+use crate::media::MediaFile;
 use crate::store::{Claim, Lease, LeaseState, Orphans, Outcome, Recovered};
 use crate::task::errcode;
 use crate::task::query::{HourRange, Overview, Position, SortBy, SortOrder, TaskPage, TaskQuery};
-use crate::task::{Inserted, NewTask, Task, TaskStatus, TaskType, Transition};
+use crate::task::{
+    Inserted, NewTask, Task, TaskOutput, TaskSpec, TaskStatus, TaskType, Transition,
+};
 use crate::time::{Timestamp, hour_of, to_micros};
 
 /// What a transition needs to know of the row it changes.
@@ -101,18 +105,84 @@ fn emit_ended(conn: &Connection, cur: &Current) -> Result<()> {
         conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE seq = ?1"))?;
     let (_, task) = one(&mut stmt, [cur.seq], rows::task)?
         .ok_or_else(|| Error::Internal("ended task vanished".into()))?;
+    let source = match task.file_id() {
+        Some(file) => media_row(conn, cur.app_id, file.as_str())?,
+        None => None,
+    };
+    let Some(draft) = crate::events::envelope::task_ended(&task, source.as_ref()) else {
+        return Ok(());
+    };
+    let at = task.finish_time.unwrap_or_else(crate::time::now);
+    super::events::emit(conn, cur.app_id, &draft, at)
+}
+
+fn media_row(conn: &Connection, app: i64, file_id: &str) -> Result<Option<MediaFile>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {} FROM media WHERE file_id = ?1 AND app_id = ?2",
         rows::MEDIA_COLUMNS
     ))?;
-    let source = one(
-        &mut stmt,
-        params![task.file_id().as_str(), cur.app_id],
-        rows::media,
+    one(&mut stmt, params![file_id, app], rows::media)
+}
+
+/// How a task relates to a file (`task_files.role`).
+#[derive(Debug, Clone, Copy)]
+enum FileRole {
+    Reads = 1,
+    Wrote = 2,
+    Deletes = 3,
+}
+
+fn link_file(conn: &Connection, task_seq: i64, file_id: &FileId, role: FileRole) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO task_files (file_id, task_seq, role) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![file_id.as_str(), task_seq, role as i64])?;
+    Ok(())
+}
+
+/// The first of `files` that a waiting or running task (other than
+/// `except`) reads, with that task's id.
+fn file_in_use(
+    conn: &Connection,
+    files: &[FileId],
+    except: Option<i64>,
+) -> Result<Option<(FileId, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.task_id FROM task_files f JOIN tasks t ON t.seq = f.task_seq
+         WHERE f.file_id = ?1 AND f.role = 1 AND t.status IN (1, 2) AND t.seq != ?2 LIMIT 1",
     )?;
-    let draft = crate::events::envelope::task_ended(&task, source.as_ref());
-    let at = task.finish_time.unwrap_or_else(crate::time::now);
-    super::events::emit(conn, cur.app_id, &draft, at)
+    for file in files {
+        if let Some(task) = one(
+            &mut stmt,
+            params![file.as_str(), except.unwrap_or(0)],
+            |r| Ok(r.get::<_, String>(0)?),
+        )? {
+            return Ok(Some((file.clone(), task)));
+        }
+    }
+    Ok(None)
+}
+
+/// The renditions of a file: what transcodes, snapshots, sprites and
+/// procedures that read it wrote.
+fn renditions_of(conn: &Connection, app: i64, file: &FileId) -> Result<Vec<FileId>> {
+    let types: Vec<String> = TaskType::ALL
+        .into_iter()
+        .filter(|t| t.writes_renditions())
+        .map(|t| t.code().to_string())
+        .collect();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT m.file_id FROM task_files f
+         JOIN tasks t ON t.seq = f.task_seq AND t.task_type IN ({})
+         JOIN media m ON m.source_task_id = t.task_id AND m.app_id = ?2
+         WHERE f.file_id = ?1 AND f.role = 1",
+        types.join(", ")
+    ))?;
+    let ids = stmt
+        .query_map(params![file.as_str(), app], |r| r.get::<_, String>(0))?
+        .map(|r| r.map(FileId::from_stored))
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
 }
 
 fn count(
@@ -157,14 +227,27 @@ pub(super) fn insert(conn: &Connection, task: NewTask) -> Result<Inserted> {
             };
         }
     }
-    // Checked here, in the insert's transaction, so that the file cannot
+    // Checked here, in the insert's transaction, so that a file cannot
     // vanish between the check and the insert.
-    let file_id = req.spec.file_id();
-    let file_exists: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM media WHERE file_id = ?1 AND app_id = ?2)")?
-        .query_row(params![file_id.as_str(), task.app_id.0], |r| r.get(0))?;
-    if !file_exists {
-        return Err(Error::NotFound(format!("file_id: no media file {file_id}")));
+    let inputs = req.spec.input_files();
+    for file_id in &inputs {
+        let file_exists: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM media WHERE file_id = ?1 AND app_id = ?2)",
+            )?
+            .query_row(params![file_id.as_str(), task.app_id.0], |r| r.get(0))?;
+        if !file_exists {
+            return Err(Error::NotFound(format!("file_id: no media file {file_id}")));
+        }
+    }
+    let deletes = matches!(req.spec, TaskSpec::DeleteMedia(_));
+    if deletes {
+        let files: Vec<FileId> = inputs.iter().map(|f| (*f).clone()).collect();
+        if let Some((file, user)) = file_in_use(conn, &files, None)? {
+            return Err(Error::FailedPrecondition(format!(
+                "file_ids: file {file} is used by task {user}, which is waiting or running"
+            )));
+        }
     }
     let task_type = req.spec.task_type().code();
     let create_time = to_micros(task.create_time);
@@ -183,9 +266,18 @@ pub(super) fn insert(conn: &Connection, task: NewTask) -> Result<Inserted> {
         req.session_id,
         req.session_context,
         fingerprint,
-        req.spec.file_id().as_str(),
+        req.spec.main_file().map_or("", FileId::as_str),
         to_json(&req.spec)?,
     ])?;
+    let seq = conn.last_insert_rowid();
+    let role = if deletes {
+        FileRole::Deletes
+    } else {
+        FileRole::Reads
+    };
+    for file_id in inputs {
+        link_file(conn, seq, file_id, role)?;
+    }
     count(
         conn,
         task.app_id.0,
@@ -244,7 +336,10 @@ pub(super) fn list(conn: &Connection, app: AppId, q: &TaskQuery) -> Result<TaskP
         filter(" AND task_type = ?", Value::Integer(t.code()));
     }
     if let Some(f) = &q.file_id {
-        filter(" AND file_id = ?", Value::Text(f.as_str().to_string()));
+        filter(
+            " AND seq IN (SELECT task_seq FROM task_files WHERE file_id = ?)",
+            Value::Text(f.as_str().to_string()),
+        );
     }
     for (column, range) in [
         ("create_time", q.create_time),
@@ -293,7 +388,7 @@ pub(super) fn list(conn: &Connection, app: AppId, q: &TaskQuery) -> Result<TaskP
             });
         }
         let (seq, task) = rows::task(row)?;
-        let key_value: i64 = row.get(17)?;
+        let key_value: i64 = row.get(18)?;
         last = Some(Position {
             key: key_value,
             tie: seq,
@@ -420,7 +515,7 @@ pub(super) fn claim_next(
     let cur = current_by(conn, "task_id = ?1", &id.as_str())?.ok_or_else(|| not_found(&id))?;
     conn.prepare_cached(
         "UPDATE tasks SET lease_token = lease_token + 1, lease_expires = ?1, begin_process_time = ?2, progress = 0,
-                          cancel_requested = 0
+                          cancel_requested = 0, output_json = NULL
          WHERE seq = ?3",
     )?
     .execute(params![to_micros(lease_until), to_micros(now), cur.seq])?;
@@ -467,37 +562,135 @@ pub(super) fn heartbeat(
     })
 }
 
+pub(super) fn record_step(
+    conn: &Connection,
+    lease: &Lease,
+    progress: u8,
+    output: &TaskOutput,
+    new_media: &[MediaFile],
+    event: Option<Draft>,
+) -> Result<LeaseState> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE tasks SET progress = ?1, output_json = ?2
+         WHERE task_id = ?3 AND lease_token = ?4 AND status = 2
+         RETURNING cancel_requested, app_id, seq",
+    )?;
+    let held = one(
+        &mut stmt,
+        params![
+            progress,
+            to_json(output)?,
+            lease.task_id.as_str(),
+            lease.token
+        ],
+        |r| {
+            Ok((
+                r.get::<_, bool>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        },
+    )?;
+    let Some((cancel_requested, app, seq)) = held else {
+        return Ok(LeaseState::Lost);
+    };
+    for media in new_media {
+        super::insert_media(conn, media)?;
+        link_file(conn, seq, &media.file_id, FileRole::Wrote)?;
+    }
+    if let Some(draft) = event {
+        super::events::emit(conn, app, &draft, crate::time::now())?;
+    }
+    Ok(LeaseState::Held { cancel_requested })
+}
+
 pub(super) fn finish(
     conn: &Connection,
     lease: &Lease,
     outcome: Outcome,
     now: Timestamp,
-) -> Result<bool> {
+) -> Result<Option<Vec<FileId>>> {
     let Some(cur) = held(conn, lease)? else {
-        return Ok(false);
+        return Ok(None);
     };
-    match outcome {
+    let mut removed = Vec::new();
+    let (err_code, message, output) = match outcome {
         Outcome::Finished {
             err_code,
             message,
             output,
             new_media,
+            follow_up,
         } => {
             for media in &new_media {
                 super::insert_media(conn, media)?;
+                link_file(conn, cur.seq, &media.file_id, FileRole::Wrote)?;
             }
-            let output = output.as_ref().map(to_json).transpose()?;
-            conn.prepare_cached(
-                "UPDATE tasks SET err_code = ?1, message = ?2, output_json = ?3, finish_time = ?4, lease_expires = NULL,
-                                  progress = CASE WHEN ?1 = 0 THEN 100 ELSE progress END
-                 WHERE seq = ?5",
-            )?
-            .execute(params![err_code, message, output, to_micros(now), cur.seq])?;
-            apply(conn, &cur, Transition::Finish)?;
+            if let Some(TaskOutput::PullUpload { file_id, .. }) = &output {
+                conn.prepare_cached("UPDATE tasks SET file_id = ?1 WHERE seq = ?2")?
+                    .execute(params![file_id.as_str(), cur.seq])?;
+            }
+            if let Some(task) = follow_up {
+                insert(conn, *task)?;
+            }
+            (err_code, message, output)
         }
-        Outcome::Aborted => abort_running(conn, &cur, now)?,
+        Outcome::Deleted { files } => match delete_files(conn, &cur, &files)? {
+            Ok(deleted) => {
+                removed.clone_from(&deleted);
+                (0, String::new(), Some(TaskOutput::DeleteMedia { deleted }))
+            }
+            Err((err_code, message)) => (err_code, message, None),
+        },
+        Outcome::Aborted => {
+            abort_running(conn, &cur, now)?;
+            return Ok(Some(removed));
+        }
+    };
+    let output = output.as_ref().map(to_json).transpose()?;
+    conn.prepare_cached(
+        "UPDATE tasks SET err_code = ?1, message = ?2, output_json = ?3, finish_time = ?4, lease_expires = NULL,
+                          progress = CASE WHEN ?1 = 0 THEN 100 ELSE progress END
+         WHERE seq = ?5",
+    )?
+    .execute(params![err_code, message, output, to_micros(now), cur.seq])?;
+    apply(conn, &cur, Transition::Finish)?;
+    Ok(Some(removed))
+}
+
+/// Deletes the rows of `files` and of their renditions, or none of them
+/// (with the task's error) when one is missing or in use.
+fn delete_files(
+    conn: &Connection,
+    cur: &Current,
+    files: &[FileId],
+) -> Result<std::result::Result<Vec<FileId>, (i32, String)>> {
+    let mut all = Vec::new();
+    for file in files {
+        if media_row(conn, cur.app_id, file.as_str())?.is_none() {
+            return Ok(Err((
+                errcode::SOURCE_MISSING,
+                format!("file {file} is not in the media library"),
+            )));
+        }
+        all.push(file.clone());
+        for r in renditions_of(conn, cur.app_id, file)? {
+            if !all.contains(&r) {
+                all.push(r);
+            }
+        }
     }
-    Ok(true)
+    if let Some((file, user)) = file_in_use(conn, &all, Some(cur.seq))? {
+        return Ok(Err((
+            errcode::FILE_IN_USE,
+            format!("file {file} is used by task {user}, which is waiting or running"),
+        )));
+    }
+    for file in &all {
+        conn.prepare_cached("DELETE FROM media WHERE file_id = ?1 AND app_id = ?2")?
+            .execute(params![file.as_str(), cur.app_id])?;
+    }
+    Ok(Ok(all))
 }
 
 /// A running task whose cancel was requested ends ABORTED.
@@ -595,6 +788,8 @@ pub(super) fn purge(conn: &Connection, before: Timestamp, batch: u32) -> Result<
         .collect::<rusqlite::Result<_>>()?;
     for (seq, app, task_type, status, create_time) in &victims {
         conn.prepare_cached("DELETE FROM task_attempts WHERE task_seq = ?1")?
+            .execute([seq])?;
+        conn.prepare_cached("DELETE FROM task_files WHERE task_seq = ?1")?
             .execute([seq])?;
         conn.prepare_cached("DELETE FROM tasks WHERE seq = ?1")?
             .execute([seq])?;

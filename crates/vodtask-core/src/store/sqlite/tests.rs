@@ -33,7 +33,7 @@ async fn store_with_app() -> (tempfile::TempDir, SqliteStore, AppId) {
         source_task_id: None,
         metadata: Err("not probed".into()),
     };
-    store.insert_media(&source, None).await.unwrap();
+    store.insert_media(&source, None, None).await.unwrap();
     (dir, store, app.id)
 }
 
@@ -62,6 +62,7 @@ fn done() -> Outcome {
         message: String::new(),
         output: None,
         new_media: Vec::new(),
+        follow_up: None,
     }
 }
 
@@ -105,7 +106,13 @@ async fn a_stale_fencing_token_cannot_write() {
         store.heartbeat(&first.lease, 50, later).await.unwrap(),
         LeaseState::Lost
     );
-    assert!(!store.finish(&first.lease, done(), later).await.unwrap());
+    assert!(
+        store
+            .finish(&first.lease, done(), later)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(!store.release(&first.lease).await.unwrap());
     assert_eq!(
         store.heartbeat(&second.lease, 10, later).await.unwrap(),
@@ -113,7 +120,13 @@ async fn a_stale_fencing_token_cannot_write() {
             cancel_requested: false
         }
     );
-    assert!(store.finish(&second.lease, done(), later).await.unwrap());
+    assert!(
+        store
+            .finish(&second.lease, done(), later)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let task = store.get_task(app, &id, false).await.unwrap().unwrap();
     assert_eq!(
         (task.status, task.progress, task.attempt),
@@ -213,7 +226,13 @@ async fn run_to_end(store: &SqliteStore) {
         .await
         .unwrap()
         .unwrap();
-    assert!(store.finish(&claim.lease, done(), now).await.unwrap());
+    assert!(
+        store
+            .finish(&claim.lease, done(), now)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]

@@ -6,14 +6,17 @@ use tonic::Status;
 use vodtask_core::ids::FileId;
 use vodtask_core::media::{MediaFile, MediaMetadata, SourceType};
 use vodtask_core::task::query::{HourRange, Overview, SortBy, SortOrder, TimeRange};
-use vodtask_core::task::{
-    AttemptRecord, PlayItem, SnapshotPicture, SnapshotSpec, Task, TaskOutput, TaskSpec, TaskStatus,
-    TaskType, TranscodeSpec,
-};
+use vodtask_core::task::{AttemptRecord, Task, TaskStatus, TaskType};
 use vodtask_core::time::Timestamp;
 use vodtask_proto::v1 as pb;
 
 use super::status::{invalid, to_status};
+
+mod output;
+mod spec;
+
+pub(crate) use output::output_to_pb;
+pub(crate) use spec::{procedure_plan, spec, spec_to_pb};
 
 pub(crate) fn timestamp(t: Timestamp) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -59,85 +62,6 @@ pub(crate) fn file_id(field: &str, raw: &str) -> Result<FileId, Status> {
     FileId::parse(field, raw).map_err(to_status)
 }
 
-pub(crate) fn spec(spec: Option<pb::TaskSpec>) -> Result<TaskSpec, Status> {
-    use pb::task_spec::Kind;
-    match spec.and_then(|s| s.kind) {
-        Some(Kind::Transcode(t)) => Ok(TaskSpec::Transcode(TranscodeSpec {
-            file_id: file_id("spec.transcode.file_id", &t.file_id)?,
-            definitions: t.definitions,
-        })),
-        Some(Kind::SnapshotByTimeOffset(s)) => Ok(TaskSpec::SnapshotByTimeOffset(SnapshotSpec {
-            file_id: file_id("spec.snapshot_by_time_offset.file_id", &s.file_id)?,
-            definition: s.definition,
-            time_offsets_ms: s.time_offsets_ms,
-        })),
-        None => Err(invalid(
-            "spec",
-            "must set one task type (transcode, snapshot_by_time_offset)",
-        )),
-    }
-}
-
-fn spec_to_pb(spec: &TaskSpec) -> pb::TaskSpec {
-    use pb::task_spec::Kind;
-    let kind = match spec {
-        TaskSpec::Transcode(t) => Kind::Transcode(pb::TranscodeSpec {
-            file_id: t.file_id.to_string(),
-            definitions: t.definitions.clone(),
-        }),
-        TaskSpec::SnapshotByTimeOffset(s) => {
-            Kind::SnapshotByTimeOffset(pb::SnapshotByTimeOffsetSpec {
-                file_id: s.file_id.to_string(),
-                definition: s.definition,
-                time_offsets_ms: s.time_offsets_ms.clone(),
-            })
-        }
-    };
-    pb::TaskSpec { kind: Some(kind) }
-}
-
-fn output_to_pb(output: &TaskOutput) -> pb::TaskOutput {
-    use pb::task_output::Kind;
-    let kind = match output {
-        TaskOutput::Transcode { play_set } => Kind::Transcode(pb::TranscodeOutput {
-            play_set: play_set.iter().map(play_item).collect(),
-        }),
-        TaskOutput::SnapshotByTimeOffset { pictures } => {
-            Kind::SnapshotByTimeOffset(pb::SnapshotByTimeOffsetOutput {
-                pictures: pictures.iter().map(picture).collect(),
-            })
-        }
-    };
-    pb::TaskOutput { kind: Some(kind) }
-}
-
-fn play_item(p: &PlayItem) -> pb::PlayItem {
-    pb::PlayItem {
-        definition: p.definition,
-        file_id: p.file_id.to_string(),
-        url: p.url.clone(),
-        vbitrate: p.vbitrate,
-        vwidth: p.vwidth as i32,
-        vheight: p.vheight as i32,
-        duration_seconds: p.duration_seconds,
-        size: p.size as i64,
-    }
-}
-
-fn picture(p: &SnapshotPicture) -> pb::SnapshotPicture {
-    pb::SnapshotPicture {
-        time_offset_ms: p.time_offset_ms,
-        status: p.status,
-        message: p.message.clone(),
-        file_id: p
-            .file_id
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        url: p.url.clone(),
-    }
-}
-
 pub(crate) fn status_to_pb(s: TaskStatus) -> pb::TaskStatus {
     match s {
         TaskStatus::Waiting => pb::TaskStatus::Waiting,
@@ -151,6 +75,12 @@ pub(crate) fn type_to_pb(t: TaskType) -> pb::TaskType {
     match t {
         TaskType::Transcode => pb::TaskType::Transcode,
         TaskType::SnapshotByTimeOffset => pb::TaskType::SnapshotByTimeOffset,
+        TaskType::Concat => pb::TaskType::Concat,
+        TaskType::Clip => pb::TaskType::Clip,
+        TaskType::ImageSprites => pb::TaskType::ImageSprites,
+        TaskType::PullUpload => pb::TaskType::PullUpload,
+        TaskType::DeleteMedia => pb::TaskType::DeleteMedia,
+        TaskType::Procedure => pb::TaskType::Procedure,
     }
 }
 
@@ -213,7 +143,7 @@ pub(crate) fn task(t: &Task) -> pb::Task {
         priority: t.priority,
         session_id: t.session_id.clone().unwrap_or_default(),
         session_context: t.session_context.clone(),
-        file_id: t.file_id().to_string(),
+        file_id: t.file_id().map(ToString::to_string).unwrap_or_default(),
         input: Some(spec_to_pb(&t.spec)),
         output: t.output.as_ref().map(output_to_pb),
         cancel_requested: t.cancel_requested,
@@ -282,6 +212,7 @@ pub(crate) fn media(m: &MediaFile, file_url: String) -> pb::MediaInfo {
         source_type: match m.source_type {
             SourceType::ClientUpload => pb::SourceType::ClientUpload,
             SourceType::TaskOutput => pb::SourceType::TaskOutput,
+            SourceType::Pull => pb::SourceType::Pull,
         } as i32,
         source_context: m.source_context.clone(),
         metadata: m.metadata.as_ref().ok().map(metadata),

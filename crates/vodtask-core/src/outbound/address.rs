@@ -1,5 +1,5 @@
-//! Which addresses a callback may connect to. Checked where the connection
-//! is made, on every address DNS returns (and on IP-literal hosts), so that
+//! Which addresses vodtask's outbound requests (callbacks, pulls) may
+//! connect to. Checked where the connection is made, on every address DNS returns (and on IP-literal hosts), so that
 //! a URL that was harmless when saved cannot later reach an internal service.
 //! Refused by default: loopback, private, link-local (cloud metadata at
 //! 169.254.169.254 included), CGNAT, multicast, unspecified, reserved and
@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Default)]
 pub struct AddressPolicy {
-    /// Ranges opened by the operator (`--allow-callback-cidr`).
+    /// Ranges opened by the operator (`--allow-outbound-cidr`).
     allowed: Vec<IpNet>,
 }
 
@@ -23,13 +23,13 @@ impl AddressPolicy {
         AddressPolicy { allowed }
     }
 
-    /// Parses `--allow-callback-cidr` values such as `127.0.0.1/32`.
+    /// Parses `--allow-outbound-cidr` values such as `127.0.0.1/32`.
     pub fn parse_cidr(text: &str) -> Result<IpNet> {
         text.parse::<IpNet>()
             .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
             .map_err(|_| {
                 Error::invalid(
-                    "allow-callback-cidr",
+                    "allow-outbound-cidr",
                     format!("{text:?} is not an address or CIDR range"),
                 )
             })
@@ -112,7 +112,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     !blocked
 }
 
-/// Checks a notification URL's form: http or https, a host, no credentials.
+/// Checks the form of a URL vodtask will call (a notification URL, a pull
+/// source): http or https, a host, no credentials.
 pub fn validate_url(field: &str, text: &str) -> Result<url::Url> {
     let url =
         url::Url::parse(text).map_err(|e| Error::invalid(field, format!("is not a URL: {e}")))?;

@@ -1,0 +1,346 @@
+//! The cost of running media work through vodtask. Two figures:
+//!
+//! 1. Overhead: the same transcode run directly with ffmpeg and through
+//!    vodtask (upload once, then CreateTask → TranscodeComplete received by a
+//!    waiting PullEvents), alternating, on the same source. The direct run
+//!    uses the very command line vodtask runs
+//!    (`vodtask_core::exec::transcode_command_line`).
+//! 2. Concurrency: N transcodes submitted at once to a server with N
+//!    workers, for growing N: each task's ffmpeg time (begin → finish)
+//!    against one task alone, and the pool's throughput.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::process::Command;
+use vodtask_proto::v1 as pb;
+use vodtask_proto::v1::upload_media_request::Part;
+
+use crate::server::{EventClient, Server, ServerArgs, TaskClient};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Length of the generated source, in seconds (1280x720, 25 fps, with audio).
+    #[arg(long, default_value_t = 20)]
+    seconds: u32,
+    /// Output definitions of the transcode.
+    #[arg(long, value_delimiter = ',', default_value = "100010,100030")]
+    definitions: Vec<i32>,
+    /// Runs of each kind in the overhead comparison (alternating).
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Concurrency levels (workers = tasks submitted at once).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
+    concurrency: Vec<usize>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let source = dir.path().join("source.mp4");
+    make_source(&source, args.seconds).await?;
+    println!(
+        "source: {} s of 1280x720 testsrc + sine, definitions {:?}",
+        args.seconds, args.definitions
+    );
+    overhead(&args, &source, dir.path()).await?;
+    concurrency(&args, &source).await?;
+    Ok(())
+}
+
+async fn overhead(args: &Args, source: &Path, dir: &Path) -> anyhow::Result<()> {
+    let server = Server::start(&args.server, &["--workers", "1"]).await?;
+    let file_id = upload(&server, source).await?;
+    let (mut tasks, mut events) = (server.task_client().await?, server.event_client().await?);
+    // Drain the upload's event so that only completions are waited for.
+    drain(&mut events).await?;
+    let line = vodtask_core::exec::transcode_command_line(source, 720, &args.definitions, dir)?;
+
+    // One warm-up of each, so that page caches and ffmpeg's libraries are
+    // loaded for both.
+    direct(&line).await?;
+    through_vodtask(&mut tasks, &mut events, &file_id, &args.definitions).await?;
+
+    let (mut plain, mut served) = (Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        // Alternate which goes first, so drift in the machine hits both.
+        if round % 2 == 0 {
+            plain.push(direct(&line).await?);
+            served
+                .push(through_vodtask(&mut tasks, &mut events, &file_id, &args.definitions).await?);
+        } else {
+            served
+                .push(through_vodtask(&mut tasks, &mut events, &file_id, &args.definitions).await?);
+            plain.push(direct(&line).await?);
+        }
+        eprintln!(
+            "  round {}: ffmpeg {:.3} s, vodtask {:.3} s",
+            round + 1,
+            secs(plain[plain.len() - 1]),
+            secs(served[served.len() - 1])
+        );
+    }
+    let (p, s) = (median(&plain), median(&served));
+    println!("\noverhead ({} rounds, medians)", args.rounds);
+    println!("  ffmpeg directly        {:>8.3} s", secs(p));
+    println!(
+        "  through vodtask        {:>8.3} s   (CreateTask -> TranscodeComplete pulled)",
+        secs(s)
+    );
+    println!(
+        "  overhead               {:>+8.3} s = {:+.2} %   (target < 3 %)",
+        secs(s) - secs(p),
+        (secs(s) / secs(p) - 1.0) * 100.0
+    );
+    server.stop().await
+}
+
+async fn concurrency(args: &Args, source: &Path) -> anyhow::Result<()> {
+    println!(
+        "\nconcurrency (N tasks submitted at once, N workers; per-task ffmpeg time from begin to finish)"
+    );
+    println!(
+        "  {:>3}  {:>12}  {:>10}  {:>14}",
+        "N", "mean task s", "vs N=1", "tasks/min"
+    );
+    let mut alone = None;
+    for &n in &args.concurrency {
+        let workers = n.to_string();
+        let server = Server::start(&args.server, &["--workers", &workers]).await?;
+        let file_id = upload(&server, source).await?;
+        let mut tasks = server.task_client().await?;
+        let started = Instant::now();
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            ids.push(create(&mut tasks, &file_id, &args.definitions).await?);
+        }
+        let mut task_secs = Vec::new();
+        for id in &ids {
+            let t = wait_ended(&mut tasks, id).await?;
+            if t.err_code != 0 {
+                bail!("task {id} failed: {}", t.message);
+            }
+            let (Some(b), Some(f)) = (t.begin_process_time, t.finish_time) else {
+                bail!("task {id} has no begin or finish time");
+            };
+            task_secs.push((f.seconds - b.seconds) as f64 + f64::from(f.nanos - b.nanos) / 1e9);
+        }
+        let wall = started.elapsed();
+        let mean = task_secs.iter().sum::<f64>() / task_secs.len() as f64;
+        let base = *alone.get_or_insert(mean);
+        println!(
+            "  {n:>3}  {mean:>12.2}  {:>9.2}x  {:>14.1}",
+            mean / base,
+            n as f64 / wall.as_secs_f64() * 60.0
+        );
+        server.stop().await?;
+    }
+    Ok(())
+}
+
+async fn make_source(path: &Path, seconds: u32) -> anyhow::Result<()> {
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!("testsrc=duration={seconds}:size=1280x720:rate=25"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:duration={seconds}"))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
+        .arg(path)
+        .status()
+        .await
+        .context("run ffmpeg (is it installed?)")?;
+    if !status.success() {
+        bail!("ffmpeg could not make the source clip: {status}");
+    }
+    Ok(())
+}
+
+/// Runs ffmpeg with vodtask's command line; its progress output is read
+/// and dropped, as vodtask reads it.
+async fn direct(line: &[std::ffi::OsString]) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let out = Command::new("ffmpeg")
+        .args(line)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("run ffmpeg")?;
+    if !out.status.success() {
+        bail!("ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(started.elapsed())
+}
+
+async fn through_vodtask(
+    tasks: &mut TaskClient,
+    events: &mut EventClient,
+    file_id: &str,
+    definitions: &[i32],
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let id = create(tasks, file_id, definitions).await?;
+    loop {
+        let got = events
+            .pull_events(pb::PullEventsRequest {
+                max_events: 16,
+                wait_seconds: Some(20),
+            })
+            .await?
+            .into_inner()
+            .events;
+        let mut done = false;
+        let mut handles = Vec::new();
+        for d in got {
+            handles.push(d.msg_handle);
+            let e = d.event.context("delivery without event")?;
+            done |= e.task_id == id && e.event_type == "TranscodeComplete";
+        }
+        let elapsed = started.elapsed();
+        if !handles.is_empty() {
+            events
+                .confirm_events(pb::ConfirmEventsRequest {
+                    msg_handles: handles,
+                })
+                .await?;
+        }
+        if done {
+            let received = std::time::SystemTime::now();
+            let t = describe(tasks, &id).await?;
+            if t.err_code != 0 {
+                bail!("task {id} failed: {}", t.message);
+            }
+            // Where the time went, by the server's clock (the same machine).
+            let at = |ts: &Option<prost_types::Timestamp>| {
+                ts.as_ref()
+                    .map_or(0.0, |t| t.seconds as f64 + f64::from(t.nanos) / 1e9)
+            };
+            let received = received
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            eprintln!(
+                "    queued {:.3} s, ran {:.3} s, delivered {:.3} s after the finish",
+                at(&t.begin_process_time) - at(&t.create_time),
+                at(&t.finish_time) - at(&t.begin_process_time),
+                received - at(&t.finish_time)
+            );
+            return Ok(elapsed);
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            bail!("task {id} did not finish within an hour");
+        }
+    }
+}
+
+async fn drain(events: &mut EventClient) -> anyhow::Result<()> {
+    loop {
+        let got = events
+            .pull_events(pb::PullEventsRequest {
+                max_events: 1000,
+                wait_seconds: Some(1),
+            })
+            .await?
+            .into_inner()
+            .events;
+        if got.is_empty() {
+            return Ok(());
+        }
+        let msg_handles = got.into_iter().map(|d| d.msg_handle).collect();
+        events
+            .confirm_events(pb::ConfirmEventsRequest { msg_handles })
+            .await?;
+    }
+}
+
+async fn create(
+    tasks: &mut TaskClient,
+    file_id: &str,
+    definitions: &[i32],
+) -> anyhow::Result<String> {
+    let request = pb::CreateTaskRequest {
+        spec: Some(pb::TaskSpec {
+            kind: Some(pb::task_spec::Kind::Transcode(pb::TranscodeSpec {
+                file_id: file_id.to_string(),
+                definitions: definitions.to_vec(),
+            })),
+        }),
+        ..Default::default()
+    };
+    Ok(tasks.create_task(request).await?.into_inner().task_id)
+}
+
+async fn describe(tasks: &mut TaskClient, id: &str) -> anyhow::Result<pb::Task> {
+    Ok(tasks
+        .describe_task(pb::DescribeTaskRequest {
+            task_id: id.to_string(),
+        })
+        .await?
+        .into_inner())
+}
+
+async fn wait_ended(tasks: &mut TaskClient, id: &str) -> anyhow::Result<pb::Task> {
+    let started = Instant::now();
+    loop {
+        let t = describe(tasks, id).await?;
+        if t.status == pb::TaskStatus::Finish as i32 || t.status == pb::TaskStatus::Aborted as i32 {
+            return Ok(t);
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            bail!("task {id} did not end within an hour");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn upload(server: &Server, path: &Path) -> anyhow::Result<String> {
+    let bytes = tokio::fs::read(path).await.context("read the source")?;
+    let mut parts = vec![pb::UploadMediaRequest {
+        part: Some(Part::Header(pb::UploadMediaHeader {
+            file_name: "source.mp4".into(),
+            source_context: String::new(),
+            procedure: None,
+        })),
+    }];
+    for chunk in bytes.chunks(1 << 20) {
+        parts.push(pb::UploadMediaRequest {
+            part: Some(Part::Chunk(chunk.to_vec())),
+        });
+    }
+    let response = server
+        .media_client()
+        .await?
+        .upload_media(tokio_stream::iter(parts))
+        .await
+        .context("UploadMedia")?;
+    Ok(response.into_inner().file_id)
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}

@@ -1,0 +1,106 @@
+//! An HTTP client that connects only where the address policy permits:
+//! every address DNS returns is filtered, and IP-literal hosts (which skip
+//! DNS) are checked by the caller with `literal_ip`, and on every redirect.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use super::address::AddressPolicy;
+use crate::error::{Error, Result};
+
+/// Whether the client follows redirects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    /// Callbacks: a redirect is an answer like any other (not 2xx).
+    Refuse,
+    /// Pulls: up to this many, each target checked like the first URL.
+    Follow(usize),
+}
+
+pub fn guarded_client(policy: Arc<AddressPolicy>, redirects: Redirects) -> Result<reqwest::Client> {
+    // reqwest is built without a default crypto provider; this process
+    // uses ring. Installing twice is harmless (the first one stays).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let redirect = match redirects {
+        Redirects::Refuse => reqwest::redirect::Policy::none(),
+        Redirects::Follow(max) => {
+            let policy = Arc::clone(&policy);
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() > max {
+                    return attempt.error(format!("more than {max} redirects"));
+                }
+                match literal_ip(attempt.url()) {
+                    Some(ip) if !policy.permits(ip) => {
+                        attempt.error(format!("redirect to address {ip}, which is not allowed"))
+                    }
+                    _ => attempt.follow(),
+                }
+            })
+        }
+    };
+    reqwest::Client::builder()
+        .redirect(redirect)
+        .no_proxy()
+        .dns_resolver(Arc::new(PolicyResolver(policy)))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| Error::Internal(format!("HTTP client: {e}")))
+}
+
+/// The host of `url` when it is an IP literal (connected to without DNS).
+pub fn literal_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// The error with its causes, as an operator would want to read it.
+pub fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
+    use std::error::Error as _;
+    if e.is_timeout() {
+        return format!("no answer within {} s", timeout.as_secs_f64());
+    }
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Resolves hosts and keeps only the addresses the policy permits, so a
+/// name cannot be pointed at an internal service after it was saved.
+struct PolicyResolver(Arc<AddressPolicy>);
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = Arc::clone(&self.0);
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let permitted: Vec<SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| policy.permits(a.ip()))
+                .collect();
+            if permitted.is_empty() {
+                let refused: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
+                return Err(format!(
+                    "{host} resolves to no address allowed for outbound requests ({}; see --allow-outbound-cidr)",
+                    refused.join(", ")
+                )
+                .into());
+            }
+            let addrs: Addrs = Box::new(permitted.into_iter());
+            Ok(addrs)
+        })
+    }
+}
