@@ -1,8 +1,5 @@
 //! `vodtask`: the server binary and its admin commands.
 
-mod grpc;
-mod http;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vodtask_core::outbound::AddressPolicy;
 use vodtask_core::{Engine, EngineConfig};
+use vodtask_server::{grpc, http};
 
 #[derive(Parser)]
 #[command(

@@ -10,6 +10,7 @@ mod tasks;
 use std::future::Future;
 
 use tokio::net::TcpListener;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use vodtask_core::Engine;
@@ -19,6 +20,20 @@ use vodtask_proto::v1::task_service_server::TaskServiceServer;
 
 /// Largest accepted gRPC message (an upload chunk, mostly).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// The vodtask.v1 services over `engine`: what the server serves on its
+/// port, and what an embedded client calls in process.
+pub fn routes(engine: Engine) -> Routes {
+    let events = EventServiceServer::new(events::Events {
+        engine: engine.clone(),
+    });
+    let tasks = TaskServiceServer::new(tasks::Tasks {
+        engine: engine.clone(),
+    });
+    let media = MediaServiceServer::new(media::Media { engine })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    Routes::new(tasks).add_service(media).add_service(events)
+}
 
 pub async fn serve(
     engine: Engine,
@@ -44,22 +59,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let events = EventServiceServer::new(events::Events {
-        engine: engine.clone(),
-    });
-    let tasks = TaskServiceServer::new(tasks::Tasks {
-        engine: engine.clone(),
-    });
-    let media = MediaServiceServer::new(media::Media { engine })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
-
     Server::builder()
+        .add_routes(routes(engine))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(tasks)
-        .add_service(media)
-        .add_service(events)
         .serve_with_incoming_shutdown(
             // Small unary answers must not wait for Nagle's algorithm.
             TcpIncoming::from(listener).with_nodelay(Some(true)),

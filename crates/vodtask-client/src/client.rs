@@ -1,0 +1,409 @@
+//! The client: the operations of the gRPC contract, over either transport.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint;
+use vodtask_proto::v1 as pb;
+use vodtask_proto::v1::event_service_client::EventServiceClient;
+use vodtask_proto::v1::media_service_client::MediaServiceClient;
+use vodtask_proto::v1::task_service_client::TaskServiceClient;
+
+use crate::consumer::{ConsumeOptions, Handler, Subscription};
+use crate::error::{Error, Result};
+use crate::transport::{Auth, Transport};
+
+/// Upload chunks; the server accepts messages up to 16 MiB.
+const CHUNK_BYTES: usize = 1 << 20;
+
+pub(crate) type Tasks = TaskServiceClient<InterceptedService<Transport, Auth>>;
+pub(crate) type Media = MediaServiceClient<InterceptedService<Transport, Auth>>;
+pub(crate) type Events = EventServiceClient<InterceptedService<Transport, Auth>>;
+
+/// How to reach a server.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub api_key: String,
+    /// Deadline of each call (a long poll's wait is added to it).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl ConnectOptions {
+    pub fn new(api_key: impl Into<String>) -> Self {
+        ConnectOptions {
+            api_key: api_key.into(),
+            timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How to open an engine in this process.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// The app to act as; by default the data dir's `default` app.
+    pub api_key: Option<String>,
+    /// Tasks run at once; by default the number of cores.
+    pub workers: Option<usize>,
+    /// Where to serve media files over HTTP; by default a free port on
+    /// 127.0.0.1 (file URLs point there).
+    pub http_listen: Option<SocketAddr>,
+    pub ffmpeg: Option<PathBuf>,
+    pub ffprobe: Option<PathBuf>,
+}
+
+/// One vodtask client. Cheap to clone; clones share the connection (or the
+/// embedded engine).
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) tasks: Tasks,
+    pub(crate) media: Media,
+    pub(crate) events: Events,
+    embedded: Option<Arc<Embedded>>,
+}
+
+/// An engine this client opened, with its file server.
+struct Embedded {
+    engine: vodtask_core::Engine,
+    stop_files: CancellationToken,
+}
+
+impl Client {
+    /// Connects to a server, e.g. `http://127.0.0.1:50051`. The channel
+    /// reconnects by itself (with backoff) after a broken connection.
+    pub async fn connect(url: &str, options: ConnectOptions) -> Result<Client> {
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| Error::InvalidInput(format!("url: {e}")))?
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.timeout)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect().await?;
+        Client::over(Transport::Remote(channel), &options.api_key, None)
+    }
+
+    /// Opens (or creates) a data dir and runs the engine in this process:
+    /// no server, the app's own process runs the tasks. One process per data
+    /// dir; call `close` before the process ends.
+    pub async fn open(data_dir: impl Into<PathBuf>, options: OpenOptions) -> Result<Client> {
+        let data_dir = data_dir.into();
+        let listener = tokio::net::TcpListener::bind(
+            options
+                .http_listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+        )
+        .await
+        .map_err(|e| Error::InvalidInput(format!("http_listen: {e}")))?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|e| Error::InvalidInput(format!("http_listen: {e}")))?;
+        let mut config = vodtask_core::EngineConfig::new(&data_dir);
+        if let Some(workers) = options.workers {
+            config.workers = workers;
+        }
+        if let Some(ffmpeg) = options.ffmpeg {
+            config.ffmpeg = ffmpeg;
+        }
+        if let Some(ffprobe) = options.ffprobe {
+            config.ffprobe = ffprobe;
+        }
+        config.public_base_url = format!("http://{http_addr}");
+        let engine = vodtask_core::Engine::open(config).await?;
+        let api_key = match options.api_key {
+            Some(key) => key,
+            None => read_default_key(&data_dir)?,
+        };
+        let stop_files = CancellationToken::new();
+        let media_dir = engine.media_dir().to_path_buf();
+        let stop = stop_files.clone();
+        tokio::spawn(async move {
+            if let Err(e) =
+                vodtask_server::http::serve(&media_dir, listener, stop.cancelled_owned()).await
+            {
+                tracing::error!("the embedded file server stopped: {e}");
+            }
+        });
+        let routes = vodtask_server::grpc::routes(engine.clone());
+        Client::over(
+            Transport::Embedded(routes),
+            &api_key,
+            Some(Arc::new(Embedded { engine, stop_files })),
+        )
+    }
+
+    fn over(
+        transport: Transport,
+        api_key: &str,
+        embedded: Option<Arc<Embedded>>,
+    ) -> Result<Client> {
+        let header = format!("Bearer {api_key}")
+            .parse()
+            .map_err(|_| Error::InvalidInput("api_key: not a valid header value".into()))?;
+        let auth = Auth(header);
+        Ok(Client {
+            tasks: TaskServiceClient::with_interceptor(transport.clone(), auth.clone()),
+            media: MediaServiceClient::with_interceptor(transport.clone(), auth.clone())
+                .max_encoding_message_size(16 << 20),
+            events: EventServiceClient::with_interceptor(transport, auth),
+            embedded,
+        })
+    }
+
+    /// Whether this client runs an engine in process.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// Embedded: stops taking work, gives running tasks back to the queue
+    /// (they run at the next open) and stops the file server. Remote: nothing.
+    pub async fn close(&self) {
+        if let Some(e) = &self.embedded {
+            e.engine.shutdown().await;
+            e.stop_files.cancel();
+        }
+    }
+
+    /// Uploads a file from disk (streamed in 1 MiB chunks); `file_name`
+    /// defaults to the path's last component.
+    pub async fn upload_file(
+        &self,
+        path: &Path,
+        file_name: Option<&str>,
+        source_context: &str,
+        procedure: Option<pb::ProcedurePlan>,
+    ) -> Result<pb::UploadMediaResponse> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| Error::InvalidInput(format!("path: {}: {e}", path.display())))?;
+        let name = match file_name {
+            Some(n) => n.to_string(),
+            None => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        self.upload_bytes(bytes, &name, source_context, procedure)
+            .await
+    }
+
+    pub async fn upload_bytes(
+        &self,
+        bytes: Vec<u8>,
+        file_name: &str,
+        source_context: &str,
+        procedure: Option<pb::ProcedurePlan>,
+    ) -> Result<pb::UploadMediaResponse> {
+        use pb::upload_media_request::Part;
+        let mut parts = vec![pb::UploadMediaRequest {
+            part: Some(Part::Header(pb::UploadMediaHeader {
+                file_name: file_name.to_string(),
+                source_context: source_context.to_string(),
+                procedure,
+            })),
+        }];
+        parts.extend(bytes.chunks(CHUNK_BYTES).map(|c| pb::UploadMediaRequest {
+            part: Some(Part::Chunk(c.to_vec())),
+        }));
+        let response = self
+            .media
+            .clone()
+            .upload_media(tokio_stream::iter(parts))
+            .await?;
+        Ok(response.into_inner())
+    }
+
+    pub async fn describe_media(&self, file_id: &str) -> Result<pb::MediaInfo> {
+        let request = pb::DescribeMediaRequest {
+            file_id: file_id.to_string(),
+        };
+        Ok(self
+            .media
+            .clone()
+            .describe_media(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Returns the task id.
+    pub async fn create_task(&self, request: pb::CreateTaskRequest) -> Result<String> {
+        Ok(self
+            .tasks
+            .clone()
+            .create_task(request)
+            .await?
+            .into_inner()
+            .task_id)
+    }
+
+    pub async fn describe_task(&self, task_id: &str) -> Result<pb::Task> {
+        let request = pb::DescribeTaskRequest {
+            task_id: task_id.to_string(),
+        };
+        Ok(self
+            .tasks
+            .clone()
+            .describe_task(request)
+            .await?
+            .into_inner())
+    }
+
+    pub async fn list_tasks(&self, request: pb::ListTasksRequest) -> Result<pb::ListTasksResponse> {
+        Ok(self.tasks.clone().list_tasks(request).await?.into_inner())
+    }
+
+    pub async fn task_overview(
+        &self,
+        request: pb::GetTaskOverviewRequest,
+    ) -> Result<pb::GetTaskOverviewResponse> {
+        Ok(self
+            .tasks
+            .clone()
+            .get_task_overview(request)
+            .await?
+            .into_inner())
+    }
+
+    pub async fn redo_task(&self, task_id: &str) -> Result<pb::Task> {
+        let request = pb::RedoTaskRequest {
+            task_id: task_id.to_string(),
+        };
+        Ok(self.tasks.clone().redo_task(request).await?.into_inner())
+    }
+
+    pub async fn cancel_task(&self, task_id: &str) -> Result<pb::Task> {
+        let request = pb::CancelTaskRequest {
+            task_id: task_id.to_string(),
+        };
+        Ok(self.tasks.clone().cancel_task(request).await?.into_inner())
+    }
+
+    pub async fn pull_events(
+        &self,
+        max_events: i32,
+        wait_seconds: i32,
+    ) -> Result<Vec<pb::EventDelivery>> {
+        let request = pb::PullEventsRequest {
+            max_events,
+            wait_seconds: Some(wait_seconds),
+        };
+        Ok(self
+            .events
+            .clone()
+            .pull_events(request)
+            .await?
+            .into_inner()
+            .events)
+    }
+
+    pub async fn confirm_events(&self, msg_handles: Vec<String>) -> Result<Vec<pb::HandleResult>> {
+        let request = pb::ConfirmEventsRequest { msg_handles };
+        Ok(self
+            .events
+            .clone()
+            .confirm_events(request)
+            .await?
+            .into_inner()
+            .results)
+    }
+
+    pub async fn extend_events(
+        &self,
+        msg_handles: Vec<String>,
+        seconds: i32,
+    ) -> Result<Vec<pb::HandleResult>> {
+        let request = pb::ExtendEventsRequest {
+            msg_handles,
+            seconds,
+        };
+        Ok(self
+            .events
+            .clone()
+            .extend_events(request)
+            .await?
+            .into_inner()
+            .results)
+    }
+
+    /// Without a delay the events back off exponentially with jitter.
+    pub async fn nack_events(
+        &self,
+        msg_handles: Vec<String>,
+        delay_seconds: Option<i32>,
+    ) -> Result<Vec<pb::HandleResult>> {
+        let request = pb::NackEventsRequest {
+            msg_handles,
+            delay_seconds,
+        };
+        Ok(self
+            .events
+            .clone()
+            .nack_events(request)
+            .await?
+            .into_inner()
+            .results)
+    }
+
+    pub async fn event_config(&self) -> Result<pb::EventConfig> {
+        Ok(self
+            .events
+            .clone()
+            .get_event_config(pb::GetEventConfigRequest {})
+            .await?
+            .into_inner())
+    }
+
+    pub async fn modify_event_config(
+        &self,
+        request: pb::ModifyEventConfigRequest,
+    ) -> Result<pb::EventConfig> {
+        Ok(self
+            .events
+            .clone()
+            .modify_event_config(request)
+            .await?
+            .into_inner())
+    }
+
+    pub async fn events_state(&self) -> Result<pb::DescribeEventsStateResponse> {
+        Ok(self
+            .events
+            .clone()
+            .describe_events_state(pb::DescribeEventsStateRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// A reliable subscription: deliveries with `ack`, `nack`, `extend`;
+    /// reconnects after a broken stream. See `consumer.rs`.
+    pub fn subscribe(&self, max_in_flight: i32) -> Subscription {
+        Subscription::start(self.clone(), max_in_flight)
+    }
+
+    /// Runs `handler` on every event until `stop` is cancelled: acks when it
+    /// returns Ok, nacks (with the server's backoff) when it fails, and keeps
+    /// the lease of a slow handler alive meanwhile.
+    pub async fn consume<H: Handler>(
+        &self,
+        handler: H,
+        options: ConsumeOptions,
+        stop: CancellationToken,
+    ) -> Result<()> {
+        crate::consumer::consume(self.clone(), handler, options, stop).await
+    }
+}
+
+fn read_default_key(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("default.key");
+    std::fs::read_to_string(&path)
+        .map(|k| k.trim().to_string())
+        .map_err(|e| {
+            Error::InvalidInput(format!(
+                "api_key: none given and {} is unreadable: {e}",
+                path.display()
+            ))
+        })
+}

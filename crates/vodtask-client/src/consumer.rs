@@ -1,0 +1,317 @@
+//! The reliable consumer: a subscription over SubscribeEvents that
+//! reconnects after a broken or silent stream, deliveries that are acked,
+//! nacked or extended explicitly (and whose leases can be kept alive while a
+//! slow handler works), and `consume`, which runs a handler per event and
+//! acks or nacks by its result. Delivery is at least once: after a broken
+//! stream the server releases its unconfirmed events, so a handler may see
+//! an event again and should deduplicate by `event_id`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tonic::Code;
+use vodtask_proto::v1 as pb;
+use vodtask_proto::v1::subscribe_events_response::Item;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+
+/// The server sends a heartbeat every 5 s on an idle stream; three missed
+/// mean the stream is dead.
+const SILENCE: Duration = Duration::from_secs(15);
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// One delivery of an event. Its handle is valid for this delivery only.
+pub struct Delivery {
+    pub event: pb::Event,
+    handle: String,
+    client: Client,
+    keep_alive: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Delivery {
+    pub fn handle(&self) -> &str {
+        &self.handle
+    }
+
+    /// Confirms the event: it is never delivered again.
+    pub async fn ack(&self) -> Result<pb::HandleStatus> {
+        self.stop_keep_alive();
+        let results = self
+            .client
+            .confirm_events(vec![self.handle.clone()])
+            .await?;
+        Ok(first_status(&results))
+    }
+
+    /// Gives the event back; without a delay it backs off exponentially.
+    pub async fn nack(&self, delay: Option<Duration>) -> Result<pb::HandleStatus> {
+        self.stop_keep_alive();
+        let delay = delay.map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX));
+        let results = self
+            .client
+            .nack_events(vec![self.handle.clone()], delay)
+            .await?;
+        Ok(first_status(&results))
+    }
+
+    /// Extends the lease to `seconds` from now.
+    pub async fn extend(&self, seconds: i32) -> Result<pb::HandleStatus> {
+        let results = self
+            .client
+            .extend_events(vec![self.handle.clone()], seconds)
+            .await?;
+        Ok(first_status(&results))
+    }
+
+    /// Keeps the lease alive until ack, nack or drop: extends it to `lease`
+    /// every `lease / 2`.
+    pub fn keep_alive(&self, lease: Duration) {
+        let client = self.client.clone();
+        let handle = self.handle.clone();
+        let seconds = i32::try_from(lease.as_secs().max(2)).unwrap_or(i32::MAX);
+        let task = tokio::spawn(async move {
+            let every = Duration::from_secs(u64::from(seconds.unsigned_abs()) / 2);
+            loop {
+                tokio::time::sleep(every).await;
+                match client.extend_events(vec![handle.clone()], seconds).await {
+                    Ok(r) if first_status(&r) == pb::HandleStatus::Extended => {}
+                    // Expired or settled: nothing left to keep.
+                    Ok(_) => return,
+                    Err(e) => tracing::warn!("extending a lease failed: {e}"),
+                }
+            }
+        });
+        if let Ok(mut slot) = self.keep_alive.lock()
+            && let Some(old) = slot.replace(task)
+        {
+            old.abort();
+        }
+    }
+
+    fn stop_keep_alive(&self) {
+        if let Ok(mut slot) = self.keep_alive.lock()
+            && let Some(task) = slot.take()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.stop_keep_alive();
+    }
+}
+
+fn first_status(results: &[pb::HandleResult]) -> pb::HandleStatus {
+    results
+        .first()
+        .and_then(|r| pb::HandleStatus::try_from(r.status).ok())
+        .unwrap_or(pb::HandleStatus::Unspecified)
+}
+
+/// Deliveries from a SubscribeEvents stream, reconnected as needed. Ends
+/// (None) when closed or dropped; yields an error only for a failure that
+/// reconnecting cannot fix (a bad key, a bad argument).
+pub struct Subscription {
+    rx: mpsc::Receiver<Result<Delivery>>,
+    stop: CancellationToken,
+    _guard: DropGuard,
+}
+
+impl Subscription {
+    pub(crate) fn start(client: Client, max_in_flight: i32) -> Subscription {
+        let stop = CancellationToken::new();
+        let (tx, rx) = mpsc::channel(usize::try_from(max_in_flight.max(1)).unwrap_or(16));
+        tokio::spawn(feed(client, max_in_flight, tx, stop.clone()));
+        Subscription {
+            rx,
+            _guard: stop.clone().drop_guard(),
+            stop,
+        }
+    }
+
+    pub async fn next(&mut self) -> Option<Result<Delivery>> {
+        self.rx.recv().await
+    }
+
+    /// Ends the stream; the server releases its unconfirmed events.
+    pub fn close(&self) {
+        self.stop.cancel();
+    }
+}
+
+async fn feed(
+    client: Client,
+    max_in_flight: i32,
+    tx: mpsc::Sender<Result<Delivery>>,
+    stop: CancellationToken,
+) {
+    let mut retry = FIRST_RETRY;
+    loop {
+        let request = pb::SubscribeEventsRequest { max_in_flight };
+        let mut events = client.events.clone();
+        let opened = tokio::select! {
+            _ = stop.cancelled() => return,
+            opened = events.subscribe_events(request) => opened,
+        };
+        match opened {
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                loop {
+                    let message = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        m = tokio::time::timeout(SILENCE, stream.message()) => m,
+                    };
+                    let item = match message {
+                        Ok(Ok(Some(m))) => m.item,
+                        Err(_) => {
+                            tracing::warn!("no heartbeat for {SILENCE:?}: reconnecting");
+                            break;
+                        }
+                        Ok(Ok(None)) => break,
+                        Ok(Err(status)) => {
+                            tracing::warn!("event stream broke: {status}; reconnecting");
+                            break;
+                        }
+                    };
+                    retry = FIRST_RETRY;
+                    if let Some(Item::Delivery(d)) = item {
+                        let Some(event) = d.event else { continue };
+                        let delivery = Delivery {
+                            event,
+                            handle: d.msg_handle,
+                            client: client.clone(),
+                            keep_alive: Mutex::new(None),
+                        };
+                        if tx.send(Ok(delivery)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(status) if !transient(status.code()) => {
+                let _ = tx.send(Err(status.into())).await;
+                return;
+            }
+            Err(status) => tracing::warn!("cannot open the event stream: {status}; retrying"),
+        }
+        let jitter = rand::rng().random_range(0.5..1.5);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(retry.mul_f64(jitter)) => {}
+        }
+        retry = (retry * 2).min(LAST_RETRY);
+    }
+}
+
+/// Failures that a reconnect may cure.
+fn transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Internal
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::ResourceExhausted
+            | Code::Aborted
+    )
+}
+
+/// What `consume` runs per event. Any `Fn(pb::Event) -> impl Future<Output
+/// = Result<(), String>>` is one; an `Err` (its text is logged) nacks.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, event: pb::Event) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(pb::Event) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    fn handle(&self, event: pb::Event) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        Box::pin(self(event))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumeOptions {
+    /// Handlers running at once.
+    pub concurrency: usize,
+    /// Unconfirmed events on the stream; at least `concurrency`.
+    pub max_in_flight: i32,
+}
+
+impl Default for ConsumeOptions {
+    fn default() -> Self {
+        ConsumeOptions {
+            concurrency: 16,
+            max_in_flight: 16,
+        }
+    }
+}
+
+pub(crate) async fn consume<H: Handler>(
+    client: Client,
+    handler: H,
+    options: ConsumeOptions,
+    stop: CancellationToken,
+) -> Result<()> {
+    let concurrency = options.concurrency.max(1);
+    let lease = Duration::from_secs(
+        u64::try_from(client.event_config().await?.visibility_timeout_seconds).unwrap_or(30),
+    );
+    let max_in_flight = options
+        .max_in_flight
+        .max(i32::try_from(concurrency).unwrap_or(i32::MAX));
+    let mut subscription = client.subscribe(max_in_flight);
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let handler = Arc::new(handler);
+    let mut running = JoinSet::new();
+    let outcome = loop {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => break Ok(()),
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break Ok(()),
+            },
+        };
+        let delivery = tokio::select! {
+            _ = stop.cancelled() => break Ok(()),
+            d = subscription.next() => match d {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            },
+        };
+        let handler = Arc::clone(&handler);
+        running.spawn(async move {
+            delivery.keep_alive(lease);
+            let settled = match handler.handle(delivery.event.clone()).await {
+                Ok(()) => delivery.ack().await,
+                Err(reason) => {
+                    tracing::warn!(event_id = %delivery.event.event_id, "handler failed: {reason}");
+                    delivery.nack(None).await
+                }
+            };
+            if let Err(e) = settled {
+                tracing::warn!(event_id = %delivery.event.event_id, "settling failed: {e}");
+            }
+            drop(permit);
+        });
+        while running.try_join_next().is_some() {}
+    };
+    // Let the handlers that run finish and settle their events.
+    while running.join_next().await.is_some() {}
+    subscription.close();
+    outcome.map_err(|e: Error| e)
+}

@@ -1,0 +1,19 @@
+//! One Rust client for vodtask, with the operations of the gRPC contract,
+//! over either of two transports: a remote server (`Client::connect`) or an
+//! engine opened on a data dir in this process (`Client::open`), which runs
+//! the server's own service code without sockets. On top: a reliable event
+//! consumer (`subscribe`, `consume`) and `verify_webhook` for HTTP callbacks.
+//! The Python and Node packages wrap this crate and nothing else.
+
+mod client;
+mod consumer;
+mod error;
+mod transport;
+mod webhook;
+
+pub use client::{Client, ConnectOptions, OpenOptions};
+pub use consumer::{ConsumeOptions, Delivery, Handler, Subscription};
+pub use error::{Error, Result, code_name};
+pub use tokio_util::sync::CancellationToken;
+pub use vodtask_proto::v1 as pb;
+pub use webhook::{WebhookEvent, verify_webhook};

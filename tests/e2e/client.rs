@@ -1,0 +1,184 @@
+//! The Rust client (crates/vodtask-client) in both modes: against the real
+//! binary over gRPC, and with the engine opened in the test's process.
+
+// A failed unwrap is a failed test, with its reason in the panic.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+
+use vodtask_client::{Client, ConnectOptions, ConsumeOptions, Error, OpenOptions, pb};
+use vodtask_e2e::*;
+
+/// Uploads a clip, transcodes it and consumes events until the
+/// TranscodeComplete was handled; returns the event types handled, in order.
+async fn transcode_and_consume(client: &Client, clip: &std::path::Path) -> Vec<String> {
+    let uploaded = client.upload_file(clip, None, "ctx", None).await.unwrap();
+    let task_id = client
+        .create_task(transcode(&uploaded.file_id, &[100010]))
+        .await
+        .unwrap();
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let stop = vodtask_client::CancellationToken::new();
+    let consumer = {
+        let (handled, stop) = (Arc::clone(&handled), stop.clone());
+        let task_id = task_id.clone();
+        move |event: pb::Event| {
+            let (handled, stop, task_id) = (Arc::clone(&handled), stop.clone(), task_id.clone());
+            async move {
+                handled.lock().unwrap().push(event.event_type.clone());
+                if event.event_type == "TranscodeComplete" && event.task_id == task_id {
+                    stop.cancel();
+                }
+                Ok(())
+            }
+        }
+    };
+    let run = client.consume(consumer, ConsumeOptions::default(), stop.clone());
+    tokio::time::timeout(DEADLINE, run)
+        .await
+        .expect("TranscodeComplete within the deadline")
+        .unwrap();
+    let t = client.describe_task(&task_id).await.unwrap();
+    assert_finished_ok(&t);
+    // Everything handled was acked.
+    let state = client.events_state().await.unwrap();
+    assert_eq!((state.ready, state.in_flight), (0, 0), "{state:?}");
+    handled.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn remote_client_submits_and_consumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_clip(dir.path(), "in.mp4", 2, 320, 240);
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let client = Client::connect(
+        &format!("http://{}", server.grpc_addr),
+        ConnectOptions::new(server.default_key()),
+    )
+    .await
+    .unwrap();
+    assert!(!client.is_embedded());
+    let handled = transcode_and_consume(&client, &clip).await;
+    assert_eq!(handled, ["NewFileUpload", "TranscodeComplete"]);
+}
+
+#[tokio::test]
+async fn embedded_client_runs_the_engine_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_clip(dir.path(), "in.mp4", 2, 320, 240);
+    let client = Client::open(dir.path().join("data"), OpenOptions::default())
+        .await
+        .unwrap();
+    assert!(client.is_embedded());
+    let handled = transcode_and_consume(&client, &clip).await;
+    assert_eq!(handled, ["NewFileUpload", "TranscodeComplete"]);
+    // The outputs are served over HTTP by the embedded file server.
+    let uploaded = client
+        .upload_file(&clip, Some("again.mp4"), "", None)
+        .await
+        .unwrap();
+    let got = http_client().get(&uploaded.file_url).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    // While a client holds the engine, the data dir is locked; closed and
+    // dropped, it opens again.
+    let again = Client::open(dir.path().join("data"), OpenOptions::default()).await;
+    assert!(again.is_err(), "the first client holds the data dir lock");
+    client.close().await;
+    drop(client);
+    let reopened = Client::open(dir.path().join("data"), OpenOptions::default())
+        .await
+        .unwrap();
+    reopened.close().await;
+}
+
+#[tokio::test]
+async fn errors_keep_their_code_and_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(
+        dir.path().join("data"),
+        OpenOptions {
+            workers: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let e = client.describe_task("transcode-nope").await.unwrap_err();
+    assert_eq!(e.code_name(), "NOT_FOUND", "{e}");
+    let e = client
+        .create_task(transcode("123", &[5]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code_name(), "INVALID_ARGUMENT");
+    let Error::Status { message, .. } = e else {
+        panic!("a status")
+    };
+    assert!(
+        message.starts_with("spec.transcode.definitions[0]"),
+        "{message}"
+    );
+
+    let bad_key = Client::open(
+        tempfile::tempdir().unwrap().path().join("data"),
+        OpenOptions {
+            api_key: Some("not-a-key".into()),
+            workers: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let e = bad_key.describe_task("x").await.unwrap_err();
+    assert_eq!(e.code_name(), "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn a_failing_handler_nacks_and_sees_the_event_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(
+        dir.path().join("data"),
+        OpenOptions {
+            workers: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let blob = dir.path().join("blob.bin");
+    std::fs::write(&blob, b"bytes").unwrap();
+    client.upload_file(&blob, None, "", None).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = vodtask_client::CancellationToken::new();
+    let handler = {
+        let (seen, stop) = (Arc::clone(&seen), stop.clone());
+        move |event: pb::Event| {
+            let (seen, stop) = (Arc::clone(&seen), stop.clone());
+            async move {
+                seen.lock().unwrap().push(event.delivery_count);
+                if event.delivery_count < 2 {
+                    return Err("not yet".to_string());
+                }
+                stop.cancel();
+                Ok(())
+            }
+        }
+    };
+    tokio::time::timeout(
+        DEADLINE,
+        client.consume(handler, ConsumeOptions::default(), stop),
+    )
+    .await
+    .expect("the redelivery within the deadline")
+    .unwrap();
+    // Delivered once, nacked (backing off about a second), delivered again.
+    assert_eq!(*seen.lock().unwrap(), [1, 2]);
+    let state = client.events_state().await.unwrap();
+    assert_eq!((state.ready, state.in_flight, state.delayed), (0, 0, 0));
+}
+
+#[test]
+fn webhooks_are_verified() {
+    // A wrong secret format is refused with a clear error.
+    let e = vodtask_client::verify_webhook("nope", &[], b"{}").unwrap_err();
+    assert_eq!(e.code_name(), "INVALID_ARGUMENT");
+}
