@@ -176,6 +176,46 @@ async fn a_failing_handler_nacks_and_sees_the_event_again() {
     assert_eq!((state.ready, state.in_flight, state.delayed), (0, 0, 0));
 }
 
+#[tokio::test]
+async fn a_subscription_reconnects_after_the_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob = dir.path().join("blob.bin");
+    std::fs::write(&blob, b"bytes").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut server = Server::start(&dir.path().join("data"), &["--listen", &listen]);
+    let client = Client::connect(
+        &format!("http://{listen}"),
+        ConnectOptions::new(server.default_key()),
+    )
+    .await
+    .unwrap();
+    let mut subscription = client.subscribe(16);
+    let first = client.upload_file(&blob, None, "", None).await.unwrap();
+    let d = tokio::time::timeout(DEADLINE, subscription.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(d.event.content_json.contains(&first.file_id));
+    assert_eq!(d.ack().await.unwrap(), pb::HandleStatus::Confirmed);
+
+    server.kill9();
+    server.restart();
+    // The channel reconnects to the same address by itself; the
+    // subscription opens a new stream and the next event arrives on it.
+    let second = eventually("an upload after the restart", || async {
+        client.upload_file(&blob, None, "", None).await.ok()
+    })
+    .await;
+    let d = tokio::time::timeout(DEADLINE, subscription.next())
+        .await
+        .expect("a delivery after the restart")
+        .unwrap()
+        .unwrap();
+    assert!(d.event.content_json.contains(&second.file_id), "{:?}", d.event);
+    assert_eq!(d.ack().await.unwrap(), pb::HandleStatus::Confirmed);
+}
+
 #[test]
 fn webhooks_are_verified() {
     // A wrong secret format is refused with a clear error.

@@ -69,6 +69,19 @@ impl Server {
         server
     }
 
+    /// Free ports, unless the test chose its own (`--listen` in the args,
+    /// to reconnect to the same address after a restart).
+    fn default_listen(&self) -> Vec<&'static str> {
+        let mut listen = Vec::new();
+        if !self.args.iter().any(|a| a == "--listen") {
+            listen.extend(["--listen", "127.0.0.1:0"]);
+        }
+        if !self.args.iter().any(|a| a == "--http-listen") {
+            listen.extend(["--http-listen", "127.0.0.1:0"]);
+        }
+        listen
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -79,7 +92,7 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(self.default_listen())
             .args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -289,6 +302,15 @@ impl Fixture {
             file_id,
         }
     }
+}
+
+/// A port free at the time of the call, for a server that must come back
+/// on the same address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Runs ffmpeg and panics with its stderr when it fails.
