@@ -3,6 +3,7 @@
 //! figures beside the targets; nothing is asserted.
 
 mod callbacks;
+mod consumers;
 mod events;
 mod jetstream;
 mod media;
@@ -30,6 +31,9 @@ enum Command {
     /// HTTP callbacks per second and the server's memory, alone and beside
     /// an app whose endpoint never answers.
     Callbacks(callbacks::Args),
+    /// Events per second through the Rust client's consume, and through the
+    /// Python and Node packages' (given commands that run them).
+    Consumers(consumers::Args),
     /// A transcode through vodtask against the same ffmpeg command run
     /// directly, and how many tasks at once the worker pool sustains.
     Media(media::Args),
@@ -42,5 +46,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Events(args) => events::run(args).await,
         Command::Callbacks(args) => callbacks::run(args).await,
         Command::Media(args) => media::run(args).await,
+        Command::Consumers(args) => consumers::run(args).await,
     }
 }

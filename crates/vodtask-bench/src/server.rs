@@ -217,6 +217,17 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
+    /// `http://host:port` of the server.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// The app's API key, as clients take it (without `Bearer `).
+    pub fn api_key(&self) -> String {
+        let header = self.key.to_str().unwrap_or_default();
+        header.strip_prefix("Bearer ").unwrap_or(header).to_string()
+    }
+
     /// A new HTTP/2 connection.
     pub async fn channel(&self) -> anyhow::Result<Channel> {
         Endpoint::from_shared(format!("http://{}", self.grpc_addr))?
