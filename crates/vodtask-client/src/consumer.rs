@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::Code;
@@ -33,7 +33,68 @@ pub struct Delivery {
     pub event: pb::Event,
     handle: String,
     client: Client,
+    acks: Acker,
     keep_alive: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Most handles in one ConfirmEvents.
+const MAX_ACK_BATCH: usize = 256;
+
+type AckReply = oneshot::Sender<Result<pb::HandleStatus>>;
+
+/// Confirms a subscription's deliveries in batches: whatever acks queued up
+/// while the previous ConfirmEvents was on its way go in the next one, so
+/// there is no timer and no added latency when acks are rare.
+#[derive(Clone)]
+struct Acker(mpsc::UnboundedSender<(String, AckReply)>);
+
+impl Acker {
+    fn start(client: Client) -> Acker {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(confirm_batches(client, rx));
+        Acker(tx)
+    }
+
+    async fn ack(&self, handle: String) -> Result<pb::HandleStatus> {
+        let closed = || Error::Transport("the subscription is closed".into());
+        let (reply, answer) = oneshot::channel();
+        self.0.send((handle, reply)).map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+async fn confirm_batches(client: Client, mut rx: mpsc::UnboundedReceiver<(String, AckReply)>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_ACK_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let handles = batch.iter().map(|(h, _)| h.clone()).collect();
+        match client.confirm_events(handles).await {
+            Ok(results) => {
+                for ((_, reply), result) in batch.into_iter().zip(results) {
+                    let status = pb::HandleStatus::try_from(result.status)
+                        .unwrap_or(pb::HandleStatus::Unspecified);
+                    let _ = reply.send(Ok(status));
+                }
+            }
+            Err(e) => {
+                let (code, message) = match &e {
+                    Error::Status { code, message } => (*code, message.clone()),
+                    other => (Code::Unavailable, other.to_string()),
+                };
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(Error::Status {
+                        code,
+                        message: message.clone(),
+                    }));
+                }
+            }
+        }
+    }
 }
 
 impl Delivery {
@@ -41,14 +102,11 @@ impl Delivery {
         &self.handle
     }
 
-    /// Confirms the event: it is never delivered again.
+    /// Confirms the event: it is never delivered again. Acks of one
+    /// subscription that come close together share one ConfirmEvents.
     pub async fn ack(&self) -> Result<pb::HandleStatus> {
         self.stop_keep_alive();
-        let results = self
-            .client
-            .confirm_events(vec![self.handle.clone()])
-            .await?;
-        Ok(first_status(&results))
+        self.acks.ack(self.handle.clone()).await
     }
 
     /// Gives the event back; without a delay it backs off exponentially.
@@ -155,6 +213,7 @@ async fn feed(
     tx: mpsc::Sender<Result<Delivery>>,
     stop: CancellationToken,
 ) {
+    let acks = Acker::start(client.clone());
     let mut retry = FIRST_RETRY;
     loop {
         let request = pb::SubscribeEventsRequest { max_in_flight };
@@ -190,6 +249,7 @@ async fn feed(
                             event,
                             handle: d.msg_handle,
                             client: client.clone(),
+                            acks: acks.clone(),
                             keep_alive: Mutex::new(None),
                         };
                         if tx.send(Ok(delivery)).await.is_err() {
