@@ -123,3 +123,32 @@ async fn a_data_dir_serves_one_process_only() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn media_directories_a_crash_left_without_a_row_are_swept_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob = dir.path().join("blob.bin");
+    std::fs::write(&blob, b"kept").unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &["--workers", "0"]);
+    let mut media = server.media().await;
+    let (kept, url) = upload(&mut media, &blob, "blob.bin").await.unwrap();
+    server.kill9();
+    // What a crash between placing a file and recording it leaves behind.
+    let orphan = data.join("media").join("12345678901234567890");
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join("source.mp4"), b"half an upload").unwrap();
+
+    server.restart();
+    assert!(!orphan.exists(), "the orphan is swept");
+    assert!(
+        data.join("media").join(&kept).is_dir(),
+        "a recorded file stays"
+    );
+    let url = url.replace(
+        &url[..url.find("/files/").unwrap()],
+        &format!("http://{}", server.http_addr),
+    );
+    let got = http_client().get(&url).send().await.unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"kept");
+}

@@ -112,6 +112,7 @@ impl Engine {
             config.max_upload_bytes,
         )?;
         clear_dir(&dir.join("tmp"));
+        sweep_orphans(store.as_ref(), &library).await?;
 
         if store.app_count().await? == 0 {
             let (_, key) = create_app(store.as_ref(), DEFAULT_APP).await?;
@@ -432,6 +433,29 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
         ))
     })?;
     Ok(file)
+}
+
+/// Removes media directories without a row: what a crash left between
+/// placing a file and recording it (an upload, a task's outputs), or
+/// between deleting rows and their files. Run while holding the data dir's
+/// lock, so that nothing is being placed meanwhile.
+async fn sweep_orphans(store: &dyn Store, library: &MediaLibrary) -> Result<()> {
+    let dir = library.media_dir();
+    let names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+        Err(e) => return Err(Error::io(format!("read {}", dir.display()), e)),
+    };
+    for chunk in names.chunks(1000) {
+        let recorded = store.recorded_files(chunk.to_vec()).await?;
+        for name in chunk.iter().filter(|n| !recorded.contains(*n)) {
+            tracing::warn!(file_id = %name, "removing a media directory without a row (left by a crash)");
+            let _ = std::fs::remove_dir_all(dir.join(name));
+        }
+    }
+    Ok(())
 }
 
 fn clear_dir(dir: &Path) {

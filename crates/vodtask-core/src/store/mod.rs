@@ -9,7 +9,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::app::{App, KeyHash};
 use crate::error::Result;
@@ -192,6 +192,8 @@ pub trait Store: Send + Sync + 'static {
         follow_up: Option<NewTask>,
     ) -> Result<()>;
     async fn get_media(&self, app: AppId, file_id: &FileId) -> Result<Option<MediaFile>>;
+    /// Which of `file_ids` (of any app) have a row.
+    async fn recorded_files(&self, file_ids: Vec<String>) -> Result<HashSet<String>>;
 
     // Task API.
     /// NOT_FOUND when an input file is not in the app's library;

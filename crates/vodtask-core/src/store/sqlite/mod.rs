@@ -13,7 +13,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -239,6 +239,20 @@ impl Store for SqliteStore {
                 "SELECT {MEDIA_COLUMNS} FROM media WHERE file_id = ?1 AND app_id = ?2"
             ))?;
             one(&mut stmt, params![file_id.as_str(), app.0], rows::media)
+        })
+        .await
+    }
+
+    async fn recorded_files(&self, file_ids: Vec<String>) -> Result<HashSet<String>> {
+        self.read(move |conn| {
+            let mut found = HashSet::new();
+            let mut stmt = conn.prepare_cached("SELECT 1 FROM media WHERE file_id = ?1")?;
+            for id in file_ids {
+                if stmt.exists([&id])? {
+                    found.insert(id);
+                }
+            }
+            Ok(found)
         })
         .await
     }
