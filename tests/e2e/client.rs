@@ -212,7 +212,11 @@ async fn a_subscription_reconnects_after_the_server_restarts() {
         .expect("a delivery after the restart")
         .unwrap()
         .unwrap();
-    assert!(d.event.content_json.contains(&second.file_id), "{:?}", d.event);
+    assert!(
+        d.event.content_json.contains(&second.file_id),
+        "{:?}",
+        d.event
+    );
     assert_eq!(d.ack().await.unwrap(), pb::HandleStatus::Confirmed);
 }
 
