@@ -24,6 +24,42 @@ if ! python3 -c "import standardwebhooks" 2>/dev/null; then
   python3 -m pip install -q --disable-pip-version-check standardwebhooks
 fi
 
+# The Node package (bindings/node): Node.js >= 20.17 with npm (the napi-rs
+# CLI needs it; the package's install script fetches the CLI from the npm
+# registry). Debian 12's own nodejs is 18, too old: then say so and stop.
+node_ok() {
+  command -v npm >/dev/null && node -e '
+    const [a, b] = process.versions.node.split(".").map(Number)
+    process.exit(a > 20 || (a === 20 && b >= 17) ? 0 : 1)' 2>/dev/null
+}
+if ! node_ok; then
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "installing nodejs and npm" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  if ! node_ok; then
+    echo "the Node package needs Node.js >= 20.17 with npm; found $(node --version 2>/dev/null || echo none)" >&2
+    exit 1
+  fi
+fi
+
+# The Python package's build backend (maturin) and its test tools;
+# scripts/test.sh installs the package into a virtualenv that sees these.
+if ! python3 -c "import maturin, pytest, pytest_asyncio, mypy" 2>/dev/null; then
+  echo "installing maturin, pytest, pytest-asyncio and mypy" >&2
+  python3 -m pip install -q --disable-pip-version-check maturin pytest pytest-asyncio mypy
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
+fi
+# Debian's own python3 makes virtualenvs only with python3-venv.
+if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
+  echo "installing python3-venv" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq python3-venv >/dev/null
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2
   cargo install --locked cargo-nextest

@@ -10,3 +10,35 @@ cargo clippy --workspace --all-targets -- -D warnings
 # Builds every binary first, so the end-to-end tests find target/debug/vodtask.
 cargo build --workspace
 cargo nextest run --workspace --no-fail-fast
+
+# The Node package, installed the way an app installs it (`npm install
+# <checkout>/bindings/node`, whose install script builds the addon) into a
+# temporary project, then its tests (node --test) run there against that
+# install. Debug profile, to keep CI short (napi builds with an explicit
+# --target, into target/<triple>/debug, beside the workspace build above).
+repo=$PWD
+node_app=$(mktemp -d)
+trap 'rm -rf "$node_app"' EXIT
+(
+  cd "$node_app"
+  npm init -y >/dev/null
+  VODTASK_NODE_PROFILE=debug npm install --no-audit --no-fund "$repo/bindings/node"
+  node --test "$repo"/bindings/node/test/*.test.mjs
+)
+
+# The Python package, installed the way an app installs it (`pip install
+# ./bindings/python`, maturin as the build backend) into a virtualenv under
+# target/ that also sees the test tools of install-deps.sh; then its tests
+# (pytest, against the binary built above and in process) and mypy --strict
+# on them. Debug profile: reuses the workspace build above.
+python_venv=target/python-venv
+if [ ! -x "$python_venv/bin/python" ]; then
+  python3 -m venv --system-site-packages "$python_venv"
+fi
+MATURIN_PEP517_ARGS="--profile dev" "$python_venv/bin/python" -m pip install -q \
+  --disable-pip-version-check --force-reinstall --no-deps ./bindings/python
+(
+  cd bindings/python
+  "../../$python_venv/bin/python" -m pytest -q
+  "../../$python_venv/bin/python" -m mypy --strict tests ../../examples/python/quickstart.py
+)

@@ -1,0 +1,215 @@
+// The Node package `vodtask`: the native binding (vodtask.node, built from
+// src/*.rs over the Rust crate vodtask-client) in JS clothes: errors with a
+// gRPC `code`, an async iterator for subscriptions, an AbortSignal for
+// consume, Dates for time ranges. No logic of its own.
+'use strict'
+
+const native = require('./vodtask.node')
+
+const CODED = /^([A-Z_]+): ([\s\S]*)$/
+
+/** The native layer sends `"<GRPC_CODE>: <message>"`; make it an Error with `code`. */
+function coded(e) {
+  if (e instanceof Error && typeof e.message === 'string') {
+    const m = CODED.exec(e.message)
+    if (m) {
+      const err = new Error(m[2])
+      err.code = m[1]
+      return err
+    }
+  }
+  return e
+}
+
+async function call(promise) {
+  try {
+    return await promise
+  } catch (e) {
+    throw coded(e)
+  }
+}
+
+function callSync(fn) {
+  try {
+    return fn()
+  } catch (e) {
+    throw coded(e)
+  }
+}
+
+function iso(t) {
+  return t instanceof Date ? t.toISOString() : t
+}
+
+function range(r) {
+  if (r == null) return r
+  return { after: iso(r.after), before: iso(r.before) }
+}
+
+class Delivery {
+  constructor(inner) {
+    this._inner = inner
+    /** @type {import('./native').Event} */
+    this.event = inner.event
+    this.msgHandle = inner.msgHandle
+  }
+  ack() {
+    return call(this._inner.ack())
+  }
+  nack(delaySeconds) {
+    return call(this._inner.nack(delaySeconds))
+  }
+  extend(seconds) {
+    return call(this._inner.extend(seconds))
+  }
+}
+
+class Subscription {
+  constructor(inner) {
+    this._inner = inner
+  }
+  /** The next delivery, or null once closed. */
+  async next() {
+    const d = await call(this._inner.next())
+    return d == null ? null : new Delivery(d)
+  }
+  /** Ends the stream; the server releases its unconfirmed events. */
+  close() {
+    this._inner.close()
+  }
+  [Symbol.asyncIterator]() {
+    return {
+      next: async () => {
+        const d = await this.next()
+        return d == null ? { done: true, value: undefined } : { done: false, value: d }
+      },
+      return: async () => {
+        this.close()
+        return { done: true, value: undefined }
+      },
+    }
+  }
+}
+
+class Client {
+  constructor(inner) {
+    this._inner = inner
+  }
+  get isEmbedded() {
+    return this._inner.isEmbedded
+  }
+  close() {
+    return call(this._inner.close())
+  }
+  uploadFile(path, options) {
+    return call(this._inner.uploadFile(path, options))
+  }
+  uploadBytes(bytes, fileName, options) {
+    return call(this._inner.uploadBytes(Buffer.from(bytes), fileName, options))
+  }
+  describeMedia(fileId) {
+    return call(this._inner.describeMedia(fileId))
+  }
+  createTask(spec, options) {
+    return call(this._inner.createTask(spec, options))
+  }
+  describeTask(taskId) {
+    return call(this._inner.describeTask(taskId))
+  }
+  listTasks(options) {
+    if (options) {
+      options = { ...options, createTime: range(options.createTime), finishTime: range(options.finishTime) }
+    }
+    return call(this._inner.listTasks(options))
+  }
+  taskOverview(options) {
+    return call(this._inner.taskOverview(range(options && options.createTime)))
+  }
+  redoTask(taskId) {
+    return call(this._inner.redoTask(taskId))
+  }
+  cancelTask(taskId) {
+    return call(this._inner.cancelTask(taskId))
+  }
+  pullEvents(options = {}) {
+    return call(this._inner.pullEvents(options.maxEvents, options.waitSeconds))
+  }
+  confirmEvents(msgHandles) {
+    return call(this._inner.confirmEvents(msgHandles))
+  }
+  extendEvents(msgHandles, seconds) {
+    return call(this._inner.extendEvents(msgHandles, seconds))
+  }
+  nackEvents(msgHandles, delaySeconds) {
+    return call(this._inner.nackEvents(msgHandles, delaySeconds))
+  }
+  eventConfig() {
+    return call(this._inner.eventConfig())
+  }
+  modifyEventConfig(changes) {
+    return call(this._inner.modifyEventConfig(changes))
+  }
+  eventsState() {
+    return call(this._inner.eventsState())
+  }
+  subscribe(options = {}) {
+    return new Subscription(this._inner.subscribe(options.maxInFlight))
+  }
+  /**
+   * Runs `handler(event)` on every event until `options.signal` aborts:
+   * a handler that returns (or resolves) acks, one that throws nacks.
+   * Resolves once stopped and the running handlers settled.
+   */
+  async consume(handler, options = {}) {
+    if (typeof handler !== 'function') throw new TypeError('handler must be a function')
+    const { signal, concurrency, maxInFlight } = options
+    if (signal && signal.aborted) return
+    const run = callSync(() =>
+      this._inner.consume(async (event) => {
+        await handler(event)
+      }, concurrency, maxInFlight),
+    )
+    const stop = () => run.stop()
+    if (signal) signal.addEventListener('abort', stop, { once: true })
+    try {
+      await call(run.wait())
+    } finally {
+      if (signal) signal.removeEventListener('abort', stop)
+    }
+  }
+}
+
+/** Connects to a vodtask server, e.g. `http://127.0.0.1:50051`. */
+async function connect(url, options) {
+  if (!options || typeof options.apiKey !== 'string') {
+    const e = new Error('apiKey: required')
+    e.code = 'INVALID_ARGUMENT'
+    throw e
+  }
+  return new Client(await call(native.connect(url, options)))
+}
+
+/** Opens a data dir and runs the engine in this process. */
+async function open(dataDir, options) {
+  return new Client(await call(native.open(dataDir, options)))
+}
+
+/**
+ * Checks a vodtask HTTP callback. `headers`: a plain object (Node's
+ * `req.headers`), a fetch `Headers`, a Map or an array of [name, value]
+ * pairs; `body`: the raw body (Buffer or string).
+ */
+function verifyWebhook(secret, headers, body) {
+  const plain = {}
+  const entries = Array.isArray(headers)
+    ? headers
+    : headers && typeof headers.entries === 'function'
+      ? headers.entries()
+      : Object.entries(headers || {})
+  for (const [k, v] of entries) {
+    if (v != null) plain[k] = Array.isArray(v) ? v.join(', ') : String(v)
+  }
+  return callSync(() => native.verifyWebhook(secret, plain, typeof body === 'string' ? body : Buffer.from(body)))
+}
+
+module.exports = { connect, open, verifyWebhook, Client, Subscription, Delivery }

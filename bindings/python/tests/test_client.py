@@ -1,0 +1,286 @@
+"""The package against a real server and with the engine in process."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import vodtask
+from conftest import DEADLINE, Server
+
+
+async def transcode_and_consume(client: vodtask.Client, clip: Path, spec_as_dict: bool) -> list[str]:
+    """Uploads a clip, transcodes it to 360p and consumes events until its
+    TranscodeComplete was handled; returns the event types handled."""
+    uploaded = await client.upload_file(clip, source_context="ctx")
+    assert isinstance(uploaded, vodtask.UploadResult)
+    assert uploaded.file_id and uploaded.file_url.startswith("http://")
+    media = await client.describe_media(uploaded.file_id)
+    assert media.file_name == "in.mp4"
+    assert media.size == clip.stat().st_size
+    assert media.source_type == "CLIENT_UPLOAD"
+    assert media.source_context == "ctx"
+    metadata = media.metadata
+    assert metadata is not None
+    assert (metadata["width"], metadata["height"]) == (320, 240)
+    assert 1.5 < metadata["duration_seconds"] < 2.5
+
+    spec: vodtask.TaskSpec | dict[str, dict[str, object]]
+    if spec_as_dict:
+        spec = {"transcode": {"file_id": uploaded.file_id, "definitions": [100010]}}
+    else:
+        spec = vodtask.transcode(uploaded.file_id, [100010])
+    task_id = await client.create_task(spec, session_context="sc")
+
+    handled: list[vodtask.Event] = []
+    stop = vodtask.StopToken()
+
+    async def handler(event: vodtask.Event) -> None:
+        handled.append(event)
+        if event.event_type == "TranscodeComplete" and event.task_id == task_id:
+            stop.stop()
+
+    await asyncio.wait_for(client.consume(handler, concurrency=4, stop=stop), DEADLINE)
+    assert stop.stopped
+
+    task = await client.describe_task(task_id)
+    assert task.status == vodtask.TaskStatus.FINISH, task
+    assert task.err_code == 0, task.message
+    assert task.task_type == vodtask.TaskType.TRANSCODE
+    assert task.progress == 100
+    assert task.session_context == "sc"
+    assert task.file_id == uploaded.file_id
+    assert task.input == vodtask.transcode(uploaded.file_id, [100010])
+    assert isinstance(task.create_time, datetime.datetime)
+    assert task.finish_time is not None and task.finish_time >= task.create_time
+    output = task.output
+    assert output is not None
+    (item,) = output["transcode"]["play_set"]
+    assert item["definition"] == 100010
+    assert item["vwidth"] > 0 and item["vheight"] > 0
+    # The output is served over HTTP at its URL.
+    with urllib.request.urlopen(item["url"], timeout=DEADLINE) as got:
+        assert got.status == 200
+        assert got.read(12)[4:8] == b"ftyp"
+    assert "TRANSCODE" in repr(task) and task_id in repr(task)
+
+    done = handled[-1]
+    assert done.data["vodTaskId"] == task_id
+    assert f'"eventId":"{done.event_id}"' in done.content_json
+    assert done.delivery_count == 1
+    # Everything handled was acked.
+    state = await client.events_state()
+    assert (state.ready, state.in_flight) == (0, 0), state
+    return [e.event_type for e in handled]
+
+
+async def test_remote_client_uploads_transcodes_and_consumes(server: Server, clip: Path) -> None:
+    client = await vodtask.connect(server.grpc_url, api_key=server.api_key)
+    assert not client.is_embedded
+    handled = await transcode_and_consume(client, clip, spec_as_dict=False)
+    assert handled == ["NewFileUpload", "TranscodeComplete"]
+    await client.close()
+
+
+async def test_embedded_client_runs_the_engine_in_process(tmp_path: Path, clip: Path) -> None:
+    data = tmp_path / "data"
+    async with await vodtask.open(data) as client:
+        assert client.is_embedded
+        handled = await transcode_and_consume(client, clip, spec_as_dict=True)
+        assert handled == ["NewFileUpload", "TranscodeComplete"]
+        # While a client holds the engine the data dir is locked.
+        with pytest.raises(vodtask.VodtaskError):
+            await vodtask.open(data)
+    # A closed client refuses calls.
+    assert "closed=True" in repr(client)
+    with pytest.raises(vodtask.Unavailable, match="client: closed"):
+        await client.describe_task("x")
+    # Closed, it opens again, with the same library.
+    again = await vodtask.open(data, workers=0)
+    overview = await again.task_overview()
+    assert overview.total == 1
+    assert overview.by_type[vodtask.TaskType.TRANSCODE] == 1
+    await again.close()
+
+
+async def test_errors_keep_their_code_and_name_the_field(tmp_path: Path) -> None:
+    client = await vodtask.open(tmp_path / "data", workers=0)
+    try:
+        with pytest.raises(vodtask.NotFound) as not_found:
+            await client.describe_task("transcode-nope")
+        assert not_found.value.code == "NOT_FOUND"
+        assert isinstance(not_found.value, vodtask.VodtaskError)
+        assert type(not_found.value).__module__ == "vodtask"
+
+        with pytest.raises(vodtask.InvalidArgument) as bad:
+            await client.create_task(vodtask.transcode("123", [5]))
+        assert bad.value.code == "INVALID_ARGUMENT"
+        assert bad.value.message.startswith("spec.transcode.definitions[0]"), bad.value.message
+        assert str(bad.value) == bad.value.message
+
+        with pytest.raises(vodtask.NotFound):
+            await client.create_task(vodtask.transcode("12345678901234567890", [100010]))
+
+        # Specs that cannot be converted are refused with the field named.
+        with pytest.raises(vodtask.InvalidArgument, match=r"spec\.transcod: unknown field"):
+            await client.create_task({"transcod": {"file_id": "1"}})
+        with pytest.raises(vodtask.InvalidArgument, match=r"subtasks\[0\]\.transcode\.definition: required"):
+            vodtask.procedure("1", [{"transcode": {}}])
+        with pytest.raises(vodtask.InvalidArgument, match=r'output_types\[0\]: unknown value "AVI"'):
+            vodtask.concat(["1", "2"], ["AVI"])
+
+        # The session rule: same session id, different request.
+        blob = await client.upload_bytes(b"not media", "blob.bin")
+        await client.create_task(vodtask.delete_media([blob.file_id]), session_id="s1")
+        with pytest.raises(vodtask.AlreadyExists) as exists:
+            await client.create_task(vodtask.delete_media([blob.file_id]), session_id="s1", priority=3)
+        assert exists.value.code == "ALREADY_EXISTS"
+    finally:
+        await client.close()
+
+    bad_key = await vodtask.open(tmp_path / "other", api_key="not-a-key", workers=0)
+    with pytest.raises(vodtask.Unauthenticated) as unauthenticated:
+        await bad_key.describe_task("x")
+    assert unauthenticated.value.code == "UNAUTHENTICATED"
+    await bad_key.close()
+
+
+async def test_an_unreachable_server_is_unavailable() -> None:
+    with pytest.raises(vodtask.Unavailable) as e:
+        await vodtask.connect("http://127.0.0.1:1", api_key="k", connect_timeout=2)
+    assert e.value.code == "UNAVAILABLE"
+
+
+async def test_subscribe_delivers_and_settles(tmp_path: Path) -> None:
+    client = await vodtask.open(tmp_path / "data", workers=0)
+    uploaded = await client.upload_bytes(b"bytes", "blob.bin")
+    subscription = client.subscribe(max_in_flight=4)
+    deliveries = aiter_deliveries(subscription)
+
+    first = await asyncio.wait_for(deliveries.__anext__(), DEADLINE)
+    assert first.event.event_type == "NewFileUpload"
+    assert first.event.data["fileId"] == uploaded.file_id
+    assert first.event.delivery_count == 1
+    assert "event_type='NewFileUpload'" in repr(first)
+    assert f"event_id='{first.event.event_id}'" in repr(first.event)
+    assert await first.nack(delay=0) == "NACKED"
+
+    again = await asyncio.wait_for(deliveries.__anext__(), DEADLINE)
+    assert again.event.event_id == first.event.event_id
+    assert again.event.delivery_count == 2
+    assert again.handle != first.handle
+    assert await again.extend(60) == "EXTENDED"
+    assert await again.ack() == "CONFIRMED"
+    assert await again.ack() == "ALREADY_CONFIRMED"
+    # The first delivery's handle is spent.
+    assert await first.ack() != "CONFIRMED"
+
+    subscription.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(deliveries.__anext__(), DEADLINE)
+    state = await client.events_state()
+    assert (state.ready, state.in_flight, state.delayed) == (0, 0, 0), state
+    await client.close()
+
+
+def aiter_deliveries(subscription: vodtask.Subscription) -> vodtask.Subscription:
+    return subscription.__aiter__()
+
+
+async def test_a_failing_handler_nacks_and_sees_the_event_again(tmp_path: Path) -> None:
+    client = await vodtask.open(tmp_path / "data", workers=0)
+    await client.upload_bytes(b"bytes", "blob.bin")
+    seen: list[int] = []
+    stop = vodtask.StopToken()
+
+    async def handler(event: vodtask.Event) -> None:
+        seen.append(event.delivery_count)
+        if event.delivery_count < 2:
+            raise RuntimeError("not yet")
+        stop.stop()
+
+    await asyncio.wait_for(client.consume(handler, stop=stop), DEADLINE)
+    # Delivered, nacked (backing off about a second), delivered again, acked.
+    assert seen == [1, 2]
+    state = await client.events_state()
+    assert (state.ready, state.in_flight, state.delayed) == (0, 0, 0), state
+    await client.close()
+
+
+async def test_list_tasks_pages_through_every_task(tmp_path: Path) -> None:
+    client = await vodtask.open(tmp_path / "data", workers=0)
+    blob = await client.upload_bytes(b"bytes", "blob.bin")
+    created = [
+        await client.create_task(vodtask.snapshot_by_time_offset(blob.file_id, 10, [i * 100]))
+        for i in range(5)
+    ]
+    listed = [t.task_id async for t in client.list_tasks(page_size=2)]
+    assert listed == created[::-1]
+    oldest_first = [t.task_id async for t in client.list_tasks(order="asc", page_size=3)]
+    assert oldest_first == created
+
+    aborted = await client.cancel_task(created[0])
+    assert aborted.status == vodtask.TaskStatus.ABORTED
+    waiting = [t.task_id async for t in client.list_tasks(status=vodtask.TaskStatus.WAITING)]
+    assert waiting == created[:0:-1]
+    finished = [t.task_id async for t in client.list_tasks(sort_by="finish_time")]
+    assert finished == [created[0]]
+    none = [t async for t in client.list_tasks(task_type=vodtask.TaskType.CLIP)]
+    assert none == []
+    future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    assert [t async for t in client.list_tasks(created_after=future)] == []
+
+    redone = await client.redo_task(created[0])
+    assert (redone.status, redone.attempt) == (vodtask.TaskStatus.WAITING, 2)
+    assert redone.previous_attempts[0]["status"] == vodtask.TaskStatus.ABORTED
+    with pytest.raises(vodtask.FailedPrecondition):
+        await client.redo_task(created[1])
+
+    overview = await client.task_overview()
+    assert overview.total == 5
+    assert overview.queue_depth == 5
+    assert overview.by_status[vodtask.TaskStatus.WAITING] == 5
+    assert overview.by_type[vodtask.TaskType.SNAPSHOT_BY_TIME_OFFSET] == 5
+    await client.close()
+
+
+async def test_event_config_reads_and_changes(tmp_path: Path) -> None:
+    client = await vodtask.open(tmp_path / "data", workers=0)
+    config = await client.event_config()
+    assert config.mode == "PULL"
+    assert repr(config).startswith("EventConfig(mode='PULL'")
+    assert config.event_types["TranscodeComplete"] is True
+    changed = await client.modify_event_config(
+        visibility_timeout_seconds=45, event_types={"NewFileUpload": False}
+    )
+    assert changed.visibility_timeout_seconds == 45
+    assert changed.event_types["NewFileUpload"] is False
+    assert (await client.event_config()).visibility_timeout_seconds == 45
+    with pytest.raises(vodtask.InvalidArgument, match="visibility_timeout_seconds"):
+        await client.modify_event_config(visibility_timeout_seconds=0)
+    await client.close()
+
+
+async def test_consume_returns_when_stopped_while_idle(tmp_path: Path) -> None:
+    client = await vodtask.open(tmp_path / "data", workers=0)
+    stop = vodtask.StopToken()
+    handled: list[vodtask.Event] = []
+    got_one = asyncio.Event()
+
+    async def handler(event: vodtask.Event) -> None:
+        handled.append(event)
+        got_one.set()
+
+    consuming = asyncio.ensure_future(client.consume(handler, stop=stop))
+    # An upload's event is handled first: consume is running.
+    await client.upload_bytes(b"bytes", "blob.bin")
+    await asyncio.wait_for(got_one.wait(), DEADLINE)
+    assert not consuming.done()
+    stop.stop()
+    await asyncio.wait_for(consuming, DEADLINE)
+    assert [e.event_type for e in handled] == ["NewFileUpload"]
+    await client.close()
