@@ -1,0 +1,21 @@
+// The Node package's consume loop for `vodtask-bench consumers`: reads
+// VODTASK_URL, VODTASK_API_KEY, VODTASK_EVENTS and VODTASK_CONCURRENCY,
+// handles that many events with a handler that does nothing, and prints
+// `events_per_second=<rate>` from the first handled event to the last.
+// Run with the package importable (VODTASK_NODE_PACKAGE names its folder).
+const pkg = process.env.VODTASK_NODE_PACKAGE ?? 'vodtask'
+const { default: vodtask } = await import(pkg.startsWith('/') ? `${pkg}/index.js` : pkg)
+
+const client = await vodtask.connect(process.env.VODTASK_URL, { apiKey: process.env.VODTASK_API_KEY })
+const total = Number(process.env.VODTASK_EVENTS)
+const concurrency = Number(process.env.VODTASK_CONCURRENCY)
+const stop = new AbortController()
+let handled = 0
+let first = 0
+await client.consume(async () => {
+  if (handled === 0) first = performance.now()
+  handled += 1
+  if (handled >= total) stop.abort()
+}, { signal: stop.signal, concurrency, maxInFlight: concurrency })
+console.log(`events_per_second=${(total / ((performance.now() - first) / 1000)).toFixed(1)}`)
+await client.close()

@@ -1,0 +1,37 @@
+"""The Python package's consume loop for `vodtask-bench consumers`.
+
+Reads VODTASK_URL, VODTASK_API_KEY, VODTASK_EVENTS and VODTASK_CONCURRENCY;
+handles that many events with a handler that does nothing, and prints
+`events_per_second=<rate>` measured from the first handled event to the
+last, as the Rust consumer in the benchmark does.
+"""
+
+import asyncio
+import os
+import time
+
+import vodtask
+
+
+async def main() -> None:
+    client = await vodtask.connect(os.environ["VODTASK_URL"], api_key=os.environ["VODTASK_API_KEY"])
+    total = int(os.environ["VODTASK_EVENTS"])
+    concurrency = int(os.environ["VODTASK_CONCURRENCY"])
+    stop = vodtask.StopToken()
+    handled = 0
+    first = 0.0
+
+    async def handler(event: vodtask.Event) -> None:
+        nonlocal handled, first
+        if handled == 0:
+            first = time.monotonic()
+        handled += 1
+        if handled >= total:
+            stop.stop()
+
+    await client.consume(handler, concurrency=concurrency, max_in_flight=concurrency, stop=stop)
+    print(f"events_per_second={total / (time.monotonic() - first):.1f}")
+    await client.close()
+
+
+asyncio.run(main())
