@@ -373,5 +373,5 @@ pub(crate) async fn consume<H: Handler>(
     // Let the handlers that run finish and settle their events.
     while running.join_next().await.is_some() {}
     subscription.close();
-    outcome.map_err(|e: Error| e)
+    outcome
 }

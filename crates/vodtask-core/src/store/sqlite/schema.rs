@@ -193,6 +193,8 @@ INSERT INTO task_files (file_id, task_seq, role) SELECT file_id, seq, 1 FROM tas
 INSERT OR IGNORE INTO task_files (file_id, task_seq, role)
     SELECT m.file_id, t.seq, 2 FROM media m JOIN tasks t ON t.task_id = m.source_task_id;
 CREATE INDEX media_by_source_task ON media (source_task_id) WHERE source_task_id IS NOT NULL;
+-- The file_id filter reads task_files now; this index only cost writes.
+DROP INDEX tasks_by_file;
 "#,
 ];
 
