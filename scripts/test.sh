@@ -40,5 +40,5 @@ MATURIN_PEP517_ARGS="--profile dev" "$python_venv/bin/python" -m pip install -q 
 (
   cd bindings/python
   "../../$python_venv/bin/python" -m pytest -q
-  "../../$python_venv/bin/python" -m mypy --strict tests ../../examples/python/quickstart.py
+  "../../$python_venv/bin/python" -m mypy --strict tests ../../examples/python/quickstart.py ../../examples/python/transcode_app.py
 )
