@@ -42,3 +42,25 @@ MATURIN_PEP517_ARGS="--profile dev" "$python_venv/bin/python" -m pip install -q 
   "../../$python_venv/bin/python" -m pytest -q
   "../../$python_venv/bin/python" -m mypy --strict tests ../../examples/python/quickstart.py ../../examples/python/transcode_app.py
 )
+
+# The wheel is abi3 (one binary for CPython 3.9+): the same wheel, installed
+# into the oldest and the newest CPython this machine has beside 3.11 (pyenv
+# keeps them under ~/.pyenv/versions), passes the same tests.
+wheel_dir=target/python-wheel
+rm -rf "$wheel_dir"
+MATURIN_PEP517_ARGS="--profile dev" "$python_venv/bin/python" -m pip wheel -q \
+  --disable-pip-version-check --no-deps -w "$wheel_dir" ./bindings/python
+for minor in 3.9 3.13; do
+  interpreter=$(ls -d "$HOME"/.pyenv/versions/"$minor".*/bin/python"$minor" 2>/dev/null | tail -1)
+  if [ -z "$interpreter" ]; then
+    echo "CPython $minor is not installed here: the abi3 wheel is tested on 3.11 only" >&2
+    continue
+  fi
+  venv=target/python-venv-$minor
+  [ -x "$venv/bin/python" ] || "$interpreter" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+    pytest pytest-asyncio standardwebhooks
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \
+    "$wheel_dir"/vodtask-*-abi3-*.whl
+  (cd bindings/python && "../../$venv/bin/python" -m pytest -q)
+done
