@@ -1,5 +1,5 @@
 // Quickstart: upload a generated clip, transcode it to 360p, consume the
-// task's events, handle an error. With VODTASK_URL and VODTASK_KEY set it
+// task's events, handle an error. With VODTASK_URL and VODTASK_API_KEY set it
 // talks to that server; otherwise it runs the engine in this process on
 // ./vodtask-node-data. The README's Node section shows this file.
 //
@@ -12,7 +12,7 @@ import vodtask from 'vodtask'
 // ... or the engine in this process on a data dir (no server; the file
 // URLs are served on a free local port):
 const client = process.env.VODTASK_URL
-  ? await vodtask.connect(process.env.VODTASK_URL, { apiKey: process.env.VODTASK_KEY })
+  ? await vodtask.connect(process.env.VODTASK_URL, { apiKey: process.env.VODTASK_API_KEY })
   : await vodtask.open('./vodtask-node-data')
 
 // A 2-second test clip (ffmpeg's test pattern and a tone).

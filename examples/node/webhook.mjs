@@ -2,11 +2,11 @@
 // a server that may call this machine:
 //
 //   target/debug/vodtask serve --data-dir D --allow-outbound-cidr 127.0.0.1/32
-//   VODTASK_URL=http://127.0.0.1:50051 VODTASK_KEY=$(cat D/default.key) node webhook.mjs
+//   VODTASK_URL=http://127.0.0.1:50051 VODTASK_API_KEY=$(cat D/default.key) node webhook.mjs
 import http from 'node:http'
 import vodtask from 'vodtask'
 
-const client = await vodtask.connect(process.env.VODTASK_URL, { apiKey: process.env.VODTASK_KEY })
+const client = await vodtask.connect(process.env.VODTASK_URL, { apiKey: process.env.VODTASK_API_KEY })
 
 let secret = ''
 const received = new Promise((resolve) => {
