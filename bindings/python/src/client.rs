@@ -1,19 +1,17 @@
-//! `Client`, the async iterators over subscriptions and task lists, the
-//! Python handler of `consume`, and the module-level `connect` and `open`.
+//! `Client`, the async iterators over subscriptions and task lists, and the
+//! module-level `connect` and `open` (`consume`'s Python handler: consume.rs).
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aio::awaitable;
+use crate::consume::PyHandler;
 use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use pyo3_async_runtimes::TaskLocals;
 use tokio::sync::Mutex;
 use vodtask_client::{CancellationToken, ConnectOptions, ConsumeOptions, OpenOptions, pb};
 
@@ -21,7 +19,7 @@ use crate::convert::{self, py_bool};
 use crate::errors::{invalid, to_py};
 use crate::specs;
 use crate::types::{
-    Delivery, Event, EventConfig, EventsState, MediaInfo, Task, TaskOverview, TaskStatus, TaskType,
+    Delivery, EventConfig, EventsState, MediaInfo, Task, TaskOverview, TaskStatus, TaskType,
     UploadResult,
 };
 
@@ -145,34 +143,6 @@ impl StopToken {
     }
     fn __repr__(&self) -> String {
         format!("StopToken(stopped={})", py_bool(self.token.is_cancelled()))
-    }
-}
-
-/// A Python `async def handler(event)` as the client's Handler: raising
-/// nacks, returning acks. The coroutine runs on the event loop that called
-/// `consume`.
-struct PyHandler {
-    handler: Py<PyAny>,
-    locals: TaskLocals,
-}
-
-impl vodtask_client::Handler for PyHandler {
-    fn handle(&self, event: pb::Event) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
-        let started = Python::attach(|py| {
-            let result = self.handler.bind(py).call1((Event { inner: event },))?;
-            if result.hasattr("__await__")? {
-                pyo3_async_runtimes::into_future_with_locals(&self.locals, result).map(Some)
-            } else {
-                Ok(None)
-            }
-        });
-        Box::pin(async move {
-            match started {
-                Err(e) => Err(e.to_string()),
-                Ok(None) => Ok(()),
-                Ok(Some(running)) => running.await.map(|_| ()).map_err(|e| e.to_string()),
-            }
-        })
     }
 }
 
@@ -495,7 +465,7 @@ impl Client {
             max_in_flight: max_in_flight
                 .unwrap_or_else(|| i32::try_from(concurrency).unwrap_or(i32::MAX)),
         };
-        let handler = PyHandler { handler, locals };
+        let handler = PyHandler::new(handler, locals);
         let c = self.inner()?;
         awaitable(py, async move {
             c.consume(handler, options, token).await.map_err(to_py)

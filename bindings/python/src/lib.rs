@@ -5,6 +5,7 @@
 
 mod aio;
 mod client;
+mod consume;
 mod convert;
 mod errors;
 mod specs;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import urllib.request
 from pathlib import Path
@@ -283,4 +284,47 @@ async def test_consume_returns_when_stopped_while_idle(tmp_path: Path) -> None:
     stop.stop()
     await asyncio.wait_for(consuming, DEADLINE)
     assert [e.event_type for e in handled] == ["NewFileUpload"]
+    await client.close()
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("REQUEST_ID")
+
+
+async def test_consume_runs_handlers_at_once_in_the_callers_context(tmp_path: Path) -> None:
+    # The binding starts the handlers of the events that arrive together in
+    # one go on the loop; each must still run once, as its own task, in a
+    # copy of the context consume was called in, up to `concurrency` at once.
+    client = await vodtask.open(tmp_path / "data", workers=0)
+    uploads = 24
+    for i in range(uploads):
+        await client.upload_bytes(b"bytes", f"blob{i}.bin")
+    REQUEST_ID.set("consumer")
+    stop = vodtask.StopToken()
+    seen: dict[str, int] = {}
+    contexts: set[str] = set()
+    tasks: set[asyncio.Task[object] | None] = set()
+    running = 0
+    most_running = 0
+
+    async def handler(event: vodtask.Event) -> None:
+        nonlocal running, most_running
+        contexts.add(REQUEST_ID.get("unset"))
+        # Set in this task's context only: other handlers do not see it.
+        REQUEST_ID.set(event.event_id)
+        tasks.add(asyncio.current_task())
+        running += 1
+        most_running = max(most_running, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        seen[event.event_id] = seen.get(event.event_id, 0) + 1
+        if len(seen) == uploads:
+            stop.stop()
+
+    await asyncio.wait_for(client.consume(handler, concurrency=8, stop=stop), DEADLINE)
+    assert sorted(seen.values()) == [1] * uploads
+    assert contexts == {"consumer"}
+    assert None not in tasks and len(tasks) == sum(seen.values())
+    assert 1 < most_running <= 8
+    state = await client.events_state()
+    assert (state.ready, state.in_flight, state.delayed) == (0, 0, 0), state
     await client.close()

@@ -1,0 +1,234 @@
+//! The Python handler of `Client.consume`, run on the event loop in batches.
+//!
+//! The client's `consume` (crates/vodtask-client) calls `Handler::handle` on
+//! a tokio worker thread for every event. Calling the Python handler there
+//! takes the GIL on that thread once per event, and handing its coroutine to
+//! the event loop costs a `call_soon_threadsafe` (a self-pipe write and a
+//! loop wake-up) per event. Under load the GIL then goes back and forth
+//! between the tokio workers and the loop thread, and a worker that asks for
+//! it while the loop runs Python code waits for the loop to let go, up to
+//! the switch interval (5 ms). Only `concurrency` events are in flight, so
+//! that per-event latency is what limits consume's rate.
+//!
+//! So `handle` only queues the event, without the GIL, and the event that
+//! finds no drain pending schedules one on the loop. The drain runs on the
+//! loop thread, calls the handler for every event queued by then and starts
+//! each coroutine as a task whose done callback sends the outcome back
+//! through a oneshot channel: the tokio side never waits for the GIL again.
+//! Under load, one GIL acquisition and one loop wake-up serve a batch of
+//! events. `consume` itself (the concurrency limit, acking and nacking,
+//! keep-alives, stopping) stays in the client.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
+use pyo3_async_runtimes::TaskLocals;
+use tokio::sync::oneshot;
+use vodtask_client::pb;
+
+use crate::types::Event;
+
+/// What a handler's run comes to: `Err` (the exception's text) nacks.
+type Outcome = Result<(), String>;
+
+/// A Python `async def handler(event)` as the client's Handler: returning
+/// acks, raising nacks. It runs on the event loop that called `consume`, in
+/// the context that was current then.
+pub struct PyHandler {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    handler: Py<PyAny>,
+    locals: TaskLocals,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    events: Vec<(pb::Event, oneshot::Sender<Outcome>)>,
+    /// A drain is scheduled on the loop and has not taken `events` yet, so
+    /// the events queued meanwhile need no wake-up of their own.
+    drain_scheduled: bool,
+}
+
+impl PyHandler {
+    pub fn new(handler: Py<PyAny>, locals: TaskLocals) -> Self {
+        PyHandler {
+            shared: Arc::new(Shared {
+                handler,
+                locals,
+                queue: Mutex::new(Queue::default()),
+            }),
+        }
+    }
+}
+
+impl vodtask_client::Handler for PyHandler {
+    fn handle(&self, event: pb::Event) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+        let (done, outcome) = oneshot::channel();
+        let first = {
+            let mut queue = self.shared.queue();
+            queue.events.push((event, done));
+            !std::mem::replace(&mut queue.drain_scheduled, true)
+        };
+        if first {
+            Shared::schedule_drain(&self.shared);
+        }
+        Box::pin(async move {
+            outcome.await.unwrap_or_else(|_| {
+                Err("the event loop that called consume stopped before running the handler".into())
+            })
+        })
+    }
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding the lock; if something did, the
+        // queue itself is still consistent.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands the loop a `Drain`, in the context `consume` was called in (as
+    /// `asyncio.create_task` would). If the loop is closed, the drain is
+    /// dropped unrun and fails the queued events (`Drain`'s `Drop`).
+    fn schedule_drain(shared: &Arc<Shared>) {
+        Python::attach(|py| {
+            let scheduled = (|| -> PyResult<()> {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item(intern!(py, "context"), shared.locals.context(py))?;
+                let drain = Drain {
+                    shared: Arc::clone(shared),
+                    ran: false,
+                };
+                shared.locals.event_loop(py).call_method(
+                    intern!(py, "call_soon_threadsafe"),
+                    (drain,),
+                    Some(&kwargs),
+                )?;
+                Ok(())
+            })();
+            if let Err(e) = scheduled {
+                // Whatever the Drop of the unrun drain left (events queued
+                // since) goes the same way; each later event tries anew.
+                shared.fail_queued(&format!("cannot reach the event loop: {e}"));
+            }
+        });
+    }
+
+    fn fail_queued(&self, reason: &str) {
+        let events = {
+            let mut queue = self.queue();
+            queue.drain_scheduled = false;
+            std::mem::take(&mut queue.events)
+        };
+        for (_, done) in events {
+            let _ = done.send(Err(reason.to_string()));
+        }
+    }
+
+    /// On the loop thread: calls the handler and starts its coroutine as a
+    /// task that settles `done` when it ends.
+    fn start(&self, py: Python<'_>, event: pb::Event, done: oneshot::Sender<Outcome>) {
+        let task = match self.call(py, event) {
+            Ok(Some(task)) => task,
+            // A result that is not awaitable: the handler is done.
+            Ok(None) => {
+                let _ = done.send(Ok(()));
+                return;
+            }
+            Err(e) => {
+                let _ = done.send(Err(e.to_string()));
+                return;
+            }
+        };
+        let settle = match Py::new(py, Settle { done: Some(done) }) {
+            Ok(settle) => settle,
+            // `done` went down with the Settle: the receiving side reports it.
+            Err(_) => return,
+        };
+        if let Err(e) = task.call_method1(intern!(py, "add_done_callback"), (settle.clone_ref(py),))
+            && let Some(done) = settle
+                .try_borrow_mut(py)
+                .ok()
+                .and_then(|mut s| s.done.take())
+        {
+            let _ = done.send(Err(e.to_string()));
+        }
+    }
+
+    fn call<'py>(&self, py: Python<'py>, event: pb::Event) -> PyResult<Option<Bound<'py, PyAny>>> {
+        static ENSURE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let result = self.handler.bind(py).call1((Event { inner: event },))?;
+        if !result.hasattr(intern!(py, "__await__"))? {
+            return Ok(None);
+        }
+        let ensure_future = ENSURE_FUTURE.import(py, "asyncio", "ensure_future")?;
+        let event_loop = self.locals.event_loop(py);
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "loop"), event_loop)?;
+        ensure_future.call((result,), Some(&kwargs)).map(Some)
+    }
+}
+
+/// Starts the handlers of the events queued so far; scheduled by the event
+/// that found none pending.
+#[pyclass]
+struct Drain {
+    shared: Arc<Shared>,
+    ran: bool,
+}
+
+#[pymethods]
+impl Drain {
+    fn __call__(&mut self, py: Python<'_>) {
+        self.ran = true;
+        let events = {
+            let mut queue = self.shared.queue();
+            queue.drain_scheduled = false;
+            std::mem::take(&mut queue.events)
+        };
+        for (event, done) in events {
+            self.shared.start(py, event, done);
+        }
+    }
+}
+
+impl Drop for Drain {
+    /// A drain the loop dropped unrun (the loop was closed) would leave the
+    /// queued events waiting for ever, and keep every later event from
+    /// scheduling another: fail them. A drain that ran must not touch the
+    /// queue: the events there are a later drain's.
+    fn drop(&mut self) {
+        if !self.ran {
+            self.shared
+                .fail_queued("the event loop that called consume is closed");
+        }
+    }
+}
+
+/// A task's done callback: the handler's outcome, for the client to ack or
+/// nack.
+#[pyclass]
+struct Settle {
+    done: Option<oneshot::Sender<Outcome>>,
+}
+
+#[pymethods]
+impl Settle {
+    fn __call__(&mut self, task: &Bound<'_, PyAny>) {
+        let outcome = task
+            .call_method0(intern!(task.py(), "result"))
+            .map(drop)
+            .map_err(|e| e.to_string());
+        if let Some(done) = self.done.take() {
+            let _ = done.send(outcome);
+        }
+    }
+}
