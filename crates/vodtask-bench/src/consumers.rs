@@ -3,7 +3,10 @@
 //! packages as child processes running their own consume loop. Each
 //! consumer gets a fresh app with the same number of pre-loaded events and
 //! reports the rate from its first handled event to its last; the ratios
-//! are against the Rust client's rate on the same server.
+//! are against the Rust client's rate on the same server in the same round.
+//! The order of the clients rotates from round to round (a later run meets a
+//! bigger database and whatever else the machine does), and the summary
+//! gives the median of each client's per-round ratio.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -34,39 +37,96 @@ pub struct Args {
     /// The same for the Node consumer.
     #[arg(long)]
     node: Option<String>,
+    /// Rounds, each running every client once, in rotated order.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     #[command(flatten)]
     server: ServerArgs,
+}
+
+#[derive(Clone, Copy)]
+enum Consumer {
+    Rust,
+    Python,
+    Node,
+}
+
+impl Consumer {
+    fn name(self) -> &'static str {
+        match self {
+            Consumer::Rust => "Rust client",
+            Consumer::Python => "Python package",
+            Consumer::Node => "Node package",
+        }
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     // The events do not depend on the probe; `true` keeps pre-loading fast.
     let server = Server::start(&args.server, &["--workers", "0", "--ffprobe", "true"]).await?;
-    let mut rows: Vec<(String, f64)> = Vec::new();
+    let mut consumers = vec![Consumer::Rust];
+    consumers.extend(args.python.as_ref().map(|_| Consumer::Python));
+    consumers.extend(args.node.as_ref().map(|_| Consumer::Node));
 
-    let app = loaded(&server, "rust", args.events).await?;
-    let rust = rust_consume(&app, args.events, args.concurrency).await?;
-    rows.push(("Rust client".into(), rust));
-
-    for (name, command) in [
-        ("Python package", &args.python),
-        ("Node package", &args.node),
-    ] {
-        let Some(command) = command else { continue };
-        let app = loaded(&server, &name.to_lowercase().replace(' ', "-"), args.events).await?;
-        let rate = external_consume(&app, command, args.events, args.concurrency).await?;
-        rows.push((name.into(), rate));
-    }
+    // ratios[i]: consumer i's rate over the Rust client's, one per round.
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); consumers.len()];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); consumers.len()];
     println!(
         "\nconsume, {} pre-loaded events each, concurrency {}",
         args.events, args.concurrency
     );
-    for (name, rate) in &rows {
+    for round in 0..args.rounds.max(1) {
+        let mut order: Vec<usize> = (0..consumers.len()).collect();
+        order.rotate_left(round % consumers.len());
+        let mut this_round = vec![0.0; consumers.len()];
+        for i in order {
+            let consumer = consumers[i];
+            let slug = consumer.name().to_lowercase().replace(' ', "-");
+            let app = loaded(&server, &format!("{slug}-{round}"), args.events).await?;
+            let rate = match consumer {
+                Consumer::Rust => rust_consume(&app, args.events, args.concurrency).await?,
+                Consumer::Python | Consumer::Node => {
+                    let command = match consumer {
+                        Consumer::Python => args.python.as_deref(),
+                        _ => args.node.as_deref(),
+                    }
+                    .context("no command for this consumer")?;
+                    external_consume(&app, command, args.events, args.concurrency).await?
+                }
+            };
+            this_round[i] = rate;
+        }
+        let rust = this_round[0];
+        let line: Vec<String> = consumers
+            .iter()
+            .zip(&this_round)
+            .map(|(c, rate)| format!("{} {rate:.0}/s ({:.2})", c.name(), rate / rust))
+            .collect();
+        println!("  round {}: {}", round + 1, line.join(", "));
+        for (i, rate) in this_round.into_iter().enumerate() {
+            ratios[i].push(rate / rust);
+            rates[i].push(rate);
+        }
+    }
+    println!("median of {} rounds:", args.rounds.max(1));
+    for (i, consumer) in consumers.iter().enumerate() {
         println!(
-            "  {name:<16} {rate:>10.0} events/s   {:>5.2} of the Rust client (target >= 0.80)",
-            rate / rust
+            "  {:<16} {:>10.0} events/s   {:>5.2} of the Rust client (target >= 0.80)",
+            consumer.name(),
+            median(&mut rates[i]),
+            median(&mut ratios[i]),
         );
     }
     server.stop().await
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 async fn loaded(server: &Server, name: &str, events: u64) -> anyhow::Result<AppHandle> {
