@@ -45,18 +45,20 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy)]
-enum Consumer {
+enum Consumer<'a> {
     Rust,
-    Python,
-    Node,
+    /// A package's consume loop, run by `command` in a child process.
+    External {
+        name: &'static str,
+        command: &'a str,
+    },
 }
 
-impl Consumer {
+impl Consumer<'_> {
     fn name(self) -> &'static str {
         match self {
             Consumer::Rust => "Rust client",
-            Consumer::Python => "Python package",
-            Consumer::Node => "Node package",
+            Consumer::External { name, .. } => name,
         }
     }
 }
@@ -65,8 +67,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // The events do not depend on the probe; `true` keeps pre-loading fast.
     let server = Server::start(&args.server, &["--workers", "0", "--ffprobe", "true"]).await?;
     let mut consumers = vec![Consumer::Rust];
-    consumers.extend(args.python.as_ref().map(|_| Consumer::Python));
-    consumers.extend(args.node.as_ref().map(|_| Consumer::Node));
+    for (name, command) in [
+        ("Python package", &args.python),
+        ("Node package", &args.node),
+    ] {
+        if let Some(command) = command {
+            consumers.push(Consumer::External { name, command });
+        }
+    }
 
     // ratios[i]: consumer i's rate over the Rust client's, one per round.
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); consumers.len()];
@@ -85,12 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let app = loaded(&server, &format!("{slug}-{round}"), args.events).await?;
             let rate = match consumer {
                 Consumer::Rust => rust_consume(&app, args.events, args.concurrency).await?,
-                Consumer::Python | Consumer::Node => {
-                    let command = match consumer {
-                        Consumer::Python => args.python.as_deref(),
-                        _ => args.node.as_deref(),
-                    }
-                    .context("no command for this consumer")?;
+                Consumer::External { command, .. } => {
                     external_consume(&app, command, args.events, args.concurrency).await?
                 }
             };
