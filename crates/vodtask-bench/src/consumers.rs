@@ -20,6 +20,7 @@ use vodtask_client::{CancellationToken, Client, ConnectOptions, ConsumeOptions, 
 
 use crate::events::queue::preload_as;
 use crate::server::{AppHandle, Server, ServerArgs};
+use crate::stats;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -116,20 +117,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!(
             "  {:<16} {:>10.0} events/s   {:>5.2} of the Rust client (target >= 0.80)",
             consumer.name(),
-            median(&mut rates[i]),
-            median(&mut ratios[i]),
+            stats::median(&rates[i]).unwrap_or(f64::NAN),
+            stats::median(&ratios[i]).unwrap_or(f64::NAN),
         );
     }
     server.stop().await
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 async fn loaded(server: &Server, name: &str, events: u64) -> anyhow::Result<AppHandle> {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 
+use crate::cpu;
 use crate::jetstream::{self, Yardstick};
 use crate::server::ServerArgs;
 use crate::stats::{self, Latencies};
@@ -33,15 +34,6 @@ const SAMPLE_PAUSE: Duration = Duration::from_millis(5);
 const LATENCY_TARGET: Duration = Duration::from_millis(5);
 /// The smallest latency the table shows (0.01 ms).
 const VISIBLE_LATENCY: Duration = Duration::from_micros(10);
-
-/// The consume runs, in the order they are made; vodtask and JetStream run
-/// the same list.
-const MODES: [Mode; 4] = [
-    Mode::Stream { max_in_flight: 256 },
-    Mode::Stream { max_in_flight: 16 },
-    Mode::Pull { batch: 16 },
-    Mode::Pull { batch: 256 },
-];
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -68,6 +60,19 @@ pub struct Args {
     /// `ffprobe` to pre-load with the real one.
     #[arg(long, default_value = "true")]
     preload_ffprobe: String,
+    /// The consume runs, in this order; vodtask and JetStream run the same
+    /// list. `stream:N`: SubscribeEvents with N in flight; `pull:N`:
+    /// PullEvents batches of N.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "stream:256,stream:16,pull:16,pull:256"
+    )]
+    modes: Vec<Mode>,
+    /// Every mode runs this many times on each side, vodtask and JetStream
+    /// alternating; the table shows medians.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// The NATS server with JetStream; loopback only.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
@@ -87,7 +92,33 @@ pub enum Mode {
     Pull { batch: u32 },
 }
 
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Mode, String> {
+        let bad = || format!("{s:?}: expected stream:N or pull:N with N in 1..=1000");
+        let (kind, n) = s.split_once(':').ok_or_else(bad)?;
+        let n: u32 = n.parse().map_err(|_| bad())?;
+        if !(1..=1000).contains(&n) {
+            return Err(bad());
+        }
+        match kind {
+            "stream" => Ok(Mode::Stream { max_in_flight: n }),
+            "pull" => Ok(Mode::Pull { batch: n }),
+            _ => Err(bad()),
+        }
+    }
+}
+
 impl Mode {
+    /// As `--modes` spells it.
+    pub fn short(self) -> String {
+        match self {
+            Mode::Stream { max_in_flight } => format!("stream:{max_in_flight}"),
+            Mode::Pull { batch } => format!("pull:{batch}"),
+        }
+    }
+
     pub fn label(self) -> String {
         match self {
             Mode::Stream { max_in_flight } => format!("consume, stream, {max_in_flight} in flight"),
@@ -180,10 +211,62 @@ struct Side {
     produce: Rate,
     /// vodtask: all pre-loads together, with `--preload-ffprobe`.
     preload: Rate,
-    /// One per mode of `MODES`.
+    /// One per mode of `--modes` and round: round after round.
     consume: Vec<Rate>,
+    /// The server's and the client's CPU time over each consume run.
+    consume_cpu: Vec<Option<cpu::Usage>>,
     pull_latency: LatencyRun,
     stream_latency: LatencyRun,
+}
+
+/// Median CPU microseconds per event over the rounds of one mode.
+#[derive(Debug, Clone, Copy)]
+struct CpuPerEvent {
+    server: f64,
+    client: f64,
+}
+
+impl Side {
+    /// The consume rates of mode `index`, one per round.
+    fn rates(&self, args: &Args, index: usize) -> Vec<f64> {
+        self.consume
+            .iter()
+            .skip(index)
+            .step_by(args.modes.len())
+            .map(|r| r.per_second())
+            .collect()
+    }
+
+    /// None when a round has no CPU reading.
+    fn cpu_per_event(&self, args: &Args, index: usize) -> Option<CpuPerEvent> {
+        let per_event: Option<Vec<(f64, f64)>> = self
+            .consume
+            .iter()
+            .zip(&self.consume_cpu)
+            .skip(index)
+            .step_by(args.modes.len())
+            .map(|(rate, cpu)| {
+                let n = rate.count.max(1) as f64;
+                cpu.map(|u| {
+                    (
+                        u.server.as_secs_f64() * 1e6 / n,
+                        u.client.as_secs_f64() * 1e6 / n,
+                    )
+                })
+            })
+            .collect();
+        let per_event = per_event?;
+        let server: Vec<f64> = per_event.iter().map(|p| p.0).collect();
+        let client: Vec<f64> = per_event.iter().map(|p| p.1).collect();
+        Some(CpuPerEvent {
+            server: stats::median(&server)?,
+            client: stats::median(&client)?,
+        })
+    }
+}
+
+fn per_second(rate: Option<f64>) -> String {
+    rate.map_or("n/a".into(), |r| format!("{}/s", stats::thousands(r)))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -192,10 +275,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         || args.samples == 0
         || args.upload_clients == 0
         || args.produce_events == 0
+        || args.rounds == 0
+        || args.modes.is_empty()
     {
         bail!(
-            "--events, --consumers, --samples, --upload-clients and --produce-events must be \
-             at least 1"
+            "--events, --consumers, --samples, --upload-clients, --produce-events and --rounds \
+             must be at least 1, and --modes must name a mode"
         );
     }
     jetstream::ensure_loopback(&args.nats_url)?;
@@ -210,47 +295,51 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         queue::produce_run(&args.server, args.produce_events, args.upload_clients).await?;
     eprintln!("  {}/s", stats::thousands(produce.per_second()));
 
-    // Every run pre-loads the same way: one figure over all of them.
-    let mut preload = Rate {
-        count: 0,
-        elapsed: Duration::ZERO,
-    };
-    let mut consume = Vec::with_capacity(MODES.len());
-    let mut sizes = queue::Sizes::default();
-    let mut not_confirmed = 0;
-    let mut binary = String::new();
-    for mode in MODES {
-        eprintln!("vodtask: {}", mode.label());
-        let run = queue::consume_run(&args.server, &args, mode).await?;
-        eprintln!(
-            "  pre-load {}/s, consume {}/s",
-            stats::thousands(run.preload.per_second()),
-            stats::thousands(run.consume.per_second())
-        );
-        preload.count += run.preload.count;
-        preload.elapsed += run.preload.elapsed;
-        consume.push(run.consume);
-        sizes.merge(&run.sizes);
-        not_confirmed += run.not_confirmed;
-        binary = run.binary.display().to_string();
-    }
+    // The first vodtask run tells the size of an event, which JetStream's
+    // messages copy; every later vodtask run comes right before JetStream's
+    // run of the same mode and round.
+    let mut runs = vec![vodtask_run(&args, 0, 0).await?];
+    let payload_len = runs[0].sizes.average().round() as usize;
+    let js = yardstick
+        .measure(
+            &jetstream::Plan {
+                messages: args.events,
+                payload_len,
+                consumers: args.consumers,
+                samples: args.samples,
+                modes: &args.modes,
+                rounds: args.rounds,
+            },
+            async |round, index| {
+                if round > 0 || index > 0 {
+                    runs.push(vodtask_run(&args, round, index).await?);
+                }
+                Ok(())
+            },
+        )
+        .await?;
     eprintln!("vodtask: commit-to-delivery latency");
     let pull_latency =
         queue::latency_run(&args.server, args.samples, queue::Waiter::LongPoll).await?;
     let stream_latency =
         queue::latency_run(&args.server, args.samples, queue::Waiter::Stream).await?;
 
-    let payload_len = sizes.average().round() as usize;
-    eprintln!("JetStream: {payload_len}-byte messages");
-    let js = yardstick
-        .measure(&jetstream::Plan {
-            messages: args.events,
-            payload_len,
-            consumers: args.consumers,
-            samples: args.samples,
-            modes: &MODES,
-        })
-        .await?;
+    // Every run pre-loads the same way: one figure over all of them.
+    let mut preload = Rate {
+        count: 0,
+        elapsed: Duration::ZERO,
+    };
+    let mut sizes = queue::Sizes::default();
+    let mut not_confirmed = 0;
+    for run in &runs {
+        preload.count += run.preload.count;
+        preload.elapsed += run.preload.elapsed;
+        sizes.merge(&run.sizes);
+        not_confirmed += run.not_confirmed;
+    }
+    let binary = runs[0].binary.display().to_string();
+    let consume = runs.iter().map(|r| r.consume).collect();
+    let consume_cpu = runs.iter().map(|r| r.cpu).collect();
 
     let report = Report {
         args: &args,
@@ -263,6 +352,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             produce,
             preload,
             consume,
+            consume_cpu,
             pull_latency,
             stream_latency,
         },
@@ -271,12 +361,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             produce: js.publish,
             preload: js.publish,
             consume: js.consume,
+            consume_cpu: js.consume_cpu,
             pull_latency: js.pull_latency,
             stream_latency: js.stream_latency,
         },
     };
     report.print();
     Ok(())
+}
+
+/// vodtask's consume run of mode `index` in `round`.
+async fn vodtask_run(args: &Args, round: usize, index: usize) -> anyhow::Result<queue::ConsumeRun> {
+    let mode = args.modes[index];
+    eprintln!("vodtask: {}, round {}", mode.label(), round + 1);
+    let run = queue::consume_run(&args.server, args, mode).await?;
+    eprintln!(
+        "  pre-load {}/s, consume {}/s",
+        stats::thousands(run.preload.per_second()),
+        stats::thousands(run.consume.per_second())
+    );
+    Ok(run)
 }
 
 struct Report<'a> {
@@ -372,14 +476,46 @@ impl Report<'_> {
                 false,
             ),
         ];
-        for ((mode, &vr), &jr) in MODES.into_iter().zip(&v.consume).zip(&j.consume) {
+        for (index, &mode) in self.args.modes.iter().enumerate() {
             let what = match mode {
                 Mode::Stream { max_in_flight } => {
                     format!("consume: SubscribeEvents {max_in_flight} / messages() {max_in_flight}")
                 }
                 Mode::Pull { batch } => format!("consume: PullEvents {batch} / fetch {batch}"),
             };
-            lines.push(rate_line(what, vr, jr, true));
+            let (vr, jr) = (v.rates(self.args, index), j.rates(self.args, index));
+            let ratios: Vec<f64> = vr.iter().zip(&jr).map(|(v, j)| v / j).collect();
+            let met = stats::median(&ratios).is_some_and(|r| r >= 1.0);
+            lines.push(Line {
+                what,
+                vodtask: per_second(stats::median(&vr)),
+                jetstream: per_second(stats::median(&jr)),
+                ratio: stats::median(&ratios).map_or("n/a".into(), |r| format!("{r:.2}")),
+                target: ">= JetStream".into(),
+                verdict: verdict(met),
+            });
+        }
+        for (index, &mode) in self.args.modes.iter().enumerate() {
+            let (vc, jc) = (
+                v.cpu_per_event(self.args, index),
+                j.cpu_per_event(self.args, index),
+            );
+            let show = |c: Option<CpuPerEvent>| {
+                c.map_or("n/a".into(), |c| {
+                    format!("{:.1}={:.1}+{:.1}", c.server + c.client, c.server, c.client)
+                })
+            };
+            lines.push(Line {
+                what: format!("CPU us/event (server+client): {}", mode.short()),
+                vodtask: show(vc),
+                jetstream: show(jc),
+                ratio: match (vc, jc) {
+                    (Some(vc), Some(jc)) => ratio(vc.server + vc.client, jc.server + jc.client),
+                    _ => "n/a".into(),
+                },
+                target: "(info)".into(),
+                verdict: String::new(),
+            });
         }
         for (name, vl, jl) in [
             ("pull long poll", &v.pull_latency, &j.pull_latency),
@@ -439,6 +575,34 @@ impl Report<'_> {
             "A consume rate counts events whose confirm (vodtask: CONFIRMED results) or ack \
              (JetStream: consumer with no ack pending) was done, from the first request to the \
              last."
+                .to_string(),
+            {
+                let per_mode: Vec<String> = self
+                    .args
+                    .modes
+                    .iter()
+                    .enumerate()
+                    .map(|(index, mode)| {
+                        let v = self.vodtask.rates(self.args, index);
+                        let j = self.jetstream.rates(self.args, index);
+                        let ratios: Vec<String> = v
+                            .iter()
+                            .zip(&j)
+                            .map(|(v, j)| format!("{:.2}", v / j))
+                            .collect();
+                        format!("{} {}", mode.short(), ratios.join(" "))
+                    })
+                    .collect();
+                format!(
+                    "{} round(s); each vodtask run came right before JetStream's run of the same \
+                     mode; rates and ratios are medians over the rounds. Ratio per round: {}.",
+                    self.args.rounds,
+                    per_mode.join("; ")
+                )
+            },
+            "CPU us/event: user plus system CPU time over a consume run, per event, of the \
+             server (vodtask, or nats-server) plus this benchmark's consumers; other load on \
+             the machine moves the rates but hardly this. Whole process times, in 10 ms ticks."
                 .to_string(),
             format!(
                 "vodtask's produce rate ({} uploads on a fresh server) includes writing each \

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
+use crate::cpu;
 use crate::events::{Arrival, LatencyRun, Mode, Rate, sample_latency};
 
 /// Publishes awaiting their ack at once while loading the stream.
@@ -61,8 +62,10 @@ fn nats(e: async_nats::Error) -> anyhow::Error {
 /// What the yardstick measured.
 pub struct Measured {
     pub publish: Rate,
-    /// One per mode, in the order asked.
+    /// One per mode and round: round after round, modes in the order asked.
     pub consume: Vec<Rate>,
+    /// nats-server's and this process's CPU time over each drain.
+    pub consume_cpu: Vec<Option<cpu::Usage>>,
     pub pull_latency: LatencyRun,
     pub stream_latency: LatencyRun,
 }
@@ -74,6 +77,8 @@ pub struct Plan<'a> {
     pub consumers: usize,
     pub samples: usize,
     pub modes: &'a [Mode],
+    /// Every mode is drained this many times, round after round.
+    pub rounds: usize,
 }
 
 pub struct Yardstick {
@@ -105,8 +110,14 @@ impl Yardstick {
     }
 
     /// Creates the stream, measures, and deletes the stream whatever
-    /// happened.
-    pub async fn measure(&self, plan: &Plan<'_>) -> anyhow::Result<Measured> {
+    /// happened. `before_drain(round, index of the mode)` runs before each
+    /// drain, so that the caller's own run of the same mode comes right
+    /// before it: the two sides of a comparison meet the same moment's load.
+    pub async fn measure(
+        &self,
+        plan: &Plan<'_>,
+        before_drain: impl AsyncFnMut(usize, usize) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Measured> {
         let stream = self
             .context
             .create_stream(stream::Config {
@@ -117,7 +128,7 @@ impl Yardstick {
             })
             .await
             .context("create the JetStream stream")?;
-        let outcome = self.measure_on(&stream, plan).await;
+        let outcome = self.measure_on(&stream, plan, before_drain).await;
         let deleted = self
             .context
             .delete_stream(self.stream_name())
@@ -132,15 +143,24 @@ impl Yardstick {
         &self,
         stream: &stream::Stream,
         plan: &Plan<'_>,
+        mut before_drain: impl AsyncFnMut(usize, usize) -> anyhow::Result<()>,
     ) -> anyhow::Result<Measured> {
-        eprintln!("  publish");
+        eprintln!("JetStream: publish");
         let publish = self.publish_all(plan.messages, plan.payload_len).await?;
-        let mut consume = Vec::with_capacity(plan.modes.len());
-        for (index, &mode) in plan.modes.iter().enumerate() {
-            eprintln!("  {}", mode.label());
-            consume.push(self.drain(stream, plan, mode, index).await?);
+        let mut consume = Vec::with_capacity(plan.rounds * plan.modes.len());
+        let mut consume_cpu = Vec::with_capacity(consume.capacity());
+        for round in 0..plan.rounds {
+            for (index, &mode) in plan.modes.iter().enumerate() {
+                before_drain(round, index).await?;
+                eprintln!("JetStream: {}, round {}", mode.label(), round + 1);
+                let drain = round * plan.modes.len() + index;
+                let (rate, cpu) = self.drain(stream, plan, mode, drain).await?;
+                eprintln!("  consume {}/s", crate::stats::thousands(rate.per_second()));
+                consume.push(rate);
+                consume_cpu.push(cpu);
+            }
         }
-        eprintln!("  latency");
+        eprintln!("JetStream: latency");
         // Consumers that only see what is published after they exist, so
         // that the messages of the throughput runs do not reach them.
         let pull_latency = self.latency(stream, plan, Waiter::LongPoll).await?;
@@ -148,6 +168,7 @@ impl Yardstick {
         Ok(Measured {
             publish,
             consume,
+            consume_cpu,
             pull_latency,
             stream_latency,
         })
@@ -196,7 +217,7 @@ impl Yardstick {
         plan: &Plan<'_>,
         mode: Mode,
         index: usize,
-    ) -> anyhow::Result<Rate> {
+    ) -> anyhow::Result<(Rate, Option<cpu::Usage>)> {
         let name = format!("drain_{index}");
         // As many unacknowledged as vodtask lets its consumers hold.
         let max_ack_pending = plan.consumers as i64 * i64::from(mode.window());
@@ -221,6 +242,7 @@ impl Yardstick {
         }
 
         let acked = Arc::new(Acked::new(plan.messages));
+        let meter = cpu::Meter::start(cpu::find("nats-server"));
         let started = Instant::now();
         // Dropping the set stops the fetchers.
         let mut running = JoinSet::new();
@@ -253,11 +275,15 @@ impl Yardstick {
         .await
         .context("the acks did not all reach the server")??;
         let elapsed = started.elapsed();
+        let cpu = meter.stop();
         running.abort_all();
-        Ok(Rate {
-            count: plan.messages,
-            elapsed,
-        })
+        Ok((
+            Rate {
+                count: plan.messages,
+                elapsed,
+            },
+            cpu,
+        ))
     }
 
     /// Publish-ack to delivery, one message at a time, to a consumer that

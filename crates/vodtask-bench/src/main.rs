@@ -4,6 +4,7 @@
 
 mod callbacks;
 mod consumers;
+mod cpu;
 mod events;
 mod jetstream;
 mod media;

@@ -152,6 +152,18 @@ pub fn millis(d: Duration) -> String {
 }
 
 /// A whole number with thousands separators: `1,234,567`.
+/// The middle value (the mean of the two middle ones for an even count);
+/// None for none.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
 pub fn thousands(n: f64) -> String {
     let digits = format!("{:.0}", n.max(0.0));
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);

@@ -15,6 +15,7 @@ use vodtask_proto::v1::subscribe_events_response::Item;
 use vodtask_proto::v1::upload_media_request::Part;
 
 use super::{Args, Arrival, LatencyRun, Mode, Rate, sample_latency};
+use crate::cpu;
 use crate::server::{AppHandle, EventClient, MediaClient, Server, ServerArgs};
 
 /// A pull consumer holds at most this many batches unconfirmed: it pulls
@@ -77,6 +78,8 @@ pub struct ConsumeRun {
     pub binary: PathBuf,
     pub preload: Rate,
     pub consume: Rate,
+    /// CPU time of the server and of this process over the drain.
+    pub cpu: Option<cpu::Usage>,
     pub sizes: Sizes,
     /// Confirm results other than CONFIRMED.
     pub not_confirmed: u64,
@@ -95,12 +98,13 @@ pub async fn consume_run(
     let binary = server.binary.clone();
     let outcome = preload_and_drain(&server, args, mode).await;
     let stopped = server.stop().await;
-    let (preload, (consume, tally)) = outcome?;
+    let (preload, (consume, cpu, tally)) = outcome?;
     stopped?;
     Ok(ConsumeRun {
         binary,
         preload,
         consume,
+        cpu,
         sizes: tally.sizes(),
         not_confirmed: tally.not_confirmed.load(Ordering::Relaxed),
     })
@@ -126,7 +130,7 @@ async fn preload_and_drain(
     server: &Server,
     args: &Args,
     mode: Mode,
-) -> anyhow::Result<(Rate, (Rate, Arc<Tally>))> {
+) -> anyhow::Result<(Rate, (Rate, Option<cpu::Usage>, Arc<Tally>))> {
     let produce = preload(server, args.events, args.upload_clients).await?;
     let ready = server
         .event_client()
@@ -142,6 +146,7 @@ async fn preload_and_drain(
             args.events
         );
     }
+    eprintln!("  pre-loaded; draining");
     let drained = drain(server, args, mode).await?;
     Ok((produce, drained))
 }
@@ -278,12 +283,17 @@ impl Tally {
 
 /// `--consumers` consumers drain the pre-loaded queue; timed from the first
 /// request to the last CONFIRMED result.
-async fn drain(server: &Server, args: &Args, mode: Mode) -> anyhow::Result<(Rate, Arc<Tally>)> {
+async fn drain(
+    server: &Server,
+    args: &Args,
+    mode: Mode,
+) -> anyhow::Result<(Rate, Option<cpu::Usage>, Arc<Tally>)> {
     let mut clients = Vec::with_capacity(args.consumers);
     for _ in 0..args.consumers {
         clients.push(server.event_client().await?);
     }
     let tally = Arc::new(Tally::new(args.events));
+    let meter = cpu::Meter::start(server.pid());
     let started = Instant::now();
     // Dropping the set aborts the consumers, which closes their streams.
     let mut consumers = JoinSet::new();
@@ -304,12 +314,14 @@ async fn drain(server: &Server, args: &Args, mode: Mode) -> anyhow::Result<(Rate
         ),
     }
     let elapsed = started.elapsed();
+    let cpu = meter.stop();
     consumers.abort_all();
     Ok((
         Rate {
             count: args.events,
             elapsed,
         },
+        cpu,
         tally,
     ))
 }
