@@ -277,6 +277,12 @@ impl Yardstick {
         let elapsed = started.elapsed();
         let cpu = meter.stop();
         running.abort_all();
+        // A finished drain's consumer would stay on the stream for the
+        // drains after it.
+        stream
+            .delete_consumer(&name)
+            .await
+            .context("delete the JetStream consumer")?;
         Ok((
             Rate {
                 count: plan.messages,
