@@ -154,6 +154,14 @@ impl Rate {
     }
 }
 
+/// One consume run: its rate and, where /proc could tell, the CPU time of
+/// the server and of this process over it.
+#[derive(Debug, Clone, Copy)]
+pub struct Drained {
+    pub rate: Rate,
+    pub cpu: Option<cpu::Usage>,
+}
+
 /// Sequential commit-to-delivery samples.
 #[derive(Clone, Default)]
 pub struct LatencyRun {
@@ -212,9 +220,7 @@ struct Side {
     /// vodtask: all pre-loads together, with `--preload-ffprobe`.
     preload: Rate,
     /// One per mode of `--modes` and round: round after round.
-    consume: Vec<Rate>,
-    /// The server's and the client's CPU time over each consume run.
-    consume_cpu: Vec<Option<cpu::Usage>>,
+    consume: Vec<Drained>,
     pull_latency: LatencyRun,
     stream_latency: LatencyRun,
 }
@@ -233,7 +239,7 @@ impl Side {
             .iter()
             .skip(index)
             .step_by(args.modes.len())
-            .map(|r| r.per_second())
+            .map(|d| d.rate.per_second())
             .collect()
     }
 
@@ -242,12 +248,11 @@ impl Side {
         let per_event: Option<Vec<(f64, f64)>> = self
             .consume
             .iter()
-            .zip(&self.consume_cpu)
             .skip(index)
             .step_by(args.modes.len())
-            .map(|(rate, cpu)| {
-                let n = rate.count.max(1) as f64;
-                cpu.map(|u| {
+            .map(|d| {
+                let n = d.rate.count.max(1) as f64;
+                d.cpu.map(|u| {
                     (
                         u.server.as_secs_f64() * 1e6 / n,
                         u.client.as_secs_f64() * 1e6 / n,
@@ -339,7 +344,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let binary = runs[0].binary.display().to_string();
     let consume = runs.iter().map(|r| r.consume).collect();
-    let consume_cpu = runs.iter().map(|r| r.cpu).collect();
 
     let report = Report {
         args: &args,
@@ -352,7 +356,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             produce,
             preload,
             consume,
-            consume_cpu,
             pull_latency,
             stream_latency,
         },
@@ -361,7 +364,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             produce: js.publish,
             preload: js.publish,
             consume: js.consume,
-            consume_cpu: js.consume_cpu,
             pull_latency: js.pull_latency,
             stream_latency: js.stream_latency,
         },
@@ -378,7 +380,7 @@ async fn vodtask_run(args: &Args, round: usize, index: usize) -> anyhow::Result<
     eprintln!(
         "  pre-load {}/s, consume {}/s",
         stats::thousands(run.preload.per_second()),
-        stats::thousands(run.consume.per_second())
+        stats::thousands(run.consume.rate.per_second())
     );
     Ok(run)
 }

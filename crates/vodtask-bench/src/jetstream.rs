@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::cpu;
-use crate::events::{Arrival, LatencyRun, Mode, Rate, sample_latency};
+use crate::events::{Arrival, Drained, LatencyRun, Mode, Rate, sample_latency};
 
 /// Publishes awaiting their ack at once while loading the stream.
 pub const PUBLISH_WINDOW: usize = 256;
@@ -62,10 +62,9 @@ fn nats(e: async_nats::Error) -> anyhow::Error {
 /// What the yardstick measured.
 pub struct Measured {
     pub publish: Rate,
-    /// One per mode and round: round after round, modes in the order asked.
-    pub consume: Vec<Rate>,
-    /// nats-server's and this process's CPU time over each drain.
-    pub consume_cpu: Vec<Option<cpu::Usage>>,
+    /// One per mode and round: round after round, modes in the order asked;
+    /// the CPU time is nats-server's and this process's.
+    pub consume: Vec<Drained>,
     pub pull_latency: LatencyRun,
     pub stream_latency: LatencyRun,
 }
@@ -148,16 +147,15 @@ impl Yardstick {
         eprintln!("JetStream: publish");
         let publish = self.publish_all(plan.messages, plan.payload_len).await?;
         let mut consume = Vec::with_capacity(plan.rounds * plan.modes.len());
-        let mut consume_cpu = Vec::with_capacity(consume.capacity());
         for round in 0..plan.rounds {
             for (index, &mode) in plan.modes.iter().enumerate() {
                 before_drain(round, index).await?;
                 eprintln!("JetStream: {}, round {}", mode.label(), round + 1);
                 let drain = round * plan.modes.len() + index;
-                let (rate, cpu) = self.drain(stream, plan, mode, drain).await?;
-                eprintln!("  consume {}/s", crate::stats::thousands(rate.per_second()));
-                consume.push(rate);
-                consume_cpu.push(cpu);
+                let drained = self.drain(stream, plan, mode, drain).await?;
+                let rate = drained.rate.per_second();
+                eprintln!("  consume {}/s", crate::stats::thousands(rate));
+                consume.push(drained);
             }
         }
         eprintln!("JetStream: latency");
@@ -168,7 +166,6 @@ impl Yardstick {
         Ok(Measured {
             publish,
             consume,
-            consume_cpu,
             pull_latency,
             stream_latency,
         })
@@ -217,7 +214,7 @@ impl Yardstick {
         plan: &Plan<'_>,
         mode: Mode,
         index: usize,
-    ) -> anyhow::Result<(Rate, Option<cpu::Usage>)> {
+    ) -> anyhow::Result<Drained> {
         let name = format!("drain_{index}");
         // As many unacknowledged as vodtask lets its consumers hold.
         let max_ack_pending = plan.consumers as i64 * i64::from(mode.window());
@@ -283,13 +280,13 @@ impl Yardstick {
             .delete_consumer(&name)
             .await
             .context("delete the JetStream consumer")?;
-        Ok((
-            Rate {
+        Ok(Drained {
+            rate: Rate {
                 count: plan.messages,
                 elapsed,
             },
             cpu,
-        ))
+        })
     }
 
     /// Publish-ack to delivery, one message at a time, to a consumer that

@@ -14,7 +14,7 @@ use vodtask_proto::v1 as pb;
 use vodtask_proto::v1::subscribe_events_response::Item;
 use vodtask_proto::v1::upload_media_request::Part;
 
-use super::{Args, Arrival, LatencyRun, Mode, Rate, sample_latency};
+use super::{Args, Arrival, Drained, LatencyRun, Mode, Rate, sample_latency};
 use crate::cpu;
 use crate::server::{AppHandle, EventClient, MediaClient, Server, ServerArgs};
 
@@ -77,9 +77,7 @@ impl Sizes {
 pub struct ConsumeRun {
     pub binary: PathBuf,
     pub preload: Rate,
-    pub consume: Rate,
-    /// CPU time of the server and of this process over the drain.
-    pub cpu: Option<cpu::Usage>,
+    pub consume: Drained,
     pub sizes: Sizes,
     /// Confirm results other than CONFIRMED.
     pub not_confirmed: u64,
@@ -98,13 +96,12 @@ pub async fn consume_run(
     let binary = server.binary.clone();
     let outcome = preload_and_drain(&server, args, mode).await;
     let stopped = server.stop().await;
-    let (preload, (consume, cpu, tally)) = outcome?;
+    let (preload, (consume, tally)) = outcome?;
     stopped?;
     Ok(ConsumeRun {
         binary,
         preload,
         consume,
-        cpu,
         sizes: tally.sizes(),
         not_confirmed: tally.not_confirmed.load(Ordering::Relaxed),
     })
@@ -130,7 +127,7 @@ async fn preload_and_drain(
     server: &Server,
     args: &Args,
     mode: Mode,
-) -> anyhow::Result<(Rate, (Rate, Option<cpu::Usage>, Arc<Tally>))> {
+) -> anyhow::Result<(Rate, (Drained, Arc<Tally>))> {
     let produce = preload(server, args.events, args.upload_clients).await?;
     let ready = server
         .event_client()
@@ -283,11 +280,7 @@ impl Tally {
 
 /// `--consumers` consumers drain the pre-loaded queue; timed from the first
 /// request to the last CONFIRMED result.
-async fn drain(
-    server: &Server,
-    args: &Args,
-    mode: Mode,
-) -> anyhow::Result<(Rate, Option<cpu::Usage>, Arc<Tally>)> {
+async fn drain(server: &Server, args: &Args, mode: Mode) -> anyhow::Result<(Drained, Arc<Tally>)> {
     let mut clients = Vec::with_capacity(args.consumers);
     for _ in 0..args.consumers {
         clients.push(server.event_client().await?);
@@ -317,11 +310,13 @@ async fn drain(
     let cpu = meter.stop();
     consumers.abort_all();
     Ok((
-        Rate {
-            count: args.events,
-            elapsed,
+        Drained {
+            rate: Rate {
+                count: args.events,
+                elapsed,
+            },
+            cpu,
         },
-        cpu,
         tally,
     ))
 }
