@@ -136,7 +136,7 @@ impl Engine {
         let written = self
             .inner
             .store
-            .settle_events(queue.app, seqs, outcome, time::now())
+            .settle_events(queue.app, seqs, outcome)
             .await;
         match &written {
             Ok(()) => queue.lock().leases.settled(&ids, time::now()),

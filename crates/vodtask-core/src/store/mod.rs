@@ -265,7 +265,6 @@ pub trait Store: Send + Sync + 'static {
         app: AppId,
         seqs: Vec<(i64, u32)>,
         outcome: Settled,
-        now: Timestamp,
     ) -> Result<()>;
     /// The durable state of the app's events among `seqs` (absent: none).
     async fn event_states(&self, app: AppId, seqs: Vec<i64>) -> Result<HashMap<i64, Stored>>;

@@ -81,7 +81,7 @@ pub(super) fn record(
         a.next_attempt.map(to_micros),
     ])?;
     if let Some(outcome) = settled {
-        settle(conn, app, &[(seq, a.attempt)], outcome, a.time)?;
+        settle(conn, app, &[(seq, a.attempt)], outcome)?;
     }
     Ok(())
 }

@@ -392,10 +392,9 @@ impl Store for SqliteStore {
         app: AppId,
         seqs: Vec<(i64, u32)>,
         outcome: Settled,
-        now: Timestamp,
     ) -> Result<()> {
         self.writer
-            .write(move |conn| events::settle(conn, app, &seqs, outcome, now))
+            .write(move |conn| events::settle(conn, app, &seqs, outcome))
             .await
     }
 

@@ -196,6 +196,12 @@ CREATE INDEX media_by_source_task ON media (source_task_id) WHERE source_task_id
 -- The file_id filter reads task_files now; this index only cost writes.
 DROP INDEX tasks_by_file;
 "#,
+    // v7: confirmed is 0, not 4, so that a confirm does not grow its row
+    // (see the states in events.rs); settled_time was never read.
+    r#"
+UPDATE events SET state = 0 WHERE state = 4;
+ALTER TABLE events DROP COLUMN settled_time;
+"#,
 ];
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
@@ -218,5 +224,46 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
             let _ = conn.execute_batch("ROLLBACK");
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data dir written before v7 keeps its confirmed events confirmed.
+    #[test]
+    fn v7_renumbers_confirmed_events() {
+        let conn = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).expect("v1..v6");
+        }
+        conn.pragma_update(None, "user_version", 6)
+            .expect("version");
+        for (seq, state) in [(1, 1), (2, 3), (3, 4)] {
+            conn.execute(
+                "INSERT INTO events (seq, event_id, app_id, order_key, task_id, task_sequence,
+                     event_type, event_time, state, settled_time)
+                 VALUES (?1, 'ev-' || ?1, 1, 'k', 't', ?1, 'NewFileUpload', 0, ?2, 5)",
+                [seq, state],
+            )
+            .expect("a v6 event");
+        }
+        migrate(&conn).expect("migrate");
+        let states: Vec<i64> = conn
+            .prepare("SELECT state FROM events ORDER BY seq")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("states");
+        assert_eq!(states, [1, 3, 0], "pending and dead stay, confirmed is 0");
+        let pending: i64 = conn
+            .query_row("SELECT count(*) FROM events WHERE state = 1", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(pending, 1);
+        assert!(
+            conn.prepare("SELECT settled_time FROM events").is_err(),
+            "settled_time is gone"
+        );
     }
 }

@@ -264,18 +264,17 @@ async fn event_rows_settle_once_and_redrive_back() {
     assert_eq!((tail.ready, tail.held, tail.dead_lettered), (2, 1, 0));
     assert_eq!(store.event_tail(app, seqs[0]).await.unwrap().ready, 1);
 
-    let now = time::now();
     store
-        .settle_events(app, vec![(seqs[0], 1)], Settled::Confirmed, now)
+        .settle_events(app, vec![(seqs[0], 1)], Settled::Confirmed)
         .await
         .unwrap();
     // Settling is idempotent: a confirmed event cannot be dead-lettered.
     store
-        .settle_events(app, vec![(seqs[0], 9)], Settled::DeadLettered, now)
+        .settle_events(app, vec![(seqs[0], 9)], Settled::DeadLettered)
         .await
         .unwrap();
     store
-        .settle_events(app, vec![(seqs[2], 10)], Settled::DeadLettered, now)
+        .settle_events(app, vec![(seqs[2], 10)], Settled::DeadLettered)
         .await
         .unwrap();
     let states = store.event_states(app, seqs.clone()).await.unwrap();
