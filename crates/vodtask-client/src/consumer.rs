@@ -39,12 +39,17 @@ pub struct Delivery {
 
 /// Most handles in one ConfirmEvents.
 const MAX_ACK_BATCH: usize = 256;
+/// ConfirmEvents calls of one subscription at once. The server hands the
+/// stream its credit back when a confirm arrives, before the confirm is
+/// durable; with one call at a time, the acks of the events that credit
+/// brought in would wait for that fsync before they could even be sent.
+const CONFIRMS_IN_FLIGHT: usize = 4;
 
 type AckReply = oneshot::Sender<Result<pb::HandleStatus>>;
 
 /// Confirms a subscription's deliveries in batches: whatever acks queued up
-/// while the previous ConfirmEvents was on its way go in the next one, so
-/// there is no timer and no added latency when acks are rare.
+/// while the previous ConfirmEvents calls were on their way go in the next
+/// one, so there is no timer and no added latency when acks are rare.
 #[derive(Clone)]
 struct Acker(mpsc::UnboundedSender<(String, AckReply)>);
 
@@ -64,7 +69,14 @@ impl Acker {
 }
 
 async fn confirm_batches(client: Client, mut rx: mpsc::UnboundedReceiver<(String, AckReply)>) {
+    let calls = Arc::new(Semaphore::new(CONFIRMS_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
+        // The semaphore is never closed.
+        let Ok(call) = Arc::clone(&calls).acquire_owned().await else {
+            return;
+        };
+        // Taken after waiting for a free call: the acks queued meanwhile
+        // ride along.
         let mut batch = vec![first];
         while batch.len() < MAX_ACK_BATCH {
             match rx.try_recv() {
@@ -72,26 +84,34 @@ async fn confirm_batches(client: Client, mut rx: mpsc::UnboundedReceiver<(String
                 Err(_) => break,
             }
         }
-        let handles = batch.iter().map(|(h, _)| h.clone()).collect();
-        match client.confirm_events(handles).await {
-            Ok(results) => {
-                for ((_, reply), result) in batch.into_iter().zip(results) {
-                    let status = pb::HandleStatus::try_from(result.status)
-                        .unwrap_or(pb::HandleStatus::Unspecified);
-                    let _ = reply.send(Ok(status));
-                }
+        let client = client.clone();
+        tokio::spawn(async move {
+            confirm(&client, batch).await;
+            drop(call);
+        });
+    }
+}
+
+async fn confirm(client: &Client, batch: Vec<(String, AckReply)>) {
+    let handles = batch.iter().map(|(h, _)| h.clone()).collect();
+    match client.confirm_events(handles).await {
+        Ok(results) => {
+            for ((_, reply), result) in batch.into_iter().zip(results) {
+                let status = pb::HandleStatus::try_from(result.status)
+                    .unwrap_or(pb::HandleStatus::Unspecified);
+                let _ = reply.send(Ok(status));
             }
-            Err(e) => {
-                let (code, message) = match &e {
-                    Error::Status { code, message } => (*code, message.clone()),
-                    other => (Code::Unavailable, other.to_string()),
-                };
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(Error::Status {
-                        code,
-                        message: message.clone(),
-                    }));
-                }
+        }
+        Err(e) => {
+            let (code, message) = match &e {
+                Error::Status { code, message } => (*code, message.clone()),
+                other => (Code::Unavailable, other.to_string()),
+            };
+            for (_, reply) in batch {
+                let _ = reply.send(Err(Error::Status {
+                    code,
+                    message: message.clone(),
+                }));
             }
         }
     }
@@ -356,7 +376,11 @@ pub(crate) async fn consume<H: Handler>(
         let handler = Arc::clone(&handler);
         running.spawn(async move {
             delivery.keep_alive(lease);
-            let settled = match handler.handle(delivery.event.clone()).await {
+            let handled = handler.handle(delivery.event.clone()).await;
+            // The slot is for running handlers; the stream's max_in_flight
+            // bounds the events whose settling is still on its way.
+            drop(permit);
+            let settled = match handled {
                 Ok(()) => delivery.ack().await,
                 Err(reason) => {
                     tracing::warn!(event_id = %delivery.event.event_id, "handler failed: {reason}");
@@ -366,7 +390,6 @@ pub(crate) async fn consume<H: Handler>(
             if let Err(e) = settled {
                 tracing::warn!(event_id = %delivery.event.event_id, "settling failed: {e}");
             }
-            drop(permit);
         });
         while running.try_join_next().is_some() {}
     };
