@@ -177,6 +177,90 @@ async fn a_failing_handler_nacks_and_sees_the_event_again() {
 }
 
 #[tokio::test]
+async fn a_slow_handler_keeps_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(
+        dir.path().join("data"),
+        OpenOptions {
+            workers: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    client
+        .modify_event_config(pb::ModifyEventConfigRequest {
+            mode: pb::DeliveryMode::Pull as i32,
+            visibility_timeout_seconds: Some(4),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let blob = dir.path().join("blob.bin");
+    std::fs::write(&blob, b"bytes").unwrap();
+    client.upload_file(&blob, None, "", None).await.unwrap();
+
+    let (started, handler_started) = tokio::sync::oneshot::channel();
+    let started = Arc::new(Mutex::new(Some(started)));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = vodtask_client::CancellationToken::new();
+    let handler = {
+        let (started, release, seen, stop) = (
+            Arc::clone(&started),
+            Arc::clone(&release),
+            Arc::clone(&seen),
+            stop.clone(),
+        );
+        move |event: pb::Event| {
+            let (started, release, seen, stop) = (
+                Arc::clone(&started),
+                Arc::clone(&release),
+                Arc::clone(&seen),
+                stop.clone(),
+            );
+            async move {
+                seen.lock().unwrap().push(event.delivery_count);
+                if let Some(started) = started.lock().unwrap().take() {
+                    let _ = started.send(());
+                }
+                release.notified().await;
+                stop.cancel();
+                Ok(())
+            }
+        }
+    };
+    let consuming = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .consume(handler, ConsumeOptions::default(), stop)
+                .await
+        }
+    });
+    tokio::time::timeout(DEADLINE, handler_started)
+        .await
+        .expect("the handler started within the deadline")
+        .unwrap();
+    // For two and a half leases a competing consumer finds nothing: consume
+    // extends the lease of the running handler.
+    let competing = client.pull_events(10, 10).await.unwrap();
+    assert!(
+        competing.is_empty(),
+        "the event of a running handler was handed to another consumer"
+    );
+    release.notify_one();
+    tokio::time::timeout(DEADLINE, consuming)
+        .await
+        .expect("consume returned within the deadline")
+        .unwrap()
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [1], "handled once, acked");
+    let state = client.events_state().await.unwrap();
+    assert_eq!((state.ready, state.in_flight, state.delayed), (0, 0, 0));
+}
+
+#[tokio::test]
 async fn a_subscription_reconnects_after_the_server_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let blob = dir.path().join("blob.bin");

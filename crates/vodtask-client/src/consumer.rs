@@ -152,21 +152,8 @@ impl Delivery {
     /// Keeps the lease alive until ack, nack or drop: extends it to `lease`
     /// every `lease / 2`.
     pub fn keep_alive(&self, lease: Duration) {
-        let client = self.client.clone();
-        let handle = self.handle.clone();
-        let seconds = i32::try_from(lease.as_secs().max(2)).unwrap_or(i32::MAX);
-        let task = tokio::spawn(async move {
-            let every = Duration::from_secs(u64::from(seconds.unsigned_abs()) / 2);
-            loop {
-                tokio::time::sleep(every).await;
-                match client.extend_events(vec![handle.clone()], seconds).await {
-                    Ok(r) if first_status(&r) == pb::HandleStatus::Extended => {}
-                    // Expired or settled: nothing left to keep.
-                    Ok(_) => return,
-                    Err(e) => tracing::warn!("extending a lease failed: {e}"),
-                }
-            }
-        });
+        let (client, handle) = (self.client.clone(), self.handle.clone());
+        let task = tokio::spawn(async move { extend_every(&client, &handle, lease).await });
         if let Ok(mut slot) = self.keep_alive.lock()
             && let Some(old) = slot.replace(task)
         {
@@ -179,6 +166,24 @@ impl Delivery {
             && let Some(task) = slot.take()
         {
             task.abort();
+        }
+    }
+}
+
+/// Extends the lease of `handle` to `lease` every `lease / 2`; returns when
+/// there is no lease left to keep (expired or settled).
+async fn extend_every(client: &Client, handle: &str, lease: Duration) {
+    let seconds = i32::try_from(lease.as_secs().max(2)).unwrap_or(i32::MAX);
+    let every = Duration::from_secs(u64::from(seconds.unsigned_abs()) / 2);
+    loop {
+        tokio::time::sleep(every).await;
+        match client
+            .extend_events(vec![handle.to_string()], seconds)
+            .await
+        {
+            Ok(r) if first_status(&r) == pb::HandleStatus::Extended => {}
+            Ok(_) => return,
+            Err(e) => tracing::warn!("extending a lease failed: {e}"),
         }
     }
 }
@@ -375,20 +380,32 @@ pub(crate) async fn consume<H: Handler>(
         };
         let handler = Arc::clone(&handler);
         running.spawn(async move {
-            delivery.keep_alive(lease);
-            let handled = handler.handle(delivery.event.clone()).await;
+            let mut delivery = delivery;
+            let event = std::mem::take(&mut delivery.event);
+            let event_id = event.event_id.clone();
+            // The lease is kept beside the handler, not by a task of its own:
+            // one timer per event instead of a spawn and an abort.
+            let handled = {
+                let work = handler.handle(event);
+                tokio::pin!(work);
+                let keep = extend_every(&delivery.client, &delivery.handle, lease);
+                tokio::select! {
+                    handled = &mut work => handled,
+                    () = keep => work.await,
+                }
+            };
             // The slot is for running handlers; the stream's max_in_flight
             // bounds the events whose settling is still on its way.
             drop(permit);
             let settled = match handled {
                 Ok(()) => delivery.ack().await,
                 Err(reason) => {
-                    tracing::warn!(event_id = %delivery.event.event_id, "handler failed: {reason}");
+                    tracing::warn!(%event_id, "handler failed: {reason}");
                     delivery.nack(None).await
                 }
             };
             if let Err(e) = settled {
-                tracing::warn!(event_id = %delivery.event.event_id, "settling failed: {e}");
+                tracing::warn!(%event_id, "settling failed: {e}");
             }
         });
         while running.try_join_next().is_some() {}
