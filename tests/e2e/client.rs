@@ -46,6 +46,20 @@ async fn transcode_and_consume(client: &Client, clip: &std::path::Path) -> Vec<S
     handled.lock().unwrap().clone()
 }
 
+/// An embedded client on `dir`/data that runs no tasks, for tests that need
+/// only uploads and their events.
+async fn embedded_without_workers(dir: &std::path::Path) -> Client {
+    Client::open(
+        dir.join("data"),
+        OpenOptions {
+            workers: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn remote_client_submits_and_consumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,15 +108,7 @@ async fn embedded_client_runs_the_engine_in_process() {
 #[tokio::test]
 async fn errors_keep_their_code_and_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::open(
-        dir.path().join("data"),
-        OpenOptions {
-            workers: Some(0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let client = embedded_without_workers(dir.path()).await;
     let e = client.describe_task("transcode-nope").await.unwrap_err();
     assert_eq!(e.code_name(), "NOT_FOUND", "{e}");
     let e = client
@@ -135,15 +141,7 @@ async fn errors_keep_their_code_and_name_the_field() {
 #[tokio::test]
 async fn a_failing_handler_nacks_and_sees_the_event_again() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::open(
-        dir.path().join("data"),
-        OpenOptions {
-            workers: Some(0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let client = embedded_without_workers(dir.path()).await;
     let blob = dir.path().join("blob.bin");
     std::fs::write(&blob, b"bytes").unwrap();
     client.upload_file(&blob, None, "", None).await.unwrap();
@@ -179,15 +177,7 @@ async fn a_failing_handler_nacks_and_sees_the_event_again() {
 #[tokio::test]
 async fn a_slow_handler_keeps_its_lease() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::open(
-        dir.path().join("data"),
-        OpenOptions {
-            workers: Some(0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let client = embedded_without_workers(dir.path()).await;
     client
         .modify_event_config(pb::ModifyEventConfigRequest {
             mode: pb::DeliveryMode::Pull as i32,
