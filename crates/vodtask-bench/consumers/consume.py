@@ -2,8 +2,9 @@
 
 Reads VODTASK_URL, VODTASK_API_KEY, VODTASK_EVENTS and VODTASK_CONCURRENCY;
 handles that many events with a handler that does nothing, and prints
-`events_per_second=<rate>` measured from the first handled event to the
-last, as the Rust consumer in the benchmark does.
+`events_per_second=<rate>` and `cpu_seconds=<this process's CPU time>`, both
+measured from the first handled event to the last, as the Rust consumer in
+the benchmark does.
 """
 
 import asyncio
@@ -20,17 +21,20 @@ async def main() -> None:
     stop = vodtask.StopToken()
     handled = 0
     first = 0.0
+    first_cpu = 0.0
 
     async def handler(event: vodtask.Event) -> None:
-        nonlocal handled, first
+        nonlocal handled, first, first_cpu
         if handled == 0:
             first = time.monotonic()
+            first_cpu = time.process_time()
         handled += 1
         if handled >= total:
             stop.stop()
 
     await client.consume(handler, concurrency=concurrency, max_in_flight=concurrency, stop=stop)
     print(f"events_per_second={total / (time.monotonic() - first):.1f}")
+    print(f"cpu_seconds={time.process_time() - first_cpu:.3f}")
     await client.close()
 
 

@@ -7,17 +7,23 @@
 //! The order of the clients rotates from round to round (a later run meets a
 //! bigger database and whatever else the machine does), and the summary
 //! gives the median of each client's per-round ratio.
+//!
+//! Beside each rate it prints the CPU time per event of the consumer's
+//! process (over the same window as the rate) and of the server (over the
+//! whole run): on a shared machine these move far less than the rates, so a
+//! change to a binding is judged by them.
 
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::process::Command;
 use tokio::sync::Mutex;
 use vodtask_client::{CancellationToken, Client, ConnectOptions, ConsumeOptions, pb};
 
+use crate::cpu;
 use crate::events::queue::preload_as;
 use crate::server::{AppHandle, Server, ServerArgs};
 use crate::stats;
@@ -31,8 +37,9 @@ pub struct Args {
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// A command running the Python consumer (it reads VODTASK_URL,
-    /// VODTASK_API_KEY, VODTASK_EVENTS, VODTASK_CONCURRENCY and prints a
-    /// line `events_per_second=<rate>`).
+    /// VODTASK_API_KEY, VODTASK_EVENTS, VODTASK_CONCURRENCY and prints the
+    /// lines `events_per_second=<rate>` and `cpu_seconds=<its CPU time from
+    /// the first handled event to the last>`).
     #[arg(long)]
     python: Option<String>,
     /// The same for the Node consumer.
@@ -79,7 +86,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     // ratios[i]: consumer i's rate over the Rust client's, one per round.
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); consumers.len()];
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); consumers.len()];
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); consumers.len()];
     println!(
         "\nconsume, {} pre-loaded events each, concurrency {}",
         args.events, args.concurrency
@@ -87,41 +94,77 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for round in 0..args.rounds.max(1) {
         let mut order: Vec<usize> = (0..consumers.len()).collect();
         order.rotate_left(round % consumers.len());
-        let mut this_round = vec![0.0; consumers.len()];
+        let mut this_round = vec![Run::default(); consumers.len()];
         for i in order {
             let consumer = consumers[i];
             let slug = consumer.name().to_lowercase().replace(' ', "-");
             let app = loaded(&server, &format!("{slug}-{round}"), args.events).await?;
-            let rate = match consumer {
+            let server_cpu = server.pid().and_then(cpu::of);
+            let (rate, consumer_cpu) = match consumer {
                 Consumer::Rust => rust_consume(&app, args.events, args.concurrency).await?,
                 Consumer::External { command, .. } => {
                     external_consume(&app, command, args.events, args.concurrency).await?
                 }
             };
-            this_round[i] = rate;
+            let server_cpu = server
+                .pid()
+                .and_then(cpu::of)
+                .zip(server_cpu)
+                .and_then(|(after, before)| after.checked_sub(before));
+            let per_event = |d: Duration| d.as_secs_f64() * 1e6 / args.events as f64;
+            this_round[i] = Run {
+                rate,
+                consumer_us: consumer_cpu.map_or(f64::NAN, per_event),
+                server_us: server_cpu.map_or(f64::NAN, per_event),
+            };
         }
-        let rust = this_round[0];
+        let rust = this_round[0].rate;
         let line: Vec<String> = consumers
             .iter()
             .zip(&this_round)
-            .map(|(c, rate)| format!("{} {rate:.0}/s ({:.2})", c.name(), rate / rust))
+            .map(|(c, run)| {
+                format!(
+                    "{} {:.0}/s ({:.2}, cpu {:.1}+{:.1} µs)",
+                    c.name(),
+                    run.rate,
+                    run.rate / rust,
+                    run.consumer_us,
+                    run.server_us
+                )
+            })
             .collect();
         println!("  round {}: {}", round + 1, line.join(", "));
-        for (i, rate) in this_round.into_iter().enumerate() {
-            ratios[i].push(rate / rust);
-            rates[i].push(rate);
+        for (i, run) in this_round.into_iter().enumerate() {
+            ratios[i].push(run.rate / rust);
+            runs[i].push(run);
         }
     }
-    println!("median of {} rounds:", args.rounds.max(1));
+    println!(
+        "median of {} rounds (cpu: µs per event, consumer + server):",
+        args.rounds.max(1)
+    );
     for (i, consumer) in consumers.iter().enumerate() {
+        let median = |f: fn(&Run) -> f64| {
+            stats::median(&runs[i].iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+        };
         println!(
-            "  {:<16} {:>10.0} events/s   {:>5.2} of the Rust client (target >= 0.80)",
+            "  {:<16} {:>10.0} events/s   {:>5.2} of the Rust client (target >= 0.80)   cpu {:.1} + {:.1}",
             consumer.name(),
-            stats::median(&rates[i]).unwrap_or(f64::NAN),
+            median(|r| r.rate),
             stats::median(&ratios[i]).unwrap_or(f64::NAN),
+            median(|r| r.consumer_us),
+            median(|r| r.server_us),
         );
     }
     server.stop().await
+}
+
+/// One consumer's run: its rate and its and the server's CPU per event.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    rate: f64,
+    consumer_us: f64,
+    server_us: f64,
 }
 
 async fn loaded(server: &Server, name: &str, events: u64) -> anyhow::Result<AppHandle> {
@@ -131,17 +174,25 @@ async fn loaded(server: &Server, name: &str, events: u64) -> anyhow::Result<AppH
     Ok(app)
 }
 
-async fn rust_consume(app: &AppHandle, events: u64, concurrency: usize) -> anyhow::Result<f64> {
+/// The rate, and this process's CPU time from the first event to the last.
+async fn rust_consume(
+    app: &AppHandle,
+    events: u64,
+    concurrency: usize,
+) -> anyhow::Result<(f64, Option<Duration>)> {
     let client = Client::connect(&app.grpc_url(), ConnectOptions::new(app.api_key())).await?;
     let handled = Arc::new(AtomicU64::new(0));
-    let first = Arc::new(Mutex::new(None::<Instant>));
+    let first = Arc::new(Mutex::new(None::<(Instant, Option<Duration>)>));
     let stop = CancellationToken::new();
     let handler = {
         let (handled, first, stop) = (Arc::clone(&handled), Arc::clone(&first), stop.clone());
         move |_event: pb::Event| {
             let (handled, first, stop) = (Arc::clone(&handled), Arc::clone(&first), stop.clone());
             async move {
-                first.lock().await.get_or_insert_with(Instant::now);
+                first
+                    .lock()
+                    .await
+                    .get_or_insert_with(|| (Instant::now(), cpu::of(std::process::id())));
                 if handled.fetch_add(1, Ordering::Relaxed) + 1 >= events {
                     stop.cancel();
                 }
@@ -154,16 +205,21 @@ async fn rust_consume(app: &AppHandle, events: u64, concurrency: usize) -> anyho
         max_in_flight: i32::try_from(concurrency).unwrap_or(16),
     };
     client.consume(handler, options, stop).await?;
-    let started = first.lock().await.context("no event was handled")?;
-    Ok(events as f64 / started.elapsed().as_secs_f64())
+    let (started, cpu_then) = first.lock().await.context("no event was handled")?;
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    let cpu = cpu::of(std::process::id())
+        .zip(cpu_then)
+        .and_then(|(now, then)| now.checked_sub(then));
+    Ok((rate, cpu))
 }
 
+/// The rate and CPU time the command reports.
 async fn external_consume(
     app: &AppHandle,
     command: &str,
     events: u64,
     concurrency: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, Option<Duration>)> {
     let out = Command::new("sh")
         .args(["-c", command])
         .env("VODTASK_URL", app.grpc_url())
@@ -182,9 +238,14 @@ async fn external_consume(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    stdout
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("events_per_second="))
-        .and_then(|r| r.trim().parse().ok())
-        .with_context(|| format!("{command} printed no events_per_second= line: {stdout}"))
+    let value = |key: &str| -> Option<f64> {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let rate = value("events_per_second=")
+        .with_context(|| format!("{command} printed no events_per_second= line: {stdout}"))?;
+    let cpu = value("cpu_seconds=").and_then(|s| Duration::try_from_secs_f64(s).ok());
+    Ok((rate, cpu))
 }
