@@ -76,7 +76,11 @@ async fn confirm_batches(client: Client, mut rx: mpsc::UnboundedReceiver<(String
             return;
         };
         // Taken after waiting for a free call: the acks queued meanwhile
-        // ride along.
+        // ride along. Handlers that finished together (a batch settled by a
+        // binding, or several woken at once) are ready to run but may not
+        // have queued their acks yet: one yield lets them, and their acks
+        // share this call instead of each taking a call of its own.
+        tokio::task::yield_now().await;
         let mut batch = vec![first];
         while batch.len() < MAX_ACK_BATCH {
             match rx.try_recv() {
