@@ -21,6 +21,15 @@ function coded(e) {
   return e
 }
 
+/** A handler's error as the text logged with its nack. */
+function reasonOf(e) {
+  try {
+    return e instanceof Error ? `${e.name}: ${e.message}` : String(e)
+  } catch {
+    return 'the handler failed with a value that cannot be shown'
+  }
+}
+
 async function call(promise) {
   try {
     return await promise
@@ -164,9 +173,34 @@ class Client {
     if (typeof handler !== 'function') throw new TypeError('handler must be a function')
     const { signal, concurrency, maxInFlight } = options
     if (signal && signal.aborted) return
+    // Outcomes go back to the native consumer once per turn of the event
+    // loop, in one call: one wake-up of its thread serves the batch.
+    let ids = []
+    let reasons = []
+    const flush = () => {
+      const batch = [ids, reasons]
+      ids = []
+      reasons = []
+      run.settle(batch[0], batch[1])
+    }
+    const settled = (id, reason) => {
+      if (ids.push(id) === 1) setImmediate(flush)
+      reasons.push(reason)
+    }
+    const failed = (id, e) => settled(id, reasonOf(e))
     const run = callSync(() =>
-      this._inner.consume(async (event) => {
-        await handler(event)
+      this._inner.consume((id, event) => {
+        let result
+        try {
+          result = handler(event)
+        } catch (e) {
+          failed(id, e)
+          return
+        }
+        Promise.resolve(result).then(
+          () => settled(id, null),
+          (e) => failed(id, e),
+        )
       }, concurrency, maxInFlight),
     )
     const stop = () => run.stop()

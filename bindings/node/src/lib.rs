@@ -3,6 +3,7 @@
 //! (see convert.rs). index.js wraps it: errors with a `code`, async
 //! iterators, `AbortSignal`s, `Date`s.
 
+mod consume;
 mod convert;
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Buffer, Either, Function, Promise};
+use napi::bindgen_prelude::{Buffer, Either, FnArgs, Function};
 use napi_derive::napi;
 use tokio::sync::Mutex;
 use vodtask_client::{CancellationToken, Client, ConsumeOptions, pb};
@@ -323,32 +324,28 @@ impl NativeClient {
         }
     }
 
-    /// Runs `handler` (a function returning a promise) on every event until
-    /// `stop()`: a resolved promise acks, a rejected one nacks.
+    /// Runs `handler(id, event)` on every event until `stop()`; index.js
+    /// reports each handler's outcome through `NativeConsumer.settle(ids,
+    /// reasons)`: settled without a reason acks, with one nacks.
     #[napi]
     pub fn consume(
         &self,
-        handler: Function<Event, Promise<()>>,
+        handler: Function<FnArgs<(u32, Event)>, ()>,
         concurrency: Option<u32>,
         max_in_flight: Option<i32>,
     ) -> napi::Result<NativeConsumer> {
         // Strong: a running consumer keeps Node alive, as a server would.
         // It is released when `consume` ends (stop), with the handler.
-        let tsfn = Arc::new(
+        let call = Arc::new(
             handler
-                .build_threadsafe_function::<Event>()
+                .build_threadsafe_function::<FnArgs<(u32, Event)>>()
                 .callee_handled::<false>()
                 .build()?,
         );
-        let handler = move |event: pb::Event| {
-            let tsfn = Arc::clone(&tsfn);
-            async move {
-                let promise = tsfn
-                    .call_async_catch(convert::event(event))
-                    .await
-                    .map_err(|e| e.reason.clone())?;
-                promise.await.map_err(|e| e.reason.clone())
-            }
+        let outcomes = Arc::new(consume::Outcomes::default());
+        let handler = consume::JsHandler {
+            call,
+            outcomes: Arc::clone(&outcomes),
         };
         let defaults = ConsumeOptions::default();
         let options = ConsumeOptions {
@@ -365,6 +362,7 @@ impl NativeClient {
         };
         Ok(NativeConsumer {
             stop,
+            outcomes,
             run: Arc::new(Mutex::new(Some(run))),
         })
     }
@@ -467,11 +465,19 @@ type Run = tokio::task::JoinHandle<vodtask_client::Result<()>>;
 #[napi]
 pub struct NativeConsumer {
     stop: CancellationToken,
+    outcomes: Arc<consume::Outcomes>,
     run: Arc<Mutex<Option<Run>>>,
 }
 
 #[napi]
 impl NativeConsumer {
+    /// The outcomes of the handlers `ids`: `reasons[i]` null acks the
+    /// event, a string (the error) nacks it.
+    #[napi]
+    pub fn settle(&self, ids: Vec<u32>, reasons: Vec<Option<String>>) {
+        self.outcomes.settle(&ids, reasons);
+    }
+
     /// Stops taking events; handlers that run finish and settle theirs.
     #[napi]
     pub fn stop(&self) {

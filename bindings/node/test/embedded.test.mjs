@@ -47,27 +47,34 @@ test('an embedded client transcodes and consume acks until aborted', async (t) =
   assert.equal(got.status, 200)
 })
 
-test('a throwing handler nacks and the event comes again', async (t) => {
-  const dir = tempDir(t)
-  const client = await openClient(t, dir, { workers: 0 })
-  await client.uploadBytes(Buffer.from('bytes'), 'blob.bin')
-  const seen = []
-  const stop = new AbortController()
-  await within(
-    client.consume(
-      (event) => {
-        seen.push(event.deliveryCount)
-        if (event.deliveryCount < 2) throw new Error('not yet')
-        stop.abort()
-      },
-      { signal: stop.signal },
-    ),
-    'the redelivery after a nack',
-  )
-  assert.deepEqual(seen, [1, 2])
-  const state = await client.eventsState()
-  assert.deepEqual([state.ready, state.inFlight, state.delayed], [0, 0, 0])
-})
+// A handler fails by throwing (a plain function) or by rejecting (an async
+// one); index.js settles both itself, so both paths are checked.
+for (const [how, fail] of [
+  ['throwing', () => { throw new Error('not yet') }],
+  ['rejecting', async () => { await null; throw new Error('not yet') }],
+]) {
+  test(`a ${how} handler nacks and the event comes again`, async (t) => {
+    const dir = tempDir(t)
+    const client = await openClient(t, dir, { workers: 0 })
+    await client.uploadBytes(Buffer.from('bytes'), 'blob.bin')
+    const seen = []
+    const stop = new AbortController()
+    await within(
+      client.consume(
+        (event) => {
+          seen.push(event.deliveryCount)
+          if (event.deliveryCount < 2) return fail()
+          stop.abort()
+        },
+        { signal: stop.signal },
+      ),
+      'the redelivery after a nack',
+    )
+    assert.deepEqual(seen, [1, 2])
+    const state = await client.eventsState()
+    assert.deepEqual([state.ready, state.inFlight, state.delayed], [0, 0, 0])
+  })
+}
 
 test('a delivery can be extended and nacked with a delay', async (t) => {
   const dir = tempDir(t)
