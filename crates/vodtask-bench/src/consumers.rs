@@ -106,11 +106,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     external_consume(&app, command, args.events, args.concurrency).await?
                 }
             };
-            let server_cpu = server
-                .pid()
-                .and_then(cpu::of)
-                .zip(server_cpu)
-                .and_then(|(after, before)| after.checked_sub(before));
+            let server_cpu = server.pid().and_then(|pid| cpu::since(pid, server_cpu));
             let per_event = |d: Duration| d.as_secs_f64() * 1e6 / args.events as f64;
             this_round[i] = Run {
                 rate,
@@ -207,10 +203,7 @@ async fn rust_consume(
     client.consume(handler, options, stop).await?;
     let (started, cpu_then) = first.lock().await.context("no event was handled")?;
     let rate = events as f64 / started.elapsed().as_secs_f64();
-    let cpu = cpu::of(std::process::id())
-        .zip(cpu_then)
-        .and_then(|(now, then)| now.checked_sub(then));
-    Ok((rate, cpu))
+    Ok((rate, cpu::since(std::process::id(), cpu_then)))
 }
 
 /// The rate and CPU time the command reports.

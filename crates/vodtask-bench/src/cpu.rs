@@ -23,6 +23,12 @@ pub fn of(pid: u32) -> Option<Duration> {
     ))
 }
 
+/// CPU time of process `pid` since it had used `then`; None where either
+/// reading failed.
+pub fn since(pid: u32, then: Option<Duration>) -> Option<Duration> {
+    of(pid)?.checked_sub(then?)
+}
+
 /// The first process whose command name is `name`.
 pub fn find(name: &str) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.find_map(|entry| {
@@ -58,8 +64,8 @@ impl Meter {
 
     /// None when a reading failed.
     pub fn stop(self) -> Option<Usage> {
-        let server = self.server_pid.and_then(of)?.checked_sub(self.server?)?;
-        let client = of(std::process::id())?.checked_sub(self.client?)?;
+        let server = since(self.server_pid?, self.server)?;
+        let client = since(std::process::id(), self.client)?;
         Some(Usage { server, client })
     }
 }
