@@ -14,7 +14,9 @@
 //! finds no drain pending schedules one on the loop. The drain runs on the
 //! loop thread, calls the handler for every event queued by then and starts
 //! each coroutine as a task whose done callback sends the outcome back
-//! through a oneshot channel: the tokio side never waits for the GIL again.
+//! through a oneshot channel (on 3.12+ the task starts eagerly, and one that
+//! finishes at once sends it without a callback): the tokio side never waits
+//! for the GIL again.
 //! Under load, one GIL acquisition and one loop wake-up serve a batch of
 //! events. `consume` itself (the concurrency limit, acking and nacking,
 //! keep-alives, stopping) stays in the client.
@@ -138,7 +140,7 @@ impl Shared {
     fn start(&self, py: Python<'_>, event: pb::Event, done: oneshot::Sender<Outcome>) {
         let task = match self.call(py, event) {
             Ok(Some(task)) => task,
-            // A result that is not awaitable: the handler is done.
+            // Not awaitable, or a task that finished in its first step.
             Ok(None) => {
                 let _ = done.send(Ok(()));
                 return;
@@ -163,17 +165,42 @@ impl Shared {
         }
     }
 
+    /// Calls the handler and starts its coroutine: None when the handler is
+    /// done already, else the task to wait for. Raises what the handler
+    /// raised if it failed at once.
     fn call<'py>(&self, py: Python<'py>, event: pb::Event) -> PyResult<Option<Bound<'py, PyAny>>> {
         static ENSURE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        static IS_COROUTINE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let result = self.handler.bind(py).call1((Event { inner: event },))?;
         if !result.hasattr(intern!(py, "__await__"))? {
             return Ok(None);
         }
-        let ensure_future = ENSURE_FUTURE.import(py, "asyncio", "ensure_future")?;
-        let event_loop = self.locals.event_loop(py);
         let kwargs = PyDict::new(py);
-        kwargs.set_item(intern!(py, "loop"), event_loop)?;
-        ensure_future.call((result,), Some(&kwargs)).map(Some)
+        kwargs.set_item(intern!(py, "loop"), self.locals.event_loop(py))?;
+        // 3.12+: the task's first step runs now, as eager tasks do, inside
+        // the task (current_task(), timeouts and task groups work). A
+        // handler that finishes without suspending costs no loop turn and
+        // no done callback.
+        let eager = py.version_info() >= (3, 12)
+            && IS_COROUTINE
+                .import(py, "asyncio", "iscoroutine")?
+                .call1((&result,))?
+                .is_truthy()?;
+        let task = if eager {
+            kwargs.set_item(intern!(py, "eager_start"), true)?;
+            TASK.import(py, "asyncio", "Task")?
+                .call((result,), Some(&kwargs))?
+        } else {
+            ENSURE_FUTURE
+                .import(py, "asyncio", "ensure_future")?
+                .call((result,), Some(&kwargs))?
+        };
+        if task.call_method0(intern!(py, "done"))?.is_truthy()? {
+            task.call_method0(intern!(py, "result"))?;
+            return Ok(None);
+        }
+        Ok(Some(task))
     }
 }
 
