@@ -1,11 +1,10 @@
 // Types of the Node package `vodtask`. The data types (Task, TaskSpec,
-// MediaInfo, Event, ...) are generated from the Rust binding by the napi-rs
+// MediaInfo, RawEvent, ...) are generated from the Rust binding by the napi-rs
 // CLI into native.d.ts at build time; this file declares the JS layer
 // (index.js) over them.
 import type {
   ConnectOptions,
   CreateTaskOptions,
-  Event,
   EventConfig,
   EventConfigChanges,
   EventsState,
@@ -13,7 +12,7 @@ import type {
   ListTasksOptions as NativeListTasksOptions,
   MediaInfo,
   OpenOptions,
-  PulledEvent,
+  RawEvent,
   Task,
   TaskList,
   TaskOverview,
@@ -24,6 +23,18 @@ import type {
 } from './native'
 
 export type * from './native'
+
+/** An event as every delivery path (consume, subscribe, pullEvents) gives it. */
+export interface Event extends RawEvent {
+  /** The envelope's `data`, parsed from contentJson. */
+  data: any
+}
+
+export interface PulledEvent {
+  /** Valid for this delivery only. */
+  msgHandle: string
+  event: Event
+}
 
 /** Every rejected call rejects with one of these. */
 export interface VodtaskError extends Error {

@@ -21,6 +21,23 @@ function coded(e) {
   return e
 }
 
+/**
+ * An Event from the native RawEvent (src/convert.rs): `data` is parsed here,
+ * by V8's JSON.parse, which builds it faster than N-API could.
+ */
+function eventOf(raw) {
+  return {
+    eventId: raw.eventId,
+    eventType: raw.eventType,
+    taskId: raw.taskId,
+    eventTime: raw.eventTime,
+    taskSequence: raw.taskSequence,
+    data: JSON.parse(raw.contentJson).data ?? null,
+    contentJson: raw.contentJson,
+    deliveryCount: raw.deliveryCount,
+  }
+}
+
 /** A handler's error as the text logged with its nack. */
 function reasonOf(e) {
   try {
@@ -58,8 +75,8 @@ function range(r) {
 class Delivery {
   constructor(inner) {
     this._inner = inner
-    /** @type {import('./native').Event} */
-    this.event = inner.event
+    /** @type {import('./index').Event} */
+    this.event = eventOf(inner.event)
     this.msgHandle = inner.msgHandle
   }
   ack() {
@@ -141,7 +158,9 @@ class Client {
     return call(this._inner.cancelTask(taskId))
   }
   pullEvents(options = {}) {
-    return call(this._inner.pullEvents(options.maxEvents, options.waitSeconds))
+    return call(this._inner.pullEvents(options.maxEvents, options.waitSeconds)).then((pulled) =>
+      pulled.map((p) => ({ msgHandle: p.msgHandle, event: eventOf(p.event) })),
+    )
   }
   confirmEvents(msgHandles) {
     return call(this._inner.confirmEvents(msgHandles))
@@ -189,10 +208,10 @@ class Client {
     }
     const failed = (id, e) => settled(id, reasonOf(e))
     const run = callSync(() =>
-      this._inner.consume((id, event) => {
+      this._inner.consume((id, raw) => {
         let result
         try {
-          result = handler(event)
+          result = handler(eventOf(raw))
         } catch (e) {
           failed(id, e)
           return

@@ -22,7 +22,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use tokio::sync::oneshot;
 use vodtask_client::pb;
 
-use crate::convert::{self, Event};
+use crate::convert::{self, RawEvent};
 
 /// What a handler's run comes to: `Err` (the error's text) nacks.
 type Outcome = Result<(), String>;
@@ -30,7 +30,7 @@ type Outcome = Result<(), String>;
 /// `(id, event) => void`, called on the JS thread; the outcome comes back
 /// through `Outcomes::settle` with the same id.
 pub type JsCall =
-    ThreadsafeFunction<FnArgs<(u32, Event)>, (), FnArgs<(u32, Event)>, napi::Status, false>;
+    ThreadsafeFunction<FnArgs<(u32, RawEvent)>, (), FnArgs<(u32, RawEvent)>, napi::Status, false>;
 
 /// The handlers that were called and have not settled yet.
 #[derive(Default)]
@@ -77,7 +77,7 @@ impl vodtask_client::Handler for JsHandler {
         let id = self.outcomes.next_id.fetch_add(1, Ordering::Relaxed);
         self.outcomes.pending().insert(id, done);
         let status = self.call.call(
-            (id, convert::event(event)).into(),
+            (id, convert::raw_event(event)).into(),
             ThreadsafeFunctionCallMode::NonBlocking,
         );
         if status != napi::Status::Ok {

@@ -234,7 +234,7 @@ impl NativeClient {
         &self,
         max_events: Option<i32>,
         wait_seconds: Option<i32>,
-    ) -> napi::Result<Vec<PulledEvent>> {
+    ) -> napi::Result<Vec<RawPulledEvent>> {
         self.client
             .pull_events(max_events.unwrap_or(0), wait_seconds.unwrap_or(5))
             .await
@@ -330,7 +330,7 @@ impl NativeClient {
     #[napi]
     pub fn consume(
         &self,
-        handler: Function<FnArgs<(u32, Event)>, ()>,
+        handler: Function<FnArgs<(u32, RawEvent)>, ()>,
         concurrency: Option<u32>,
         max_in_flight: Option<i32>,
     ) -> napi::Result<NativeConsumer> {
@@ -338,7 +338,7 @@ impl NativeClient {
         // It is released when `consume` ends (stop), with the handler.
         let call = Arc::new(
             handler
-                .build_threadsafe_function::<FnArgs<(u32, Event)>>()
+                .build_threadsafe_function::<FnArgs<(u32, RawEvent)>>()
                 .callee_handled::<false>()
                 .build()?,
         );
@@ -424,8 +424,8 @@ pub struct NativeDelivery {
 #[napi]
 impl NativeDelivery {
     #[napi(getter)]
-    pub fn event(&self) -> Event {
-        convert::event(self.inner.event.clone())
+    pub fn event(&self) -> RawEvent {
+        convert::raw_event(self.inner.event.clone())
     }
 
     #[napi(getter)]
