@@ -1,9 +1,8 @@
 // The Node package's consume loop for `vodtask-bench consumers`: reads
 // VODTASK_URL, VODTASK_API_KEY, VODTASK_EVENTS, VODTASK_CONCURRENCY and
 // VODTASK_MAX_IN_FLIGHT, handles that many events with a handler that does
-// nothing, and prints
-// `events_per_second=<rate>` and `cpu_seconds=<this process's CPU time>`,
-// both from the first handled event to the last.
+// nothing, and prints `events_per_second=<rate>` and `cpu_seconds=<this
+// process's CPU time>`, both from the first handled event to the last.
 // Run with the package importable (VODTASK_NODE_PACKAGE names its folder).
 const pkg = process.env.VODTASK_NODE_PACKAGE ?? 'vodtask'
 const { default: vodtask } = await import(pkg.startsWith('/') ? `${pkg}/index.js` : pkg)

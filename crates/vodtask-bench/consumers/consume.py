@@ -1,11 +1,10 @@
 """The Python package's consume loop for `vodtask-bench consumers`.
 
 Reads VODTASK_URL, VODTASK_API_KEY, VODTASK_EVENTS, VODTASK_CONCURRENCY and
-VODTASK_MAX_IN_FLIGHT;
-handles that many events with a handler that does nothing, and prints
-`events_per_second=<rate>` and `cpu_seconds=<this process's CPU time>`, both
-measured from the first handled event to the last, as the Rust consumer in
-the benchmark does.
+VODTASK_MAX_IN_FLIGHT; handles that many events with a handler that does
+nothing, and prints `events_per_second=<rate>` and `cpu_seconds=<this
+process's CPU time>`, both measured from the first handled event to the
+last, as the Rust consumer in the benchmark does.
 """
 
 import asyncio

@@ -42,10 +42,10 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     max_in_flight: usize,
     /// A command running the Python consumer (it reads VODTASK_URL,
-    /// VODTASK_API_KEY, VODTASK_EVENTS, VODTASK_CONCURRENCY,
-    /// VODTASK_MAX_IN_FLIGHT and prints the
-    /// lines `events_per_second=<rate>` and `cpu_seconds=<its CPU time from
-    /// the first handled event to the last>`).
+    /// VODTASK_API_KEY, VODTASK_EVENTS, VODTASK_CONCURRENCY and
+    /// VODTASK_MAX_IN_FLIGHT, and prints the lines `events_per_second=<rate>`
+    /// and `cpu_seconds=<its CPU time from the first handled event to the
+    /// last>`).
     #[arg(long)]
     python: Option<String>,
     /// The same for the Node consumer.
