@@ -465,7 +465,7 @@ impl Client {
             max_in_flight: max_in_flight
                 .unwrap_or_else(|| i32::try_from(concurrency).unwrap_or(i32::MAX)),
         };
-        let handler = PyHandler::new(handler, locals);
+        let handler = PyHandler::new(py, handler, locals)?;
         let c = self.inner()?;
         awaitable(py, async move {
             c.consume(handler, options, token).await.map_err(to_py)

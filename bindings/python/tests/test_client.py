@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime
+import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -328,3 +330,63 @@ async def test_consume_runs_handlers_at_once_in_the_callers_context(tmp_path: Pa
     state = await client.events_state()
     assert (state.ready, state.in_flight, state.delayed) == (0, 0, 0), state
     await client.close()
+
+
+def open_sockets() -> int:
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += fd.readlink().name.startswith("socket:")
+        except OSError:
+            pass  # closed while listed
+    return count
+
+
+async def consume_one(client: vodtask.Client) -> None:
+    await client.upload_bytes(b"bytes", "blob.bin")
+    stop = vodtask.StopToken()
+
+    async def handler(event: vodtask.Event) -> None:
+        stop.stop()
+
+    await asyncio.wait_for(client.consume(handler, stop=stop), DEADLINE)
+
+
+async def test_consume_closes_its_wake_up_socket_when_it_returns(tmp_path: Path) -> None:
+    # consume wakes the loop through a socket pair whose one end the loop
+    # watches; once consume has returned, the loop stops watching it and
+    # both ends close.
+    client = await vodtask.open(tmp_path / "data", workers=0)
+    await consume_one(client)  # opens whatever the engine keeps open
+    before = open_sockets()
+    await consume_one(client)
+    deadline = time.monotonic() + DEADLINE
+    while open_sockets() > before and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert open_sockets() == before
+    await client.close()
+
+
+class LoopWithoutReaders(asyncio.SelectorEventLoop):
+    """A loop that cannot watch fds for its callers (as the proactor loop on
+    Windows): consume must wake it with call_soon_threadsafe instead."""
+
+    def add_reader(self, *args: Any) -> None:  # type: ignore[override]
+        raise NotImplementedError
+
+
+def test_consume_runs_on_a_loop_that_cannot_watch_fds(tmp_path: Path) -> None:
+    async def run() -> None:
+        client = await vodtask.open(tmp_path / "data", workers=0)
+        await consume_one(client)
+        await consume_one(client)
+        state = await client.events_state()
+        assert (state.ready, state.in_flight, state.delayed) == (0, 0, 0), state
+        await client.close()
+
+    loop = LoopWithoutReaders()
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
