@@ -207,19 +207,22 @@ class Client {
       reasons.push(reason)
     }
     const failed = (id, e) => settled(id, reasonOf(e))
+    const start = (id, raw) => {
+      let result
+      try {
+        result = handler(eventOf(raw))
+      } catch (e) {
+        failed(id, e)
+        return
+      }
+      Promise.resolve(result).then(
+        () => settled(id, null),
+        (e) => failed(id, e),
+      )
+    }
     const run = callSync(() =>
-      this._inner.consume((id, raw) => {
-        let result
-        try {
-          result = handler(eventOf(raw))
-        } catch (e) {
-          failed(id, e)
-          return
-        }
-        Promise.resolve(result).then(
-          () => settled(id, null),
-          (e) => failed(id, e),
-        )
+      this._inner.consume((handlerIds, events) => {
+        for (let i = 0; i < handlerIds.length; i++) start(handlerIds[i], events[i])
       }, concurrency, maxInFlight),
     )
     const stop = () => run.stop()

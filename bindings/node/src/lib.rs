@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Buffer, Either, FnArgs, Function};
+use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi_derive::napi;
 use tokio::sync::Mutex;
 use vodtask_client::{CancellationToken, Client, ConsumeOptions, pb};
@@ -324,13 +324,16 @@ impl NativeClient {
         }
     }
 
-    /// Runs `handler(id, event)` on every event until `stop()`; index.js
-    /// reports each handler's outcome through `NativeConsumer.settle(ids,
-    /// reasons)`: settled without a reason acks, with one nacks.
-    #[napi]
+    /// Runs `handler(ids, events)` with the events that arrived since its
+    /// last call, until `stop()`; index.js reports each handler's outcome
+    /// through `NativeConsumer.settle(ids, reasons)`: settled without a
+    /// reason acks, with one nacks.
+    #[napi(
+        ts_args_type = "handler: (ids: number[], events: RawEvent[]) => void, concurrency?: number | undefined | null, maxInFlight?: number | undefined | null"
+    )]
     pub fn consume(
         &self,
-        handler: Function<FnArgs<(u32, RawEvent)>, ()>,
+        handler: Function<consume::Batch, ()>,
         concurrency: Option<u32>,
         max_in_flight: Option<i32>,
     ) -> napi::Result<NativeConsumer> {
@@ -338,7 +341,7 @@ impl NativeClient {
         // It is released when `consume` ends (stop), with the handler.
         let call = Arc::new(
             handler
-                .build_threadsafe_function::<FnArgs<(u32, RawEvent)>>()
+                .build_threadsafe_function::<consume::Batch>()
                 .callee_handled::<false>()
                 .build()?,
         );
