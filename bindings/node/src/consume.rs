@@ -79,10 +79,10 @@ impl JsValuesTupleIntoVec for Batch {
 }
 
 impl Drop for Batch {
-    /// A call dropped unrun (the function was released as Node exits) would
-    /// leave the queued events waiting for ever, and keep every later event
-    /// from making a call: fail them. A call that ran must not touch the
-    /// queue: the events there are a later call's.
+    /// A call that could not be made (the function is closing) would leave
+    /// the queued events waiting for ever, and keep every later event from
+    /// making a call: fail them. A call that ran must not touch the queue:
+    /// the events there are a later call's.
     fn drop(&mut self) {
         if !self.taken {
             let events = self.outcomes.take_queued();
