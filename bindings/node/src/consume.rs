@@ -71,8 +71,8 @@ impl JsValuesTupleIntoVec for Batch {
             .into_unknown(&env)
             .and_then(|ids| Ok(vec![ids.raw(), events.into_unknown(&env)?.raw()]));
         if let Err(e) = &args {
-            let reasons = vec![Some(format!("cannot hand the event to JS: {e}")); ids.len()];
-            self.outcomes.settle(&ids, reasons);
+            self.outcomes
+                .fail(&ids, &format!("cannot hand the event to JS: {e}"));
         }
         args
     }
@@ -85,11 +85,13 @@ impl Drop for Batch {
     /// the events there are a later call's.
     fn drop(&mut self) {
         if !self.taken {
-            let events = self.outcomes.take_queued();
-            let ids: Vec<u32> = events.iter().map(|(id, _)| *id).collect();
-            let reason = "the handler was released before it could be called";
-            let reasons = vec![Some(reason.to_string()); ids.len()];
-            self.outcomes.settle(&ids, reasons);
+            let ids: Vec<u32> = self
+                .outcomes
+                .take_queued()
+                .iter()
+                .map(|(id, _)| *id)
+                .collect();
+            self.outcomes.fail(&ids, "the handler could not be called");
         }
     }
 }
@@ -110,6 +112,11 @@ impl Outcomes {
         let mut queue = self.queue();
         queue.call_on_its_way = false;
         std::mem::take(&mut queue.events)
+    }
+
+    /// Settles the handlers `ids` as failed, for `reason`.
+    fn fail(&self, ids: &[u32], reason: &str) {
+        self.settle(ids, vec![Some(reason.to_string()); ids.len()]);
     }
 
     /// Settles the handlers `ids`; `reasons[i]` is set where the i-th failed.
