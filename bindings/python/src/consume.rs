@@ -31,7 +31,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -265,7 +265,8 @@ impl Shared {
         // the task (current_task(), timeouts and task groups work). A
         // handler that finishes without suspending costs no loop turn and
         // no done callback.
-        let eager = py.version_info() >= (3, 12)
+        static EAGER_TASKS: OnceLock<bool> = OnceLock::new();
+        let eager = *EAGER_TASKS.get_or_init(|| py.version_info() >= (3, 12))
             && IS_COROUTINE
                 .import(py, "asyncio", "iscoroutine")?
                 .call1((&result,))?
