@@ -26,8 +26,10 @@ export type * from './native'
 
 /** An event as every delivery path (consume, subscribe, pullEvents) gives it. */
 export interface Event extends RawEvent {
-  /** The envelope's `data`, parsed from contentJson. */
-  data: any
+  /** The envelope's `data`, parsed from contentJson when first read. */
+  readonly data: any
+  /** Every field, `data` included. */
+  toJSON(): RawEvent & { data: any }
 }
 
 export interface PulledEvent {

@@ -22,19 +22,33 @@ function coded(e) {
 }
 
 /**
- * An Event from the native RawEvent (src/convert.rs): `data` is parsed here,
- * by V8's JSON.parse, which builds it faster than N-API could.
+ * An event, from the native RawEvent (src/convert.rs). `data` is parsed from
+ * contentJson when first read (by V8's JSON.parse, which builds it faster
+ * than N-API could), as the Python package's `Event.data` is: a handler that
+ * reads only the envelope's fields pays no parse (about 3 µs per 1 KiB).
  */
-function eventOf(raw) {
-  return {
-    eventId: raw.eventId,
-    eventType: raw.eventType,
-    taskId: raw.taskId,
-    eventTime: raw.eventTime,
-    taskSequence: raw.taskSequence,
-    data: JSON.parse(raw.contentJson).data ?? null,
-    contentJson: raw.contentJson,
-    deliveryCount: raw.deliveryCount,
+class Event {
+  #data = undefined
+  constructor(raw) {
+    this.eventId = raw.eventId
+    this.eventType = raw.eventType
+    this.taskId = raw.taskId
+    this.eventTime = raw.eventTime
+    this.taskSequence = raw.taskSequence
+    this.contentJson = raw.contentJson
+    this.deliveryCount = raw.deliveryCount
+  }
+  /** The envelope's `data`; null when it has none. */
+  get data() {
+    if (this.#data === undefined) this.#data = JSON.parse(this.contentJson).data ?? null
+    return this.#data
+  }
+  /** Every field, `data` included: what JSON.stringify and console.log show. */
+  toJSON() {
+    return { ...this, data: this.data }
+  }
+  [Symbol.for('nodejs.util.inspect.custom')](depth, options, inspect) {
+    return `Event ${inspect(this.toJSON(), options)}`
   }
 }
 
@@ -76,7 +90,7 @@ class Delivery {
   constructor(inner) {
     this._inner = inner
     /** @type {import('./index').Event} */
-    this.event = eventOf(inner.event)
+    this.event = new Event(inner.event)
     this.msgHandle = inner.msgHandle
   }
   ack() {
@@ -159,7 +173,7 @@ class Client {
   }
   pullEvents(options = {}) {
     return call(this._inner.pullEvents(options.maxEvents, options.waitSeconds)).then((pulled) =>
-      pulled.map((p) => ({ msgHandle: p.msgHandle, event: eventOf(p.event) })),
+      pulled.map((p) => ({ msgHandle: p.msgHandle, event: new Event(p.event) })),
     )
   }
   confirmEvents(msgHandles) {
@@ -210,7 +224,7 @@ class Client {
     const start = (id, raw) => {
       let result
       try {
-        result = handler(eventOf(raw))
+        result = handler(new Event(raw))
       } catch (e) {
         failed(id, e)
         return

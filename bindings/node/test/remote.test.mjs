@@ -3,6 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import path from 'node:path'
+import { inspect } from 'node:util'
 import { vodtask, tempDir, makeClip, startServer, within } from './helpers.mjs'
 
 test('a remote client uploads, transcodes and follows the events with subscribe', async (t) => {
@@ -37,6 +38,10 @@ test('a remote client uploads, transcodes and follows the events with subscribe'
           // data is the envelope's data, parsed; contentJson the raw envelope.
           assert.equal(d.event.data.vodTaskId, taskId)
           assert.equal(JSON.parse(d.event.contentJson).data.vodTaskId, taskId)
+          // data is parsed when first read; JSON.stringify and logs show it.
+          assert.equal(d.event.data, d.event.data)
+          assert.equal(JSON.parse(JSON.stringify(d.event)).data.vodTaskId, taskId)
+          assert.match(inspect(d.event), /vodTaskId/)
           assert.equal(d.event.deliveryCount, 1)
           break
         }
