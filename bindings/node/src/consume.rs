@@ -2,11 +2,13 @@
 //!
 //! The client's `consume` (crates/vodtask-client) calls `Handler::handle` on
 //! a tokio worker for every event. Here `handle` only queues the event; the
-//! event that finds no call on its way makes one, and when the JS thread
-//! runs it, it takes every event queued by then: index.js starts their
-//! handlers fire-and-forget, each with an id (`(ids, events) => void`). It
-//! settles each handler's outcome itself and hands back the outcomes of one
-//! turn of the event loop in one `settle` call. So one threadsafe-function
+//! event that finds no call on its way makes one, after the tokio thread has
+//! run whatever else was ready (one yield), so that the events that came in
+//! with it join the call. When the JS thread runs it, it takes every event
+//! queued by then: index.js starts their handlers fire-and-forget, each
+//! with an id (`(ids, events) => void`). It settles each handler's outcome
+//! itself and hands back the outcomes of one turn of the event loop in one
+//! `settle` call. So one threadsafe-function
 //! call and one wake-up serve a batch each way, and the acks share a
 //! ConfirmEvents. (Awaiting each handler's Promise from Rust cost two
 //! wake-ups of a tokio worker per event; a threadsafe-function call per
@@ -155,21 +157,45 @@ impl vodtask_client::Handler for JsHandler {
             queue.events.push((id, convert::raw_event(event)));
             !std::mem::replace(&mut queue.call_on_its_way, true)
         };
-        if first {
-            let batch = Batch {
-                outcomes: Arc::clone(&self.outcomes),
-                taken: false,
-            };
-            // A call that cannot be made drops its batch, which fails the
-            // queued events, this one included.
-            let _ = self
-                .call
-                .call(batch, ThreadsafeFunctionCallMode::NonBlocking);
-        }
+        let call = first.then(|| Call {
+            call: Arc::clone(&self.call),
+            outcomes: Arc::clone(&self.outcomes),
+        });
         Box::pin(async move {
+            if let Some(call) = call {
+                // The call waits until this thread has nothing else to run:
+                // the events that arrived with this one (a read of the
+                // stream holds several) join it, and the JS thread wakes
+                // once for all of them.
+                tokio::task::yield_now().await;
+                drop(call);
+            }
             outcome.await.unwrap_or_else(|_| {
                 Err("the consumer was dropped before the handler settled".into())
             })
         })
+    }
+}
+
+/// The threadsafe-function call that takes the queued events, made when
+/// dropped: a handler future dropped before its deferred call (consume
+/// stopping) still makes it, so the queued events are not stranded and
+/// later events can make calls of their own.
+struct Call {
+    call: Arc<JsCall>,
+    outcomes: Arc<Outcomes>,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        let batch = Batch {
+            outcomes: Arc::clone(&self.outcomes),
+            taken: false,
+        };
+        // A call that cannot be made drops its batch, which fails the
+        // queued events.
+        let _ = self
+            .call
+            .call(batch, ThreadsafeFunctionCallMode::NonBlocking);
     }
 }

@@ -12,7 +12,9 @@
 //!
 //! So `handle` only queues the event, and the event that finds no drain
 //! pending wakes the loop by writing one byte into a socket whose other end
-//! the loop watches (`add_reader`): no tokio thread takes the GIL. (It used
+//! the loop watches (`add_reader`): no tokio thread takes the GIL. It wakes
+//! it after the tokio thread has run whatever else was ready (one yield), so
+//! that the events that came in with it join the drain. (It used
 //! to take it for `call_soon_threadsafe`, and a tokio worker that asks for
 //! the GIL while the loop thread runs Python blocks, the tasks behind it
 //! included, until the loop lets go: dropping that cut the consumer's CPU
@@ -136,14 +138,31 @@ impl vodtask_client::Handler for PyHandler {
             queue.events.push((event, done));
             !std::mem::replace(&mut queue.drain_scheduled, true)
         };
-        if first {
-            self.shared.wake_loop();
-        }
+        let wake = first.then(|| WakeLoop(Arc::clone(&self.shared)));
         Box::pin(async move {
+            if let Some(wake) = wake {
+                // The wake-up waits until this thread has nothing else to
+                // run: the events that arrived with this one (a read of the
+                // stream holds several) join the drain, and the loop wakes
+                // once for all of them.
+                tokio::task::yield_now().await;
+                drop(wake);
+            }
             outcome.await.unwrap_or_else(|_| {
                 Err("the event loop that called consume stopped before running the handler".into())
             })
         })
+    }
+}
+
+/// Wakes the loop to drain the queue when dropped: a handler future dropped
+/// before its deferred wake-up (consume stopping) still wakes it, so the
+/// queued events are not stranded and later events can wake it again.
+struct WakeLoop(Arc<Shared>);
+
+impl Drop for WakeLoop {
+    fn drop(&mut self) {
+        self.0.wake_loop();
     }
 }
 
