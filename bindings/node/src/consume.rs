@@ -8,11 +8,11 @@
 //! queued by then: index.js starts their handlers fire-and-forget, each
 //! with an id (`(ids, events) => void`). It settles each handler's outcome
 //! itself and hands back the outcomes of one turn of the event loop in one
-//! `settle` call. So one threadsafe-function
-//! call and one wake-up serve a batch each way, and the acks share a
-//! ConfirmEvents. (Awaiting each handler's Promise from Rust cost two
-//! wake-ups of a tokio worker per event; a threadsafe-function call per
-//! event, about 3 µs of the consumer's CPU per event more than a batch.)
+//! `settle` call. So one threadsafe-function call and one wake-up serve a
+//! batch each way, and the acks share a ConfirmEvents. (Awaiting each
+//! handler's Promise from Rust cost two wake-ups of a tokio worker per
+//! event; a threadsafe-function call per event, about 3 µs of the
+//! consumer's CPU per event more than a batch.)
 //! `consume` itself (the concurrency limit, acking and nacking, keep-alives,
 //! stopping) stays in the client.
 
