@@ -4,9 +4,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use vodtask_core::StreamItem;
 use vodtask_core::events::{Delivery, DeliveryMode, Event, EventConfig, EventType, HandleResult};
@@ -186,38 +184,34 @@ impl EventService for Events {
         let app = app_of(&self.engine, req.metadata()).await?;
         let max = u32::try_from(req.get_ref().max_in_flight)
             .map_err(|_| invalid("max_in_flight", "must be within 1..1000"))?;
-        let mut subscription = self.engine.subscribe(app, max).await.map_err(to_status)?;
-        // Whatever waits in the channel is leased already and counts against
-        // the stream's credit, so the channel can hold a whole credit's worth:
-        // the encoder then writes several events per frame.
-        let (tx, rx) = mpsc::channel(subscription.max_in_flight() as usize);
-        tokio::spawn(async move {
-            loop {
-                let item = tokio::select! {
-                    item = subscription.next() => item,
-                    _ = tx.closed() => return,
-                };
-                let message = match item {
-                    Ok(Some(StreamItem::Delivery(d))) => Ok(pb::SubscribeEventsResponse {
-                        item: Some(pb::subscribe_events_response::Item::Delivery(delivery(d))),
-                    }),
-                    Ok(Some(StreamItem::Heartbeat)) => Ok(pb::SubscribeEventsResponse {
-                        item: Some(pb::subscribe_events_response::Item::Heartbeat(
-                            pb::Heartbeat {
-                                time: Some(timestamp(vodtask_core::time::now())),
-                            },
-                        )),
-                    }),
-                    Ok(None) => Err(Status::unavailable("vodtask is shutting down; reconnect")),
-                    Err(e) => Err(to_status(e)),
-                };
-                let last = message.is_err();
-                if tx.send(message).await.is_err() || last {
-                    return; // dropping the subscription releases its leases
-                }
-            }
+        let subscription = self.engine.subscribe(app, max).await.map_err(to_status)?;
+        // The response body polls the subscription itself, with no task or
+        // channel between them: credit that a confirm gives back wakes the
+        // task that writes this stream, and whatever the subscription took
+        // at once is encoded into one frame. When the client goes away the
+        // body is dropped, and with it the subscription, which releases its
+        // leases.
+        let stream = futures::stream::unfold(Some(subscription), |state| async move {
+            let mut subscription = state?;
+            let message = match subscription.next().await {
+                Ok(Some(StreamItem::Delivery(d))) => Ok(pb::SubscribeEventsResponse {
+                    item: Some(pb::subscribe_events_response::Item::Delivery(delivery(d))),
+                }),
+                Ok(Some(StreamItem::Heartbeat)) => Ok(pb::SubscribeEventsResponse {
+                    item: Some(pb::subscribe_events_response::Item::Heartbeat(
+                        pb::Heartbeat {
+                            time: Some(timestamp(vodtask_core::time::now())),
+                        },
+                    )),
+                }),
+                Ok(None) => Err(Status::unavailable("vodtask is shutting down; reconnect")),
+                Err(e) => Err(to_status(e)),
+            };
+            // An error is the stream's last message.
+            let next = message.is_ok().then_some(subscription);
+            Some((message, next))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn confirm_events(
