@@ -378,9 +378,10 @@ async fn vodtask_run(args: &Args, round: usize, index: usize) -> anyhow::Result<
     eprintln!("vodtask: {}, round {}", mode.label(), round + 1);
     let run = queue::consume_run(&args.server, args, mode).await?;
     eprintln!(
-        "  pre-load {}/s, consume {}/s",
+        "  pre-load {}/s, consume {}/s, {:.1} events per ConfirmEvents",
         stats::thousands(run.preload.per_second()),
-        stats::thousands(run.consume.rate.per_second())
+        stats::thousands(run.consume.rate.per_second()),
+        run.consume.rate.count as f64 / run.confirm_calls.max(1) as f64
     );
     Ok(run)
 }

@@ -3,6 +3,7 @@
 //! figures beside the targets; nothing is asserted.
 
 mod callbacks;
+mod compare;
 mod consumers;
 mod cpu;
 mod events;
@@ -38,6 +39,9 @@ enum Command {
     /// A transcode through vodtask against the same ffmpeg command run
     /// directly, and how many tasks at once the worker pool sustains.
     Media(media::Args),
+    /// Two server binaries side by side: drains of one pre-loaded queue,
+    /// alternating, with the CPU time each spent per event.
+    Compare(compare::Args),
 }
 
 #[tokio::main]
@@ -48,5 +52,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Callbacks(args) => callbacks::run(args).await,
         Command::Media(args) => media::run(args).await,
         Command::Consumers(args) => consumers::run(args).await,
+        Command::Compare(args) => compare::run(args).await,
     }
 }

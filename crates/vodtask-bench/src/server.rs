@@ -35,7 +35,7 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn binary(&self) -> anyhow::Result<PathBuf> {
+    pub fn binary(&self) -> anyhow::Result<PathBuf> {
         if let Some(bin) = &self.vodtask_bin {
             if !bin.is_file() {
                 bail!("--vodtask-bin {}: no such file", bin.display());
@@ -71,12 +71,25 @@ impl Server {
     /// Starts `vodtask serve` on a fresh data dir with free ports and the
     /// given extra flags, and waits until it is listening.
     pub async fn start(args: &ServerArgs, extra: &[&str]) -> anyhow::Result<Server> {
-        let binary = args.binary()?;
+        Server::start_with(args.binary()?, None, args.keep_data, extra).await
+    }
+
+    /// `start` with this binary and, given `copy_of`, on a copy of that
+    /// server data dir's database and key (not its media files).
+    pub async fn start_with(
+        binary: PathBuf,
+        copy_of: Option<&Path>,
+        keep_data: bool,
+        extra: &[&str],
+    ) -> anyhow::Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix("vodtask-bench-")
             .tempdir()
             .context("create a temporary dir")?;
         let data_dir = dir.path().join("data");
+        if let Some(from) = copy_of {
+            copy_database(from, &data_dir)?;
+        }
         let log_path = dir.path().join("vodtask.log");
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("create {}", log_path.display()))?;
@@ -127,7 +140,7 @@ impl Server {
         Ok(Server {
             child,
             dir: Some(dir),
-            keep_dir: args.keep_data,
+            keep_dir: keep_data,
             binary,
             grpc_addr,
             key,
@@ -194,6 +207,13 @@ impl Server {
         }
     }
 
+    /// Kills the server and hands over its dir (the data dir is `data/` in
+    /// it), for `start_with`'s `copy_of`.
+    pub async fn kill_keeping_dir(mut self) -> anyhow::Result<tempfile::TempDir> {
+        self.child.kill().await.context("kill the server")?;
+        self.dir.take().context("the data dir is gone")
+    }
+
     /// Kills the server and removes its data dir (unless asked to keep it).
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.child.kill().await.context("kill the server")?;
@@ -249,6 +269,25 @@ impl AppHandle {
             Bearer(self.key.clone()),
         ))
     }
+}
+
+/// Copies the files at the top of a data dir (the SQLite database and its
+/// WAL, the default app's key) into `to`, leaving out the media library,
+/// the lock and the WAL index (SQLite rebuilds it from the WAL).
+fn copy_database(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("create {}", to.display()))?;
+    let entries = std::fs::read_dir(from).with_context(|| format!("read {}", from.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("read {}", from.display()))?;
+        let name = entry.file_name();
+        let skip = name == "LOCK" || name.to_string_lossy().ends_with("-shm");
+        if skip || !entry.file_type()?.is_file() {
+            continue;
+        }
+        std::fs::copy(entry.path(), to.join(&name))
+            .with_context(|| format!("copy {}", entry.path().display()))?;
+    }
+    Ok(())
 }
 
 /// The last lines of the server log, for an error message.

@@ -81,6 +81,8 @@ pub struct ConsumeRun {
     pub sizes: Sizes,
     /// Confirm results other than CONFIRMED.
     pub not_confirmed: u64,
+    /// ConfirmEvents calls of the drain.
+    pub confirm_calls: u64,
 }
 
 /// A fresh server, `--events` uploads, then the timed drain. The server
@@ -103,7 +105,8 @@ pub async fn consume_run(
         preload,
         consume,
         sizes: tally.sizes(),
-        not_confirmed: tally.not_confirmed.load(Ordering::Relaxed),
+        not_confirmed: tally.not_confirmed(),
+        confirm_calls: tally.confirm_calls(),
     })
 }
 
@@ -144,7 +147,7 @@ async fn preload_and_drain(
         );
     }
     eprintln!("  pre-loaded; draining");
-    let drained = drain(server, args, mode).await?;
+    let drained = drain(server, args.consumers, args.events, mode).await?;
     Ok((produce, drained))
 }
 
@@ -225,10 +228,11 @@ fn padded(mut text: String, len: usize, fill: char) -> String {
 
 /// What the consumers of one drain share.
 #[derive(Default)]
-struct Tally {
+pub struct Tally {
     target: u64,
     confirmed: AtomicU64,
     not_confirmed: AtomicU64,
+    confirm_calls: AtomicU64,
     delivered: AtomicU64,
     bytes: AtomicU64,
     min_bytes: AtomicU64,
@@ -238,6 +242,16 @@ struct Tally {
 }
 
 impl Tally {
+    /// ConfirmEvents calls so far.
+    pub fn confirm_calls(&self) -> u64 {
+        self.confirm_calls.load(Ordering::Relaxed)
+    }
+
+    /// Confirm results other than CONFIRMED so far.
+    pub fn not_confirmed(&self) -> u64 {
+        self.not_confirmed.load(Ordering::Relaxed)
+    }
+
     fn new(target: u64) -> Self {
         Tally {
             target,
@@ -255,6 +269,7 @@ impl Tally {
     }
 
     fn settled(&self, confirmed: u64, other: u64) {
+        self.confirm_calls.fetch_add(1, Ordering::Relaxed);
         self.not_confirmed.fetch_add(other, Ordering::Relaxed);
         let before = self.confirmed.fetch_add(confirmed, Ordering::Relaxed);
         if before < self.target && before + confirmed >= self.target {
@@ -278,41 +293,46 @@ impl Tally {
     }
 }
 
-/// `--consumers` consumers drain the pre-loaded queue; timed from the first
-/// request to the last CONFIRMED result.
-async fn drain(server: &Server, args: &Args, mode: Mode) -> anyhow::Result<(Drained, Arc<Tally>)> {
-    let mut clients = Vec::with_capacity(args.consumers);
-    for _ in 0..args.consumers {
+/// `consumers` consumers drain the queue, pre-loaded with `events` events;
+/// timed from the first request to the last CONFIRMED result.
+pub async fn drain(
+    server: &Server,
+    consumers: usize,
+    events: u64,
+    mode: Mode,
+) -> anyhow::Result<(Drained, Arc<Tally>)> {
+    let mut clients = Vec::with_capacity(consumers);
+    for _ in 0..consumers {
         clients.push(server.event_client().await?);
     }
-    let tally = Arc::new(Tally::new(args.events));
+    let tally = Arc::new(Tally::new(events));
     let meter = cpu::Meter::start(server.pid());
     let started = Instant::now();
     // Dropping the set aborts the consumers, which closes their streams.
-    let mut consumers = JoinSet::new();
+    let mut running = JoinSet::new();
     for client in clients {
-        consumers.spawn(consume(client, mode, Arc::clone(&tally)));
+        running.spawn(consume(client, mode, Arc::clone(&tally)));
     }
-    let deadline = deadline_for(args.events);
+    let deadline = deadline_for(events);
     tokio::select! {
         _ = tally.done.notified() => {}
-        Some(joined) = consumers.join_next() => {
+        Some(joined) = running.join_next() => {
             joined.context("a consumer failed")??;
             bail!("a consumer stopped before the queue was drained");
         }
         _ = tokio::time::sleep(deadline) => bail!(
             "draining {} events took more than {deadline:?} ({} confirmed)",
-            args.events,
+            events,
             tally.confirmed.load(Ordering::Relaxed)
         ),
     }
     let elapsed = started.elapsed();
     let cpu = meter.stop();
-    consumers.abort_all();
+    running.abort_all();
     Ok((
         Drained {
             rate: Rate {
-                count: args.events,
+                count: events,
                 elapsed,
             },
             cpu,

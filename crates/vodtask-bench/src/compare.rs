@@ -1,0 +1,211 @@
+//! `compare`: two server binaries side by side on the event queue, for
+//! telling whether a change to the server made it faster on a machine whose
+//! other tenants move every single figure.
+//!
+//! One queue is pre-loaded once; each drain runs on a fresh copy of its
+//! database, so a round costs a server start and a drain instead of a
+//! pre-load. The binaries alternate (A then B, then B then A) so that both
+//! meet the same moments of the machine, and the report gives B's medians
+//! against A's, beside the CPU time each spent per event.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+use crate::events::queue;
+use crate::events::{Drained, Mode};
+use crate::server::{Server, ServerArgs};
+use crate::stats;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Events in the queue that every drain empties.
+    #[arg(long, default_value_t = 40_000)]
+    events: u64,
+    /// Concurrent consumers in each drain, each on its own connection.
+    #[arg(long, default_value_t = 4)]
+    consumers: usize,
+    /// The drains of each round, in this order (as in `events`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "stream:16,pull:16,stream:256,pull:256"
+    )]
+    modes: Vec<Mode>,
+    /// Every mode is drained this many times by each binary.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Concurrent UploadMedia calls while pre-loading.
+    #[arg(long, default_value_t = 32)]
+    upload_clients: usize,
+    /// Server B, measured against `--vodtask-bin` (A).
+    #[arg(long)]
+    vodtask_bin_b: PathBuf,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// One drain by one binary.
+struct Run {
+    drained: Drained,
+    confirm_calls: u64,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.drained.rate.per_second()
+    }
+
+    /// Server and client CPU µs per event, where /proc told.
+    fn cpu(&self) -> Option<(f64, f64)> {
+        let n = self.drained.rate.count.max(1) as f64;
+        self.drained.cpu.map(|u| {
+            (
+                u.server.as_secs_f64() * 1e6 / n,
+                u.client.as_secs_f64() * 1e6 / n,
+            )
+        })
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.rounds == 0 || args.modes.is_empty() {
+        bail!("--rounds and --modes must not be empty");
+    }
+    if !args.vodtask_bin_b.is_file() {
+        bail!(
+            "--vodtask-bin-b {}: no such file",
+            args.vodtask_bin_b.display()
+        );
+    }
+    let binaries = [args.server.binary()?, args.vodtask_bin_b.clone()];
+
+    eprintln!("pre-loading {} events with A", args.events);
+    let loader = Server::start(&args.server, &["--workers", "0", "--ffprobe", "true"]).await?;
+    let loaded = queue::preload_as(&loader.default_app(), args.events, args.upload_clients).await;
+    let template = loader.kill_keeping_dir().await?;
+    let preload = loaded?;
+    eprintln!("  {}/s", stats::thousands(preload.per_second()));
+    let data = template.path().join("data");
+
+    // runs[mode][binary]: one per round.
+    let mut runs: Vec<[Vec<Run>; 2]> = args.modes.iter().map(|_| [vec![], vec![]]).collect();
+    for round in 0..args.rounds {
+        for (m, &mode) in args.modes.iter().enumerate() {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for side in order {
+                let server = Server::start_with(
+                    binaries[side].clone(),
+                    Some(&data),
+                    false,
+                    &["--workers", "0"],
+                )
+                .await?;
+                let outcome = queue::drain(&server, args.consumers, args.events, mode).await;
+                let stopped = server.stop().await;
+                let (drained, tally) = outcome?;
+                stopped?;
+                if tally.not_confirmed() > 0 {
+                    bail!(
+                        "{} drain of round {}: {} confirm results were not CONFIRMED",
+                        mode.short(),
+                        round + 1,
+                        tally.not_confirmed()
+                    );
+                }
+                let run = Run {
+                    drained,
+                    confirm_calls: tally.confirm_calls(),
+                };
+                eprintln!(
+                    "round {} {} {}: {}/s, CPU µs/event {}",
+                    round + 1,
+                    mode.short(),
+                    ["A", "B"][side],
+                    stats::thousands(run.rate()),
+                    run.cpu()
+                        .map_or("n/a".into(), |(s, c)| format!("{s:.1}+{c:.1}"))
+                );
+                runs[m][side].push(run);
+            }
+        }
+    }
+    report(&args, &binaries, &runs);
+    Ok(())
+}
+
+fn report(args: &Args, binaries: &[PathBuf; 2], runs: &[[Vec<Run>; 2]]) {
+    println!();
+    println!("vodtask-bench compare");
+    println!("  A: {}", binaries[0].display());
+    println!("  B: {}", binaries[1].display());
+    println!(
+        "  {} events pre-loaded once; each drain on a fresh copy of that database, by {} \
+         consumers; {} rounds, A and B alternating",
+        args.events, args.consumers, args.rounds
+    );
+    println!();
+    println!(
+        "{:<12}{:>14}{:>14}{:>8}   {:>22}{:>22}{:>12}",
+        "mode",
+        "A events/s",
+        "B events/s",
+        "B/A",
+        "A CPU µs/ev srv+cli",
+        "B CPU µs/ev srv+cli",
+        "B/A srv"
+    );
+    let mut notes = Vec::new();
+    for (m, mode) in args.modes.iter().enumerate() {
+        let [a, b] = &runs[m];
+        let rate = |side: &[Run]| stats::median(&side.iter().map(Run::rate).collect::<Vec<_>>());
+        let cpu = |side: &[Run], pick: fn((f64, f64)) -> f64| {
+            let values: Option<Vec<f64>> = side.iter().map(|r| r.cpu().map(pick)).collect();
+            values.and_then(|v| stats::median(&v))
+        };
+        let (a_rate, b_rate) = (rate(a).unwrap_or(0.0), rate(b).unwrap_or(0.0));
+        let a_cpu = cpu(a, |c| c.0).zip(cpu(a, |c| c.1));
+        let b_cpu = cpu(b, |c| c.0).zip(cpu(b, |c| c.1));
+        let shown = |c: Option<(f64, f64)>| {
+            c.map_or("n/a".into(), |(s, c)| format!("{:.1}={s:.1}+{c:.1}", s + c))
+        };
+        let server_ratio = a_cpu
+            .zip(b_cpu)
+            .map_or("n/a".into(), |(a, b)| format!("{:.2}", b.0 / a.0));
+        println!(
+            "{:<12}{:>14}{:>14}{:>8.2}   {:>22}{:>22}{:>12}",
+            mode.short(),
+            stats::thousands(a_rate),
+            stats::thousands(b_rate),
+            b_rate / a_rate.max(1e-9),
+            shown(a_cpu),
+            shown(b_cpu),
+            server_ratio
+        );
+        let per_round: Vec<String> = a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| format!("{:.2}", b.rate() / a.rate().max(1e-9)))
+            .collect();
+        let per_confirm = |side: &[Run]| {
+            let events: u64 = side.iter().map(|r| r.drained.rate.count).sum();
+            let calls: u64 = side.iter().map(|r| r.confirm_calls).sum();
+            events as f64 / calls.max(1) as f64
+        };
+        notes.push(format!(
+            "{}: B/A rate per round {}; events per ConfirmEvents A {:.1}, B {:.1}",
+            mode.short(),
+            per_round.join(" "),
+            per_confirm(a),
+            per_confirm(b)
+        ));
+    }
+    println!();
+    for note in notes {
+        println!("  - {note}");
+    }
+    println!(
+        "  - Rates and CPU are medians over the rounds; CPU is user plus system time of the \
+         server and of this benchmark's consumers, in 10 ms ticks."
+    );
+}
