@@ -56,15 +56,8 @@ impl Run {
         self.drained.rate.per_second()
     }
 
-    /// Server and client CPU µs per event, where /proc told.
     fn cpu(&self) -> Option<(f64, f64)> {
-        let n = self.drained.rate.count.max(1) as f64;
-        self.drained.cpu.map(|u| {
-            (
-                u.server.as_secs_f64() * 1e6 / n,
-                u.client.as_secs_f64() * 1e6 / n,
-            )
-        })
+        self.drained.cpu_per_event()
     }
 }
 

@@ -162,6 +162,19 @@ pub struct Drained {
     pub cpu: Option<cpu::Usage>,
 }
 
+impl Drained {
+    /// Server and client CPU µs per event, where /proc could tell.
+    pub fn cpu_per_event(&self) -> Option<(f64, f64)> {
+        let n = self.rate.count.max(1) as f64;
+        self.cpu.map(|u| {
+            (
+                u.server.as_secs_f64() * 1e6 / n,
+                u.client.as_secs_f64() * 1e6 / n,
+            )
+        })
+    }
+}
+
 /// Sequential commit-to-delivery samples.
 #[derive(Clone, Default)]
 pub struct LatencyRun {
@@ -250,15 +263,7 @@ impl Side {
             .iter()
             .skip(index)
             .step_by(args.modes.len())
-            .map(|d| {
-                let n = d.rate.count.max(1) as f64;
-                d.cpu.map(|u| {
-                    (
-                        u.server.as_secs_f64() * 1e6 / n,
-                        u.client.as_secs_f64() * 1e6 / n,
-                    )
-                })
-            })
+            .map(Drained::cpu_per_event)
             .collect();
         let per_event = per_event?;
         let server: Vec<f64> = per_event.iter().map(|p| p.0).collect();
