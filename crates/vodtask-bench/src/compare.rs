@@ -14,7 +14,7 @@ use anyhow::bail;
 
 use crate::events::queue;
 use crate::events::{Drained, Mode};
-use crate::server::{Server, ServerArgs};
+use crate::server::{ClientTransport, Server, ServerArgs};
 use crate::stats;
 
 #[derive(clap::Args, Debug)]
@@ -38,9 +38,16 @@ pub struct Args {
     /// Concurrent UploadMedia calls while pre-loading.
     #[arg(long, default_value_t = 32)]
     upload_clients: usize,
-    /// Server B, measured against `--vodtask-bin` (A).
+    /// Server B, measured against `--vodtask-bin` (A); the same file for
+    /// comparing clients, or for measuring the noise.
     #[arg(long)]
     vodtask_bin_b: PathBuf,
+    /// How A's consumers connect.
+    #[arg(long, value_enum, default_value_t)]
+    client_a: ClientTransport,
+    /// How B's consumers connect.
+    #[arg(long, value_enum, default_value_t)]
+    client_b: ClientTransport,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -87,13 +94,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         for (m, &mode) in args.modes.iter().enumerate() {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for side in order {
-                let server = Server::start_with(
+                let mut server = Server::start_with(
                     binaries[side].clone(),
                     Some(&data),
                     false,
                     &["--workers", "0"],
                 )
                 .await?;
+                server.client_transport = [args.client_a, args.client_b][side];
                 let outcome = queue::drain(&server, args.consumers, args.events, mode).await;
                 let stopped = server.stop().await;
                 let (drained, tally) = outcome?;
@@ -130,8 +138,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 fn report(args: &Args, binaries: &[PathBuf; 2], runs: &[[Vec<Run>; 2]]) {
     println!();
     println!("vodtask-bench compare");
-    println!("  A: {}", binaries[0].display());
-    println!("  B: {}", binaries[1].display());
+    println!(
+        "  A: {} ({:?} client)",
+        binaries[0].display(),
+        args.client_a
+    );
+    println!(
+        "  B: {} ({:?} client)",
+        binaries[1].display(),
+        args.client_b
+    );
     println!(
         "  {} events pre-loaded once; each drain on a fresh copy of that database, by {} \
          consumers; {} rounds, A and B alternating",

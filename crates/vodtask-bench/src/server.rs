@@ -56,6 +56,18 @@ impl ServerArgs {
     }
 }
 
+/// How the benchmark's gRPC clients connect.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientTransport {
+    /// As vodtask's own clients do (`vodtask_transport::connect`): one
+    /// write per turn of the connection.
+    #[default]
+    Vodtask,
+    /// tonic's own connector, which writes a unary call's frames in two or
+    /// three writes.
+    Tonic,
+}
+
 /// A running `vodtask serve`, killed when dropped.
 pub struct Server {
     child: Child,
@@ -65,6 +77,8 @@ pub struct Server {
     pub binary: PathBuf,
     pub grpc_addr: String,
     key: MetadataValue<Ascii>,
+    /// For the clients handed out from now on.
+    pub client_transport: ClientTransport,
 }
 
 impl Server {
@@ -143,6 +157,7 @@ impl Server {
             keep_dir: keep_data,
             binary,
             grpc_addr,
+            client_transport: ClientTransport::default(),
             key,
         })
     }
@@ -196,6 +211,7 @@ impl Server {
         Ok(AppHandle {
             grpc_addr: self.grpc_addr.clone(),
             key,
+            transport: self.client_transport,
         })
     }
 
@@ -204,6 +220,7 @@ impl Server {
         AppHandle {
             grpc_addr: self.grpc_addr.clone(),
             key: self.key.clone(),
+            transport: self.client_transport,
         }
     }
 
@@ -234,6 +251,7 @@ impl Server {
 pub struct AppHandle {
     grpc_addr: String,
     key: MetadataValue<Ascii>,
+    transport: ClientTransport,
 }
 
 impl AppHandle {
@@ -250,10 +268,12 @@ impl AppHandle {
 
     /// A new HTTP/2 connection.
     pub async fn channel(&self) -> anyhow::Result<Channel> {
-        Endpoint::from_shared(format!("http://{}", self.grpc_addr))?
-            .connect()
-            .await
-            .with_context(|| format!("connect to {}", self.grpc_addr))
+        let endpoint = Endpoint::from_shared(self.grpc_url())?;
+        match self.transport {
+            ClientTransport::Vodtask => vodtask_transport::connect(endpoint).await,
+            ClientTransport::Tonic => endpoint.connect().await,
+        }
+        .with_context(|| format!("connect to {}", self.grpc_addr))
     }
 
     pub async fn media_client(&self) -> anyhow::Result<MediaClient> {

@@ -80,9 +80,8 @@ impl Client {
         let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| Error::InvalidInput(format!("url: {e}")))?
             .connect_timeout(options.connect_timeout)
-            .timeout(options.timeout)
-            .tcp_nodelay(true);
-        let channel = endpoint.connect().await?;
+            .timeout(options.timeout);
+        let channel = vodtask_transport::connect(endpoint).await?;
         Client::over(Transport::Remote(channel), &options.api_key, None)
     }
 

@@ -12,7 +12,6 @@ use std::future::Future;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use vodtask_core::Engine;
 use vodtask_proto::v1::event_service_server::EventServiceServer;
 use vodtask_proto::v1::media_service_server::MediaServiceServer;
@@ -64,11 +63,7 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(
-            // Small unary answers must not wait for Nagle's algorithm.
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(vodtask_transport::incoming(listener), shutdown)
         .await?;
     Ok(())
 }
