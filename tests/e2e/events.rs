@@ -258,6 +258,55 @@ async fn a_stream_respects_its_credit_and_a_broken_stream_releases_its_events() 
 }
 
 #[tokio::test]
+async fn a_lone_stream_gets_its_events_again_when_it_lets_their_leases_run_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut events = server.events().await;
+    configure(&mut events, 1, 10).await;
+    uploads(&server, dir.path(), 2).await;
+
+    let mut stream = events
+        .subscribe_events(pb::SubscribeEventsRequest { max_in_flight: 2 })
+        .await
+        .unwrap()
+        .into_inner();
+    // One deadline for all: heartbeats alone must not keep the test going.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut next_delivery = async || loop {
+        let item = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("the deliveries, and not only heartbeats, within 30 s")
+            .unwrap()
+            .unwrap()
+            .item
+            .unwrap();
+        if let pb::subscribe_events_response::Item::Delivery(d) = item {
+            return d;
+        }
+    };
+    // Its whole credit out and nothing confirmed; no other consumer takes
+    // from the queue. The leases run out after 1 s, which must give the
+    // stream its credit back by itself.
+    let first = [next_delivery().await, next_delivery().await];
+    let again = [next_delivery().await, next_delivery().await];
+    let ids = |ds: &[pb::EventDelivery]| ds.iter().map(id).collect::<HashSet<_>>();
+    assert_eq!(ids(&again), ids(&first), "the same two events came back");
+    for (old, new) in first.iter().zip(&again) {
+        assert_ne!(old.msg_handle, new.msg_handle);
+    }
+    let handles: Vec<String> = again.iter().map(|d| d.msg_handle.clone()).collect();
+    assert_eq!(
+        confirm(&mut events, &handles).await,
+        [pb::HandleStatus::Confirmed as i32; 2]
+    );
+    assert_eq!(
+        confirm(&mut events, std::slice::from_ref(&first[0].msg_handle)).await,
+        [pb::HandleStatus::AlreadyConfirmed as i32],
+        "the first handle's event was confirmed through its second delivery"
+    );
+}
+
+#[tokio::test]
 async fn a_stream_sends_heartbeats_when_idle() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);

@@ -138,11 +138,22 @@ impl Engine {
             .store
             .settle_events(queue.app, seqs, outcome)
             .await;
-        match &written {
-            Ok(()) => queue.lock().leases.settled(&ids, time::now()),
-            Err(_) => queue.lock().leases.unsettle(&ids, time::now()),
+        let wake = {
+            let mut s = queue.lock();
+            match &written {
+                Ok(()) => {
+                    let news = s.leases.settled(&ids, time::now());
+                    s.worth_waking(news)
+                }
+                Err(_) => {
+                    s.leases.unsettle(&ids, time::now());
+                    true
+                }
+            }
+        };
+        if wake {
+            queue.wake();
         }
-        queue.wake();
         written
     }
 
@@ -185,7 +196,7 @@ impl Engine {
         if !v.confirm.is_empty() {
             // Streams have their credit back already: let them refill while
             // the confirm is being written.
-            queue.wake();
+            queue.credit_back(&v.credited);
             let seqs = v.confirm.iter().map(|&s| (s, 0)).collect();
             self.settle(&queue, seqs, Settled::Confirmed).await?;
         }
@@ -408,7 +419,11 @@ fn decode(handles: &[String]) -> Vec<Option<MsgHandle>> {
 
 /// When something in the queue changes by itself (a delay or lease ends).
 pub(crate) fn next_change(queue: &AppQueue) -> Option<Instant> {
-    let next = queue.lock().leases.next_change()?;
-    let due = (next - time::now()).to_std().unwrap_or(Duration::ZERO);
-    Some(Instant::now() + due + Duration::from_millis(1))
+    queue.lock().leases.next_change().map(instant_at)
+}
+
+/// The tokio instant just past a wall-clock time.
+pub(crate) fn instant_at(at: time::Timestamp) -> Instant {
+    let wait = (at - time::now()).to_std().unwrap_or(Duration::ZERO);
+    Instant::now() + wait + Duration::from_millis(1)
 }

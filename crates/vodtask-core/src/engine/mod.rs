@@ -397,9 +397,15 @@ impl Engine {
         for queue in self.inner.queues.loaded() {
             // A load that read the deleted rows has finished once this is held.
             let _no_load = queue.loading.lock().await;
-            let mut s = queue.lock();
-            let cutoff = now - s.config.retention;
-            s.leases.forget_before(cutoff, now);
+            let wake = {
+                let mut s = queue.lock();
+                let cutoff = now - s.config.retention;
+                let news = s.leases.forget_before(cutoff, now);
+                s.worth_waking(news)
+            };
+            if wake {
+                queue.wake();
+            }
         }
     }
 }

@@ -169,13 +169,13 @@ impl Engine {
             let mut changed = queue.subscribe();
             changed.borrow_and_update();
             let (mut credit, rules, disabled) = {
-                let s = queue.lock();
+                let mut s = queue.lock();
                 let rules = TakeRules {
                     lease: s.config.callback_timeout + LEASE_MARGIN,
                     // The retry schedule decides when to give up.
                     max_deliveries: None,
                 };
-                let credit = CONCURRENCY.saturating_sub(s.leases.held_by(consumer));
+                let credit = CONCURRENCY.saturating_sub(s.leases.held_by(consumer, time::now()));
                 (credit, rules, s.config.endpoint_disabled.is_some())
             };
             let mut pause = None;
@@ -373,7 +373,8 @@ impl Engine {
         if settle.is_some() {
             let mut s = queue.lock();
             match &written {
-                Ok(()) => s.leases.settled(&[seq], time::now()),
+                // The wake below covers whatever this made due.
+                Ok(()) => _ = s.leases.settled(&[seq], time::now()),
                 Err(_) => s.leases.unsettle(&[seq], time::now()),
             }
         }

@@ -7,10 +7,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::Engine;
-use super::events::next_change;
+use super::events::{instant_at, next_change};
 use crate::error::{Error, Result};
 use crate::events::Delivery;
 use crate::ids::AppId;
@@ -30,6 +31,8 @@ pub struct Subscription {
     engine: Engine,
     queue: Arc<AppQueue>,
     consumer: ConsumerId,
+    /// Woken when a confirm or nack gives this stream credit back.
+    credit_back: Arc<Notify>,
     max_in_flight: u32,
     buffered: VecDeque<Delivery>,
     next_heartbeat: Instant,
@@ -42,10 +45,13 @@ impl Engine {
             1..=1000 => max_in_flight,
             _ => return Err(Error::invalid("max_in_flight", "must be within 1..1000")),
         };
+        let queue = self.queue(app).await?;
+        let consumer = self.inner.queues.new_consumer();
         Ok(Subscription {
             engine: self.clone(),
-            queue: self.queue(app).await?,
-            consumer: self.inner.queues.new_consumer(),
+            credit_back: queue.add_stream(consumer),
+            queue,
+            consumer,
             max_in_flight,
             buffered: VecDeque::new(),
             next_heartbeat: Instant::now() + HEARTBEAT_EVERY,
@@ -72,7 +78,13 @@ impl Subscription {
             }
             let mut changed = self.queue.subscribe();
             changed.borrow_and_update();
-            let held = self.queue.lock().leases.held_by(self.consumer);
+            let (held, next_expiry) = {
+                let mut s = self.queue.lock();
+                (
+                    s.leases.held_by(self.consumer, time::now()),
+                    s.leases.next_expiry(),
+                )
+            };
             let credit = self.max_in_flight.saturating_sub(held);
             if credit > 0 {
                 let got = self
@@ -88,14 +100,18 @@ impl Subscription {
                 self.next_heartbeat = Instant::now() + HEARTBEAT_EVERY;
                 return Ok(Some(StreamItem::Heartbeat));
             }
-            let mut until = self.next_heartbeat;
-            if credit > 0
-                && let Some(t) = next_change(&self.queue)
-            {
-                until = until.min(t);
-            }
+            // With credit, anything that makes an event due is news; without,
+            // only credit coming back: a confirm or nack of this stream's
+            // (`credit_back`), or one of its leases running out.
+            let next = if credit > 0 {
+                next_change(&self.queue)
+            } else {
+                next_expiry.map(instant_at)
+            };
+            let until = next.map_or(self.next_heartbeat, |t| t.min(self.next_heartbeat));
             tokio::select! {
-                _ = changed.changed() => {}
+                _ = changed.changed(), if credit > 0 => {}
+                _ = self.credit_back.notified() => {}
                 _ = tokio::time::sleep_until(until) => {}
                 _ = self.engine.inner.closing.cancelled() => {}
             }
@@ -105,6 +121,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.queue.remove_stream(self.consumer);
         // Buffered deliveries were leased too; releasing by consumer frees them.
         let released = self.queue.lock().leases.release(self.consumer, time::now());
         if released > 0 {

@@ -53,6 +53,8 @@ pub struct Verdicts {
     pub confirm: Vec<i64>,
     /// The seqs of the `None` results, for the store to look up.
     pub unknown: Vec<i64>,
+    /// Streams whose credit came back (each once): only they need waking.
+    pub credited: Vec<ConsumerId>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +98,9 @@ impl Leases {
     }
 
     /// Events leased to (or being confirmed by) a stream.
-    pub fn held_by(&self, consumer: ConsumerId) -> u32 {
+    /// Leases that ran out by `now` no longer count: their credit is back.
+    pub fn held_by(&mut self, consumer: ConsumerId, now: Timestamp) -> u32 {
+        self.expire(to_micros(now));
         self.held.get(&consumer).copied().unwrap_or(0)
     }
 
@@ -286,6 +290,7 @@ impl Leases {
                     // write: the consumer is done with the event, and if the
                     // write fails the event goes to whoever is next.
                     release_credit(&mut self.held, lease.consumer);
+                    v.credited.extend(lease.consumer);
                     entry.state = State::Settling;
                     v.confirm.push(h.seq);
                 }
@@ -301,23 +306,30 @@ impl Leases {
                     entry.state = State::Due(at);
                     self.due.insert((at, h.seq));
                     release_credit(&mut self.held, lease.consumer);
+                    v.credited.extend(lease.consumer);
                 }
             }
             v.results.push(Some(HandleResult::Done));
         }
+        v.credited.sort_unstable();
+        v.credited.dedup();
         v
     }
 
     /// The store recorded these events as settled (confirmed or dead): they
-    /// leave, and the next event of each key becomes due.
-    pub fn settled(&mut self, seqs: &[i64], now: Timestamp) {
+    /// leave, and the next event of each key becomes due. True when that
+    /// made an event due or gave a stream credit: someone may have work.
+    #[must_use]
+    pub fn settled(&mut self, seqs: &[i64], now: Timestamp) -> bool {
         let now = to_micros(now);
+        let mut news = false;
         for &seq in seqs {
             let Some(entry) = self.entries.remove(&seq) else {
                 continue;
             };
             if let State::Leased { consumer, .. } = entry.state {
                 release_credit(&mut self.held, consumer);
+                news = true;
             }
             self.forget_indexes(seq, entry.state);
             let Some(list) = self.keys.get_mut(&entry.order_key) else {
@@ -334,10 +346,12 @@ impl Leases {
                     {
                         e.state = State::Due(now);
                         self.due.insert((now, next));
+                        news = true;
                     }
                 }
             }
         }
+        news
     }
 
     /// Makes a due event due now (a resend). Events behind an earlier one
@@ -397,15 +411,22 @@ impl Leases {
         mine.len()
     }
 
-    /// Drops events older than `cutoff` (their rows were deleted by retention).
-    pub fn forget_before(&mut self, cutoff: Timestamp, now: Timestamp) {
+    /// Drops events older than `cutoff` (their rows were deleted by
+    /// retention); true as `settled`.
+    #[must_use]
+    pub fn forget_before(&mut self, cutoff: Timestamp, now: Timestamp) -> bool {
         let old: Vec<i64> = self
             .entries
             .iter()
             .filter(|(_, e)| e.event.event_time < cutoff)
             .map(|(&s, _)| s)
             .collect();
-        self.settled(&old, now);
+        self.settled(&old, now)
+    }
+
+    /// When the earliest lease runs out (whoever holds it).
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.leases.first().map(|&(t, _)| from_micros(t + 1))
     }
 
     /// When the next due or leased event changes state by itself.
@@ -545,7 +566,7 @@ mod tests {
             0,
             "settling holds the key"
         );
-        l.settled(&v.confirm, now());
+        assert!(l.settled(&v.confirm, now()), "the key's next event is due");
         assert_eq!(seqs(&l.take(10, None, (&cfg).into(), now()).0), vec![2]);
     }
 
@@ -583,20 +604,41 @@ mod tests {
             l.insert(loaded(s, &format!("k{s}")));
         }
         let got = l.take(3, Some(9), (&cfg).into(), now()).0;
-        assert_eq!(l.held_by(9), 3);
+        assert_eq!(l.held_by(9, now()), 3);
         let v = l.change(&[Some(got[0].handle)], LeaseChange::Settle, now());
         assert_eq!(
-            l.held_by(9),
+            l.held_by(9, now()),
             2,
             "credit returns when the confirm is accepted"
         );
-        l.settled(&v.confirm, now());
-        assert_eq!(l.held_by(9), 2);
+        assert_eq!(v.credited, vec![9], "and only that stream needs waking");
+        assert!(
+            !l.settled(&v.confirm, now()),
+            "a key's last event settled: nothing new for anyone"
+        );
+        assert_eq!(l.held_by(9, now()), 2);
         assert_eq!(l.release(9, now()), 2);
-        assert_eq!(l.held_by(9), 0);
+        assert_eq!(l.held_by(9, now()), 0);
         let mut back = seqs(&l.take(10, None, (&cfg).into(), now()).0);
         back.sort();
         assert_eq!(back, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn a_stream_gets_its_credit_back_when_its_leases_run_out() {
+        let cfg = EventConfig::default();
+        let mut l = Leases::new(1);
+        l.insert(loaded(1, "a"));
+        l.insert(loaded(2, "b"));
+        let got = l.take(2, Some(9), (&cfg).into(), now()).0;
+        assert_eq!(got.len(), 2);
+        assert_eq!(l.held_by(9, now()), 2);
+        let expiry = l.next_expiry().expect("leases are out");
+        assert_eq!(
+            l.held_by(9, expiry),
+            0,
+            "nobody else took from the queue, and still the credit is back"
+        );
     }
 
     #[test]
@@ -613,7 +655,7 @@ mod tests {
         assert!(got.is_empty());
         assert_eq!(dead, vec![(1, 1)]);
         assert_eq!(l.counts(now()).in_flight, 1, "settling counts as in flight");
-        l.settled(&[1], now());
+        assert!(!l.settled(&[1], now()));
         assert_eq!(l.len(), 0);
     }
 

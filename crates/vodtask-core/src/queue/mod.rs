@@ -17,9 +17,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
-use self::leases::Leases;
+use self::leases::{ConsumerId, Leases};
 use crate::error::Result;
 use crate::events::EventConfig;
 use crate::ids::AppId;
@@ -46,7 +46,9 @@ pub(crate) struct AppQueue {
     /// One loader at a time; also held by operations that must not race a
     /// load (redrive, retention).
     pub(crate) loading: tokio::sync::Mutex<()>,
-    /// Bumped whenever events may have become deliverable or credit came back.
+    /// Bumped whenever events may have become deliverable. Streams without
+    /// credit do not listen: a confirm wakes only the stream it credits
+    /// (`credit_back`), not every consumer of the app.
     signal: watch::Sender<u64>,
 }
 
@@ -62,6 +64,8 @@ pub(crate) struct QueueState {
     /// Events named by ResendEvents: the callback worker sends them without
     /// waiting for their planned retry.
     pub(crate) resend: HashSet<i64>,
+    /// Each open stream's wake-up for credit that came back.
+    streams: HashMap<ConsumerId, Arc<Notify>>,
 }
 
 impl Queues {
@@ -98,6 +102,7 @@ impl Queues {
                 exhausted: false,
                 commits: 0,
                 resend: HashSet::new(),
+                streams: HashMap::new(),
             }),
             loading: tokio::sync::Mutex::new(()),
             signal: watch::Sender::new(0),
@@ -138,6 +143,31 @@ impl AppQueue {
         self.signal.send_modify(|v| *v = v.wrapping_add(1));
     }
 
+    /// A stream opens: `credit_back` will wake it through this.
+    pub(crate) fn add_stream(&self, consumer: ConsumerId) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        self.lock().streams.insert(consumer, Arc::clone(&notify));
+        notify
+    }
+
+    pub(crate) fn remove_stream(&self, consumer: ConsumerId) {
+        self.lock().streams.remove(&consumer);
+    }
+
+    /// These streams' credit came back (`Verdicts::credited`).
+    pub(crate) fn credit_back(&self, consumers: &[ConsumerId]) {
+        if consumers.is_empty() {
+            return;
+        }
+        let s = self.lock();
+        for c in consumers {
+            if let Some(notify) = s.streams.get(c) {
+                // Stored if the stream is not waiting yet, so not lost.
+                notify.notify_one();
+            }
+        }
+    }
+
     /// New (or redriven) events are in the store.
     pub(crate) fn committed(&self) {
         {
@@ -176,6 +206,13 @@ impl AppQueue {
 }
 
 impl QueueState {
+    /// After events left the queue (`Leases::settled` said whether that
+    /// made news): waiters need waking if it did, or if the window may now
+    /// be refilled from the store.
+    pub(crate) fn worth_waking(&self, news: bool) -> bool {
+        news || self.wants_more()
+    }
+
     fn wants_more(&self) -> bool {
         !self.exhausted && self.leases.due_len() < LOW_WATER && self.leases.len() < WINDOW
     }
