@@ -307,6 +307,49 @@ async fn a_lone_stream_gets_its_events_again_when_it_lets_their_leases_run_out()
 }
 
 #[tokio::test]
+async fn a_nack_gives_a_stream_its_credit_back_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut events = server.events().await;
+    uploads(&server, dir.path(), 2).await;
+
+    let mut stream = events
+        .subscribe_events(pb::SubscribeEventsRequest { max_in_flight: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next_item = async || {
+        tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("an item within 30 s")
+            .unwrap()
+            .unwrap()
+            .item
+            .unwrap()
+    };
+    let pb::subscribe_events_response::Item::Delivery(first) = next_item().await else {
+        panic!("the stream's first item is a delivery")
+    };
+    // Its one credit is out. Given back by a nack, it must bring the next
+    // delivery at once: not at the stream's next heartbeat (5 s after its
+    // last delivery), when it would look at its credit anyway.
+    events
+        .nack_events(pb::NackEventsRequest {
+            msg_handles: vec![first.msg_handle.clone()],
+            delay_seconds: Some(0),
+        })
+        .await
+        .unwrap();
+    let item = tokio::time::timeout(Duration::from_secs(4), next_item())
+        .await
+        .expect("a delivery well before the heartbeat is due");
+    assert!(matches!(
+        item,
+        pb::subscribe_events_response::Item::Delivery(_)
+    ));
+}
+
+#[tokio::test]
 async fn a_stream_sends_heartbeats_when_idle() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);

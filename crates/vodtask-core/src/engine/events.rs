@@ -242,6 +242,8 @@ impl Engine {
         let queue = self.queue(app).await?;
         let decoded = decode(&handles);
         let v = queue.lock().leases.change(&decoded, change, time::now());
+        // A stream without credit listens only for its own credit.
+        queue.credit_back(&v.credited);
         queue.wake();
         self.resolve(app, v).await
     }
