@@ -38,9 +38,11 @@ pub async fn connect(endpoint: Endpoint) -> Result<Channel, tonic::transport::Er
 /// `host:port` of an `http://` URI (`[v6]:port` keeps its brackets, which
 /// is what `TcpStream::connect` parses).
 fn address(uri: &Uri) -> io::Result<String> {
-    let host = uri
-        .host()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{uri}: no host")))?;
+    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{uri}: {why}"));
+    if uri.scheme_str() != Some("http") {
+        return Err(invalid("only http:// is supported (no TLS)"));
+    }
+    let host = uri.host().ok_or_else(|| invalid("no host"))?;
     Ok(format!("{host}:{}", uri.port_u16().unwrap_or(80)))
 }
 
@@ -59,5 +61,12 @@ mod tests {
             let uri: Uri = uri.parse().expect("a valid uri");
             assert_eq!(address(&uri).expect("an address"), want);
         }
+    }
+
+    #[test]
+    fn anything_but_plain_http_is_refused_by_name() {
+        let uri: Uri = "https://127.0.0.1:443".parse().expect("a valid uri");
+        let e = address(&uri).expect_err("no TLS here");
+        assert!(e.to_string().contains("only http://"), "{e}");
     }
 }

@@ -404,6 +404,9 @@ impl Engine {
                 s.worth_waking(news)
             };
             if wake {
+                // Leased events may be among the forgotten: their streams'
+                // credit is back too.
+                queue.credit_back_all();
                 queue.wake();
             }
         }

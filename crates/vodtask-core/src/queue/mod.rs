@@ -154,6 +154,13 @@ impl AppQueue {
         self.lock().streams.remove(&consumer);
     }
 
+    /// Every stream may have credit back (retention took leased events).
+    pub(crate) fn credit_back_all(&self) {
+        for notify in self.lock().streams.values() {
+            notify.notify_one();
+        }
+    }
+
     /// These streams' credit came back (`Verdicts::credited`).
     pub(crate) fn credit_back(&self, consumers: &[ConsumerId]) {
         if consumers.is_empty() {
