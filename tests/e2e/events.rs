@@ -69,6 +69,27 @@ async fn state(events: &mut Events) -> pb::DescribeEventsStateResponse {
         .into_inner()
 }
 
+type Stream = tonic::Streaming<pb::SubscribeEventsResponse>;
+
+/// `max_in_flight` 0: the server's default.
+async fn subscribe(events: &mut Events, max_in_flight: i32) -> Stream {
+    events
+        .subscribe_events(pb::SubscribeEventsRequest { max_in_flight })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The stream's next delivery, heartbeats skipped.
+async fn next_delivery(stream: &mut Stream) -> pb::EventDelivery {
+    loop {
+        match stream.next().await.unwrap().unwrap().item.unwrap() {
+            pb::subscribe_events_response::Item::Delivery(d) => return d,
+            pb::subscribe_events_response::Item::Heartbeat(_) => {}
+        }
+    }
+}
+
 /// Uploads `n` tiny files: each upload commits one NewFileUpload event.
 async fn uploads(server: &Server, dir: &std::path::Path, n: usize) -> Vec<String> {
     let file = dir.join("blob.bin");
@@ -212,17 +233,7 @@ async fn a_stream_respects_its_credit_and_a_broken_stream_releases_its_events() 
     let mut events = server.events().await;
     uploads(&server, dir.path(), 5).await;
 
-    let mut stream = events
-        .subscribe_events(pb::SubscribeEventsRequest { max_in_flight: 2 })
-        .await
-        .unwrap()
-        .into_inner();
-    let next_delivery = async |stream: &mut tonic::Streaming<pb::SubscribeEventsResponse>| loop {
-        match stream.next().await.unwrap().unwrap().item.unwrap() {
-            pb::subscribe_events_response::Item::Delivery(d) => return d,
-            pb::subscribe_events_response::Item::Heartbeat(_) => {}
-        }
-    };
+    let mut stream = subscribe(&mut events, 2).await;
     let d1 = next_delivery(&mut stream).await;
     let d2 = next_delivery(&mut stream).await;
     assert_ne!(id(&d1), id(&d2));
@@ -243,11 +254,7 @@ async fn a_stream_respects_its_credit_and_a_broken_stream_releases_its_events() 
     // The stream dies with d2 and d3 unconfirmed: another stream gets them
     // at once, long before their 30 s lease would end.
     drop(stream);
-    let mut other = events
-        .subscribe_events(pb::SubscribeEventsRequest { max_in_flight: 16 })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut other = subscribe(&mut events, 16).await;
     let mut seen = HashSet::new();
     while !(seen.contains(&id(&d2)) && seen.contains(&id(&d3))) {
         let d = tokio::time::timeout(Duration::from_secs(20), next_delivery(&mut other))
@@ -265,30 +272,19 @@ async fn a_lone_stream_gets_its_events_again_when_it_lets_their_leases_run_out()
     configure(&mut events, 1, 10).await;
     uploads(&server, dir.path(), 2).await;
 
-    let mut stream = events
-        .subscribe_events(pb::SubscribeEventsRequest { max_in_flight: 2 })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = subscribe(&mut events, 2).await;
     // One deadline for all: heartbeats alone must not keep the test going.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut next_delivery = async || loop {
-        let item = tokio::time::timeout_at(deadline, stream.next())
+    let mut next = async || {
+        tokio::time::timeout_at(deadline, next_delivery(&mut stream))
             .await
             .expect("the deliveries, and not only heartbeats, within 30 s")
-            .unwrap()
-            .unwrap()
-            .item
-            .unwrap();
-        if let pb::subscribe_events_response::Item::Delivery(d) = item {
-            return d;
-        }
     };
     // Its whole credit out and nothing confirmed; no other consumer takes
     // from the queue. The leases run out after 1 s, which must give the
     // stream its credit back by itself.
-    let first = [next_delivery().await, next_delivery().await];
-    let again = [next_delivery().await, next_delivery().await];
+    let first = [next().await, next().await];
+    let again = [next().await, next().await];
     let ids = |ds: &[pb::EventDelivery]| ds.iter().map(id).collect::<HashSet<_>>();
     assert_eq!(ids(&again), ids(&first), "the same two events came back");
     for (old, new) in first.iter().zip(&again) {
@@ -313,11 +309,7 @@ async fn a_nack_gives_a_stream_its_credit_back_at_once() {
     let mut events = server.events().await;
     uploads(&server, dir.path(), 2).await;
 
-    let mut stream = events
-        .subscribe_events(pb::SubscribeEventsRequest { max_in_flight: 1 })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = subscribe(&mut events, 1).await;
     let mut next_item = async || {
         tokio::time::timeout(Duration::from_secs(30), stream.next())
             .await
@@ -354,11 +346,7 @@ async fn a_stream_sends_heartbeats_when_idle() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
     let mut events = server.events().await;
-    let mut stream = events
-        .subscribe_events(pb::SubscribeEventsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = subscribe(&mut events, 0).await;
     let item = tokio::time::timeout(Duration::from_secs(30), stream.next())
         .await
         .unwrap()
@@ -847,11 +835,7 @@ async fn sigterm_ends_open_streams() {
         &["--workers", "0", "--shutdown-grace", "120s"],
     );
     let mut events = server.events().await;
-    let mut stream = events
-        .subscribe_events(pb::SubscribeEventsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = subscribe(&mut events, 0).await;
     let status = server.terminate().await;
     assert!(status.success(), "{status}");
     let end = stream.next().await;
