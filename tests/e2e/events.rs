@@ -673,8 +673,19 @@ async fn switched_off_event_types_are_not_sent() {
 /// ConfirmEvents had returned CONFIRMED ever came back.
 #[tokio::test]
 async fn kill9_during_consumption_loses_nothing_and_resurrects_nothing() {
+    kill9_during_consumption(&["--workers", "0"]).await;
+}
+
+/// The same with `--sync normal`: commits are not fsynced one by one, and
+/// what the OS has survives the process.
+#[tokio::test]
+async fn kill9_during_consumption_with_sync_normal_loses_nothing_and_resurrects_nothing() {
+    kill9_during_consumption(&["--workers", "0", "--sync", "normal"]).await;
+}
+
+async fn kill9_during_consumption(args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"), &["--workers", "0"]);
+    let mut server = Server::start(&dir.path().join("data"), args);
     let mut events = server.events().await;
     configure(&mut events, 2, 1000).await;
     let files: HashSet<String> = uploads(&server, dir.path(), 120)

@@ -48,6 +48,10 @@ pub struct Args {
     /// How B's consumers connect.
     #[arg(long, value_enum, default_value_t)]
     client_b: ClientTransport,
+    /// A flag for B's drain servers only, after `--server-flag`s, e.g.
+    /// `--server-flag-b=--sync=normal` (B may be A's binary); repeatable.
+    #[arg(long = "server-flag-b", allow_hyphen_values = true)]
+    server_flags_b: Vec<String>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -79,6 +83,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let binaries = [args.server.binary()?, args.vodtask_bin_b.clone()];
+    let drain_flags = |side: usize| {
+        let mut flags = vec!["--workers", "0"];
+        flags.extend(args.server.server_flags.iter().map(String::as_str));
+        if side == 1 {
+            flags.extend(args.server_flags_b.iter().map(String::as_str));
+        }
+        flags
+    };
 
     eprintln!("pre-loading {} events with A", args.events);
     let loader = Server::start(&args.server, &["--workers", "0", "--ffprobe", "true"]).await?;
@@ -98,7 +110,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     binaries[side].clone(),
                     Some(&data),
                     false,
-                    &["--workers", "0"],
+                    &drain_flags(side),
                 )
                 .await?;
                 server.client_transport = [args.client_a, args.client_b][side];
@@ -138,14 +150,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 fn report(args: &Args, binaries: &[PathBuf; 2], runs: &[[Vec<Run>; 2]]) {
     println!();
     println!("vodtask-bench compare");
+    let flags = |extra: &[String]| {
+        let all: Vec<&str> = args
+            .server
+            .server_flags
+            .iter()
+            .chain(extra)
+            .map(String::as_str)
+            .collect();
+        if all.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", all.join(" "))
+        }
+    };
     println!(
-        "  A: {} ({:?} client)",
+        "  A: {}{} ({:?} client)",
         binaries[0].display(),
+        flags(&[]),
         args.client_a
     );
     println!(
-        "  B: {} ({:?} client)",
+        "  B: {}{} ({:?} client)",
         binaries[1].display(),
+        flags(&args.server_flags_b),
         args.client_b
     );
     println!(

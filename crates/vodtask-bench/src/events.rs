@@ -417,8 +417,14 @@ impl Report<'_> {
         let args = self.args;
         println!();
         println!("vodtask-bench events");
+        let flags: String = args
+            .server
+            .server_flags
+            .iter()
+            .map(|f| format!(" {f}"))
+            .collect();
         println!(
-            "  vodtask:    {} serve --workers 0, a fresh server and data dir per run",
+            "  vodtask:    {} serve --workers 0{flags}, a fresh server and data dir per run",
             self.binary
         );
         println!(
@@ -574,7 +580,10 @@ impl Report<'_> {
                 samples = 2 * self.args.samples,
             ),
             "vodtask's confirms are durable writes: each ConfirmEvents is a SQLite \
-             transaction (synchronous=FULL, group commit) answered after its fsync; leases \
+             transaction (group commit) answered once committed, which with the server's \
+             default `--sync full` means after its fsync, and with `--sync normal` once the OS \
+             has it (it survives kill -9; the WAL is fsynced at the next checkpoint); the \
+             server's flags are above. Leases \
              live in memory (a pull or a stream refill writes nothing). JetStream's acks are \
              fire-and-forget messages, and nats-server with its default settings does not \
              fsync each publish or ack (it syncs the file store periodically): its figures \

@@ -32,6 +32,10 @@ pub struct ServerArgs {
     /// Keep the data dir and the server log after the run (its path is printed).
     #[arg(long)]
     pub keep_data: bool,
+    /// A flag for every `vodtask serve` the benchmark starts, after its
+    /// own, e.g. `--server-flag=--sync=normal`; repeatable.
+    #[arg(long = "server-flag", allow_hyphen_values = true)]
+    pub server_flags: Vec<String>,
 }
 
 impl ServerArgs {
@@ -85,7 +89,9 @@ impl Server {
     /// Starts `vodtask serve` on a fresh data dir with free ports and the
     /// given extra flags, and waits until it is listening.
     pub async fn start(args: &ServerArgs, extra: &[&str]) -> anyhow::Result<Server> {
-        Server::start_with(args.binary()?, None, args.keep_data, extra).await
+        let mut flags = extra.to_vec();
+        flags.extend(args.server_flags.iter().map(String::as_str));
+        Server::start_with(args.binary()?, None, args.keep_data, &flags).await
     }
 
     /// `start` with this binary and, given `copy_of`, on a copy of that

@@ -21,3 +21,4 @@ pub use engine::{
     create_app, create_app_in,
 };
 pub use error::{Error, Result};
+pub use store::sqlite::SyncMode;

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vodtask_core::outbound::AddressPolicy;
-use vodtask_core::{Engine, EngineConfig};
+use vodtask_core::{Engine, EngineConfig, SyncMode};
 use vodtask_server::{grpc, http};
 
 #[derive(Parser)]
@@ -75,6 +75,12 @@ struct ServeArgs {
     /// Times a task is recovered after lost workers before it fails.
     #[arg(long, env = "VODTASK_MAX_RECOVERIES", default_value_t = 3)]
     max_recoveries: u32,
+    /// `full`: every commit is fsynced before it is acknowledged (survives
+    /// power loss). `normal`: commits are acknowledged once the OS has them
+    /// (they survive kill -9 of vodtask, not a power loss) and fsynced at
+    /// the next WAL checkpoint, within about 200 ms.
+    #[arg(long, env = "VODTASK_SYNC", value_enum, default_value_t = SyncFlag::Full)]
+    sync: SyncFlag,
     /// How long SIGTERM waits for clients to close their connections.
     #[arg(long, env = "VODTASK_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
@@ -86,6 +92,22 @@ struct ServeArgs {
     /// repeatable. `--allow-callback-cidr` is the old name.
     #[arg(long = "allow-outbound-cidr", alias = "allow-callback-cidr", env = "VODTASK_ALLOW_OUTBOUND_CIDR", value_delimiter = ',', value_parser = parse_cidr)]
     allow_outbound_cidrs: Vec<IpNet>,
+}
+
+/// `--sync`; the core's type stays free of clap.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SyncFlag {
+    Full,
+    Normal,
+}
+
+impl From<SyncFlag> for SyncMode {
+    fn from(sync: SyncFlag) -> SyncMode {
+        match sync {
+            SyncFlag::Full => SyncMode::Full,
+            SyncFlag::Normal => SyncMode::Normal,
+        }
+    }
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, String> {
@@ -136,6 +158,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_recoveries = args.max_recoveries;
     config.max_upload_bytes = args.max_upload_bytes;
     config.outbound_policy = AddressPolicy::new(args.allow_outbound_cidrs);
+    config.sync = args.sync.into();
     let engine = Engine::open(config).await.context("open the data dir")?;
 
     let stop = CancellationToken::new();
@@ -152,6 +175,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // One machine-readable line, so that scripts and tests learn the ports.
     println!("vodtask listening grpc={grpc_addr} http={http_addr}");
     tracing::info!(%grpc_addr, %http_addr, data_dir = %args.data_dir.display(), "vodtask serving");
+    if matches!(args.sync, SyncFlag::Normal) {
+        tracing::warn!(
+            "--sync normal: commits are not fsynced one by one; a power loss may take the last ~200 ms of acknowledged writes"
+        );
+    }
 
     shutdown_signal().await?;
     tracing::info!("shutting down: running tasks go back to the queue");

@@ -26,7 +26,7 @@ use crate::ids::{AppId, FileId, TaskId};
 use crate::media::{MediaFile, MediaLibrary, Upload};
 use crate::outbound::AddressPolicy;
 use crate::queue::Queues;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{SqliteStore, SyncMode};
 use crate::store::{Orphans, Store};
 use crate::task::procedure::{ProcedurePlan, ProcedureSpec};
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery, TimeRange};
@@ -54,6 +54,9 @@ pub struct EngineConfig {
     pub max_upload_bytes: u64,
     /// Which addresses HTTP callbacks and pulls may connect to.
     pub outbound_policy: AddressPolicy,
+    /// Whether every commit is fsynced (the default) or only handed to
+    /// the OS.
+    pub sync: SyncMode,
 }
 
 impl EngineConfig {
@@ -69,6 +72,7 @@ impl EngineConfig {
             task_retention: Duration::from_secs(7 * 24 * 3600),
             max_upload_bytes: 10 << 30,
             outbound_policy: AddressPolicy::default(),
+            sync: SyncMode::Full,
         }
     }
 }
@@ -104,7 +108,7 @@ impl Engine {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let lock = lock_data_dir(dir)?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir)?);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_with(dir, config.sync)?);
         let library = MediaLibrary::open(
             dir,
             config.ffprobe.clone(),

@@ -1,6 +1,7 @@
-//! The embedded default store: one SQLite file in WAL mode with
-//! `synchronous = FULL`, a group-commit writer thread and a pool of read
-//! connections.
+//! The embedded default store: one SQLite file in WAL mode, a group-commit
+//! writer thread and a pool of read connections. Commits are fsynced
+//! (`synchronous = FULL`) unless the store is opened with
+//! `SyncMode::Normal`.
 
 mod attempts;
 mod checkpoint;
@@ -66,7 +67,32 @@ const READER_CACHE_KIB: i64 = 4 * 1024;
 /// still in the WAL are read as before; the writer never maps.)
 const READER_MMAP_BYTES: i64 = 1 << 30;
 
-fn open_connection(path: &Path, cache_kib: i64) -> Result<Connection> {
+/// When a commit is on disk: SQLite's `synchronous` on the writing
+/// connection. Media files are fsynced before their row either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Each commit's WAL is fsynced before anyone is answered: an
+    /// acknowledged write survives a power loss or a crash of the OS.
+    #[default]
+    Full,
+    /// A commit is in the OS's page cache before anyone is answered, so it
+    /// survives the process dying (`kill -9`), not a power loss: the WAL is
+    /// fsynced before each checkpoint, every 200 ms, and a power loss or OS
+    /// crash may take what was acknowledged since (the database stays
+    /// consistent). No fsync per commit.
+    Normal,
+}
+
+impl SyncMode {
+    fn pragma(self) -> &'static str {
+        match self {
+            SyncMode::Full => "FULL",
+            SyncMode::Normal => "NORMAL",
+        }
+    }
+}
+
+fn open_connection(path: &Path, cache_kib: i64, sync: SyncMode) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -76,27 +102,37 @@ fn open_connection(path: &Path, cache_kib: i64) -> Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
          PRAGMA temp_store = MEMORY;",
     )?;
+    conn.pragma_update(None, "synchronous", sync.pragma())?;
     conn.pragma_update(None, "cache_size", -cache_kib)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `<dir>/vodtask.db`.
+    /// Opens (creating if needed) `<dir>/vodtask.db`, fsyncing every commit.
     pub fn open(dir: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_with(dir, SyncMode::Full)
+    }
+
+    /// `open`, with commits on disk as `sync` says.
+    pub fn open_with(dir: &Path, sync: SyncMode) -> Result<SqliteStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let path = dir.join("vodtask.db");
-        let conn = open_connection(&path, WRITER_CACHE_KIB)?;
+        let conn = open_connection(&path, WRITER_CACHE_KIB, sync)?;
         schema::migrate(&conn)?;
         // Checkpoints copy the WAL into the database file; run in the
-        // writer they would stall every commit queued behind them.
+        // writer they would stall every commit queued behind them. They
+        // fsync the WAL first and the database after, whatever `sync` is:
+        // with `SyncMode::Normal` they are what puts commits on disk.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpointer =
-            checkpoint::Checkpointer::start(open_connection(&path, READER_CACHE_KIB)?)?;
+        let checkpointer = checkpoint::Checkpointer::start(open_connection(
+            &path,
+            READER_CACHE_KIB,
+            SyncMode::Full,
+        )?)?;
         Ok(SqliteStore {
             writer: Writer::start(conn)?,
             _checkpointer: checkpointer,
@@ -125,7 +161,7 @@ impl SqliteStore {
             let conn = match idle {
                 Some(conn) => conn,
                 None => {
-                    let conn = open_connection(&pool.path, READER_CACHE_KIB)?;
+                    let conn = open_connection(&pool.path, READER_CACHE_KIB, SyncMode::Full)?;
                     conn.execute_batch("PRAGMA query_only = 1")?;
                     conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
                     conn

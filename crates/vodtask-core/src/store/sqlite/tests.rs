@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::SqliteStore;
+use super::{SqliteStore, SyncMode};
 use crate::app::KeyHash;
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::{MediaFile, SourceType};
@@ -306,4 +306,19 @@ async fn event_rows_settle_once_and_redrive_back() {
     let tail = store.event_tail(app, 0).await.unwrap();
     assert_eq!((tail.ready, tail.held, tail.dead_lettered), (2, 0, 0));
     assert_eq!(store.load_events(app, 0, 10).await.unwrap().len(), 2);
+}
+
+/// `--sync` reaches the writing connection (SQLite: 2 is FULL, 1 NORMAL).
+#[tokio::test]
+async fn the_sync_mode_is_the_writers_synchronous_setting() {
+    for (mode, level) in [(SyncMode::Full, 2), (SyncMode::Normal, 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(dir.path(), mode).unwrap();
+        let got: i64 = store
+            .writer
+            .write(|c| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(got, level, "{mode:?}");
+    }
 }
