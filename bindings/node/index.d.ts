@@ -93,7 +93,7 @@ export interface ConsumeOptions {
 export declare class Client {
   /** Whether this client runs the engine in this process (`open`). */
   readonly isEmbedded: boolean
-  /** Embedded: stops the engine (running tasks go back to the queue) and its file server. Remote: nothing. */
+  /** Embedded: stops the engine (running tasks go back to the queue) and its file server, and frees the data dir. Afterwards every call fails with code 'UNAVAILABLE'; closing twice does nothing. */
   close(): Promise<void>
   /** Uploads a file from disk; `fileName` defaults to the path's last component. */
   uploadFile(path: string, options?: UploadOptions): Promise<UploadResult>

@@ -195,7 +195,7 @@ class Client {
     return call(this._inner.eventsState())
   }
   subscribe(options = {}) {
-    return new Subscription(this._inner.subscribe(options.maxInFlight))
+    return new Subscription(callSync(() => this._inner.subscribe(options.maxInFlight)))
   }
   /**
    * Runs `handler(event)` on every event until `options.signal` aborts:

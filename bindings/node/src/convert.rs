@@ -25,10 +25,12 @@ pub fn to_js(e: vodtask_client::Error) -> napi::Error {
 }
 
 pub fn invalid(message: impl std::fmt::Display) -> napi::Error {
-    napi::Error::new(
-        napi::Status::GenericFailure,
-        format!("INVALID_ARGUMENT: {message}"),
-    )
+    coded("INVALID_ARGUMENT", message)
+}
+
+/// An error of the binding itself, with the gRPC code name it reports.
+pub fn coded(code: &str, message: impl std::fmt::Display) -> napi::Error {
+    napi::Error::new(napi::Status::GenericFailure, format!("{code}: {message}"))
 }
 
 // ---------------------------------------------------------------- enums

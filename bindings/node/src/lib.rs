@@ -14,7 +14,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi_derive::napi;
 use tokio::sync::Mutex;
-use vodtask_client::{CancellationToken, Client, ConsumeOptions, pb};
+use vodtask_client::{CancellationToken, Client, ConsumeOptions, SyncMode, pb};
 
 use convert::*;
 
@@ -56,6 +56,11 @@ pub struct OpenOptions {
     pub http_listen: Option<String>,
     pub ffmpeg: Option<String>,
     pub ffprobe: Option<String>,
+    /// 'full' (the default): every commit is fsynced before it is
+    /// acknowledged; 'normal': acknowledged once the OS has it (survives
+    /// the process crashing, not a power loss).
+    #[napi(ts_type = "'full' | 'normal'")]
+    pub sync: Option<String>,
 }
 
 /// Connects to a vodtask server, e.g. `http://127.0.0.1:50051`.
@@ -69,7 +74,7 @@ pub async fn connect(url: String, options: ConnectOptions) -> napi::Result<Nativ
         o.connect_timeout = Duration::from_millis(u64::from(ms));
     }
     let client = Client::connect(&url, o).await.map_err(to_js)?;
-    Ok(NativeClient { client })
+    Ok(NativeClient::new(client))
 }
 
 /// Opens (or creates) a data dir and runs the engine in this process.
@@ -88,9 +93,14 @@ pub async fn open(data_dir: String, options: Option<OpenOptions>) -> napi::Resul
             .transpose()?;
         o.ffmpeg = options.ffmpeg.map(PathBuf::from);
         o.ffprobe = options.ffprobe.map(PathBuf::from);
+        if let Some(sync) = options.sync {
+            o.sync = sync
+                .parse::<SyncMode>()
+                .map_err(|e| invalid(format!("sync: {e}")))?;
+        }
     }
     let client = Client::open(data_dir, o).await.map_err(to_js)?;
-    Ok(NativeClient { client })
+    Ok(NativeClient::new(client))
 }
 
 /// Checks a vodtask HTTP callback (Standard Webhooks signature and
@@ -113,19 +123,46 @@ pub fn verify_webhook(
 
 #[napi]
 pub struct NativeClient {
-    client: Client,
+    /// Taken by `close`: an embedded engine (and its data dir's lock) goes
+    /// with the last clone, not when V8 collects this object, so the data
+    /// dir opens again at once.
+    slot: std::sync::Mutex<Option<Client>>,
+    embedded: bool,
+}
+
+impl NativeClient {
+    fn new(client: Client) -> NativeClient {
+        NativeClient {
+            embedded: client.is_embedded(),
+            slot: std::sync::Mutex::new(Some(client)),
+        }
+    }
+
+    fn client(&self) -> napi::Result<Client> {
+        self.slot
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .ok_or_else(|| coded("UNAVAILABLE", "client: closed"))
+    }
 }
 
 #[napi]
 impl NativeClient {
     #[napi(getter)]
     pub fn is_embedded(&self) -> bool {
-        self.client.is_embedded()
+        self.embedded
     }
 
+    /// Embedded: stops the engine (running tasks go back to the queue) and
+    /// its file server. The client refuses calls afterwards; closing twice
+    /// does nothing.
     #[napi]
     pub async fn close(&self) {
-        self.client.close().await;
+        let taken = self.slot.lock().ok().and_then(|mut c| c.take());
+        if let Some(client) = taken {
+            client.close().await;
+        }
     }
 
     #[napi]
@@ -135,7 +172,7 @@ impl NativeClient {
         options: Option<UploadOptions>,
     ) -> napi::Result<UploadResult> {
         let (name, context, procedure) = upload_options(options)?;
-        self.client
+        self.client()?
             .upload_file(
                 std::path::Path::new(&path),
                 name.as_deref(),
@@ -156,7 +193,7 @@ impl NativeClient {
     ) -> napi::Result<UploadResult> {
         let (_, context, procedure) = upload_options(options)?;
         let bytes = bytes.to_vec();
-        self.client
+        self.client()?
             .upload_bytes(bytes, &file_name, &context, procedure)
             .await
             .map(upload_result)
@@ -165,7 +202,7 @@ impl NativeClient {
 
     #[napi]
     pub async fn describe_media(&self, file_id: String) -> napi::Result<MediaInfo> {
-        self.client
+        self.client()?
             .describe_media(&file_id)
             .await
             .map(media_info)
@@ -191,12 +228,12 @@ impl NativeClient {
             session_id: options.session_id.unwrap_or_default(),
             session_context: options.session_context.unwrap_or_default(),
         };
-        self.client.create_task(request).await.map_err(to_js)
+        self.client()?.create_task(request).await.map_err(to_js)
     }
 
     #[napi]
     pub async fn describe_task(&self, task_id: String) -> napi::Result<Task> {
-        self.client
+        self.client()?
             .describe_task(&task_id)
             .await
             .map(task)
@@ -209,7 +246,7 @@ impl NativeClient {
             Some(o) => list_request(o)?,
             None => pb::ListTasksRequest::default(),
         };
-        self.client
+        self.client()?
             .list_tasks(request)
             .await
             .map(task_list)
@@ -222,7 +259,7 @@ impl NativeClient {
         create_time: Option<TimeRange>,
     ) -> napi::Result<TaskOverview> {
         let request = overview_request(create_time)?;
-        self.client
+        self.client()?
             .task_overview(request)
             .await
             .map(overview)
@@ -231,7 +268,7 @@ impl NativeClient {
 
     #[napi]
     pub async fn redo_task(&self, task_id: String) -> napi::Result<Task> {
-        self.client
+        self.client()?
             .redo_task(&task_id)
             .await
             .map(task)
@@ -240,7 +277,7 @@ impl NativeClient {
 
     #[napi]
     pub async fn cancel_task(&self, task_id: String) -> napi::Result<Task> {
-        self.client
+        self.client()?
             .cancel_task(&task_id)
             .await
             .map(task)
@@ -253,7 +290,7 @@ impl NativeClient {
         max_events: Option<i32>,
         wait_seconds: Option<i32>,
     ) -> napi::Result<Vec<RawPulledEvent>> {
-        self.client
+        self.client()?
             .pull_events(max_events.unwrap_or(0), wait_seconds.unwrap_or(5))
             .await
             .map(|ds| ds.into_iter().filter_map(pulled).collect())
@@ -265,7 +302,7 @@ impl NativeClient {
         &self,
         msg_handles: Vec<String>,
     ) -> napi::Result<Vec<HandleResult>> {
-        self.client
+        self.client()?
             .confirm_events(msg_handles)
             .await
             .map(handle_results)
@@ -278,7 +315,7 @@ impl NativeClient {
         msg_handles: Vec<String>,
         seconds: i32,
     ) -> napi::Result<Vec<HandleResult>> {
-        self.client
+        self.client()?
             .extend_events(msg_handles, seconds)
             .await
             .map(handle_results)
@@ -291,7 +328,7 @@ impl NativeClient {
         msg_handles: Vec<String>,
         delay_seconds: Option<i32>,
     ) -> napi::Result<Vec<HandleResult>> {
-        self.client
+        self.client()?
             .nack_events(msg_handles, delay_seconds)
             .await
             .map(handle_results)
@@ -300,7 +337,7 @@ impl NativeClient {
 
     #[napi]
     pub async fn event_config(&self) -> napi::Result<EventConfig> {
-        self.client
+        self.client()?
             .event_config()
             .await
             .map(event_config)
@@ -313,7 +350,7 @@ impl NativeClient {
         changes: EventConfigChanges,
     ) -> napi::Result<EventConfig> {
         let request = config_request(changes)?;
-        self.client
+        self.client()?
             .modify_event_config(request)
             .await
             .map(event_config)
@@ -322,7 +359,7 @@ impl NativeClient {
 
     #[napi]
     pub async fn events_state(&self) -> napi::Result<EventsState> {
-        self.client
+        self.client()?
             .events_state()
             .await
             .map(events_state)
@@ -331,15 +368,15 @@ impl NativeClient {
 
     /// A reliable subscription (reconnects after a broken stream).
     #[napi]
-    pub fn subscribe(&self, max_in_flight: Option<i32>) -> NativeSubscription {
-        let client = self.client.clone();
+    pub fn subscribe(&self, max_in_flight: Option<i32>) -> napi::Result<NativeSubscription> {
+        let client = self.client()?;
         let subscription = napi::bindgen_prelude::within_runtime_if_available(move || {
             client.subscribe(max_in_flight.unwrap_or(16))
         });
-        NativeSubscription {
+        Ok(NativeSubscription {
             inner: Arc::new(Mutex::new(subscription)),
             stop: CancellationToken::new(),
-        }
+        })
     }
 
     /// Runs `handler(ids, events)` with the events that arrived since its
@@ -374,7 +411,7 @@ impl NativeClient {
             max_in_flight: max_in_flight.unwrap_or(defaults.max_in_flight),
         };
         let stop = CancellationToken::new();
-        let client = self.client.clone();
+        let client = self.client()?;
         let run = {
             let stop = stop.clone();
             napi::bindgen_prelude::within_runtime_if_available(move || {

@@ -157,6 +157,25 @@ test('every task spec converts to the service and back', async (t) => {
   await assert.rejects(vodtask.open(path.join(dir, 'data')), { code: 'FAILED_PRECONDITION', message: /in use/ })
 })
 
+test("open takes sync: 'normal' and refuses a mode it does not know", async (t) => {
+  const dir = tempDir(t)
+  const data = path.join(dir, 'data')
+  await assert.rejects(vodtask.open(data, { sync: 'fast' }), {
+    code: 'INVALID_ARGUMENT',
+    message: `sync: must be 'full' or 'normal', not "fast"`,
+  })
+  // What a `normal` engine acknowledged is there when the data dir opens again.
+  const client = await vodtask.open(data, { workers: 0, sync: 'normal' })
+  const blob = await client.uploadBytes(new TextEncoder().encode('kept'), 'kept.bin')
+  const id = await client.createTask({ deleteMedia: { fileIds: [blob.fileId] } })
+  await client.close()
+  // Closed, the client refuses calls and the data dir is free at once.
+  await assert.rejects(client.describeTask(id), { code: 'UNAVAILABLE', message: 'client: closed' })
+  assert.throws(() => client.subscribe(), { code: 'UNAVAILABLE', message: 'client: closed' })
+  const again = await openClient(t, dir, { workers: 0 })
+  assert.equal((await again.describeTask(id)).status, 'WAITING')
+})
+
 test('verifyWebhook accepts a vodtask signature and refuses a tampered body', async () => {
   const { createHmac, randomBytes } = await import('node:crypto')
   const key = randomBytes(32)

@@ -13,7 +13,9 @@ use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tokio::sync::Mutex;
-use vodtask_client::{CancellationToken, ConnectOptions, ConsumeOptions, OpenOptions, pb};
+use vodtask_client::{
+    CancellationToken, ConnectOptions, ConsumeOptions, OpenOptions, SyncMode, pb,
+};
 
 use crate::convert::{self, py_bool};
 use crate::errors::{invalid, to_py};
@@ -52,14 +54,16 @@ pub fn connect<'py>(
 /// Opens (or creates) a data dir and runs the engine in this process.
 /// One process per data dir; `await client.close()` (or `async with`) when done.
 #[pyfunction]
-#[pyo3(signature = (data_dir, *, api_key=None, workers=None, http_listen=None))]
+#[pyo3(signature = (data_dir, *, api_key=None, workers=None, http_listen=None, sync="full"))]
 pub fn open<'py>(
     py: Python<'py>,
     data_dir: PathBuf,
     api_key: Option<String>,
     workers: Option<usize>,
     http_listen: Option<String>,
+    sync: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let sync: SyncMode = sync.parse().map_err(|e| invalid(format!("sync: {e}")))?;
     let http_listen = http_listen
         .map(|a| {
             a.parse::<SocketAddr>()
@@ -70,6 +74,7 @@ pub fn open<'py>(
         api_key,
         workers,
         http_listen,
+        sync,
         ..Default::default()
     };
     awaitable(py, async move {

@@ -152,6 +152,20 @@ async def test_errors_keep_their_code_and_name_the_field(tmp_path: Path) -> None
     await bad_key.close()
 
 
+async def test_open_takes_sync_normal_and_refuses_an_unknown_mode(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with pytest.raises(vodtask.InvalidArgument, match=r"^sync: must be 'full' or 'normal', not \"fast\"$"):
+        await vodtask.open(data, sync="fast")  # type: ignore[arg-type]
+    # What a `normal` engine acknowledged is there when the data dir opens again.
+    client = await vodtask.open(data, workers=0, sync="normal")
+    blob = await client.upload_bytes(b"kept", "kept.bin")
+    task_id = await client.create_task(vodtask.delete_media([blob.file_id]))
+    await client.close()
+    again = await vodtask.open(data, workers=0)
+    assert (await again.describe_task(task_id)).status == vodtask.TaskStatus.WAITING
+    await again.close()
+
+
 async def test_an_unreachable_server_is_unavailable() -> None:
     with pytest.raises(vodtask.Unavailable) as e:
         await vodtask.connect("http://127.0.0.1:1", api_key="k", connect_timeout=2)

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Endpoint;
+use vodtask_core::SyncMode;
 use vodtask_proto::v1 as pb;
 use vodtask_proto::v1::event_service_client::EventServiceClient;
 use vodtask_proto::v1::media_service_client::MediaServiceClient;
@@ -55,6 +56,9 @@ pub struct OpenOptions {
     pub http_listen: Option<SocketAddr>,
     pub ffmpeg: Option<PathBuf>,
     pub ffprobe: Option<PathBuf>,
+    /// Whether every commit is fsynced (the default) or acknowledged once
+    /// the OS has it (as the server's `--sync normal`).
+    pub sync: SyncMode,
 }
 
 /// One vodtask client. Cheap to clone; clones share the connection (or the
@@ -111,6 +115,7 @@ impl Client {
             config.ffprobe = ffprobe;
         }
         config.public_base_url = format!("http://{http_addr}");
+        config.sync = options.sync;
         let engine = vodtask_core::Engine::open(config).await?;
         let api_key = match options.api_key {
             Some(key) => key,

@@ -15,5 +15,6 @@ pub use client::{Client, ConnectOptions, OpenOptions};
 pub use consumer::{ConsumeOptions, Delivery, Handler, Subscription};
 pub use error::{Error, Result, code_name};
 pub use tokio_util::sync::CancellationToken;
+pub use vodtask_core::SyncMode;
 pub use vodtask_proto::v1 as pb;
 pub use webhook::{WebhookEvent, verify_webhook};

@@ -2,7 +2,7 @@
 import datetime
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Optional, Union, final
+from typing import Any, ClassVar, Literal, Optional, Union, final
 
 # --- errors -----------------------------------------------------------------
 
@@ -363,6 +363,7 @@ def open(
     api_key: Optional[str] = None,
     workers: Optional[int] = None,
     http_listen: Optional[str] = None,
+    sync: Literal["full", "normal"] = "full",
 ) -> Awaitable[Client]: ...
 def verify_webhook(
     secret: str,

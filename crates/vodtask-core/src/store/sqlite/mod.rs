@@ -83,6 +83,19 @@ pub enum SyncMode {
     Normal,
 }
 
+/// `full` or `normal`, as the bindings' options spell it.
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<SyncMode, String> {
+        match s {
+            "full" => Ok(SyncMode::Full),
+            "normal" => Ok(SyncMode::Normal),
+            _ => Err(format!("must be 'full' or 'normal', not {s:?}")),
+        }
+    }
+}
+
 impl SyncMode {
     fn pragma(self) -> &'static str {
         match self {
