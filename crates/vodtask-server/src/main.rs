@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 use tokio::net::TcpListener;
@@ -79,8 +80,8 @@ struct ServeArgs {
     /// power loss). `normal`: commits are acknowledged once the OS has them
     /// (they survive kill -9 of vodtask, not a power loss) and fsynced at
     /// the next WAL checkpoint, within about 200 ms.
-    #[arg(long, env = "VODTASK_SYNC", value_enum, default_value_t = SyncFlag::Full)]
-    sync: SyncFlag,
+    #[arg(long, env = "VODTASK_SYNC", default_value = "full", value_parser = parse_sync())]
+    sync: SyncMode,
     /// How long SIGTERM waits for clients to close their connections.
     #[arg(long, env = "VODTASK_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
@@ -94,20 +95,10 @@ struct ServeArgs {
     allow_outbound_cidrs: Vec<IpNet>,
 }
 
-/// `--sync`; the core's type stays free of clap.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum SyncFlag {
-    Full,
-    Normal,
-}
-
-impl From<SyncFlag> for SyncMode {
-    fn from(sync: SyncFlag) -> SyncMode {
-        match sync {
-            SyncFlag::Full => SyncMode::Full,
-            SyncFlag::Normal => SyncMode::Normal,
-        }
-    }
+/// `--sync`: the core parses the value; clap lists the choices in `--help`
+/// and in its error.
+fn parse_sync() -> impl TypedValueParser<Value = SyncMode> {
+    clap::builder::PossibleValuesParser::new(["full", "normal"]).try_map(|s| s.parse::<SyncMode>())
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, String> {
@@ -158,7 +149,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_recoveries = args.max_recoveries;
     config.max_upload_bytes = args.max_upload_bytes;
     config.outbound_policy = AddressPolicy::new(args.allow_outbound_cidrs);
-    config.sync = args.sync.into();
+    config.sync = args.sync;
     let engine = Engine::open(config).await.context("open the data dir")?;
 
     let stop = CancellationToken::new();
@@ -175,7 +166,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // One machine-readable line, so that scripts and tests learn the ports.
     println!("vodtask listening grpc={grpc_addr} http={http_addr}");
     tracing::info!(%grpc_addr, %http_addr, data_dir = %args.data_dir.display(), "vodtask serving");
-    if matches!(args.sync, SyncFlag::Normal) {
+    if args.sync == SyncMode::Normal {
         tracing::warn!(
             "--sync normal: commits are not fsynced one by one; a power loss may take the last ~200 ms of acknowledged writes"
         );
