@@ -10,6 +10,7 @@
 //! commit acknowledgement (UploadMedia returning, or the publish ack) to the
 //! arrival at a consumer that was already waiting, one event at a time.
 
+mod floor;
 pub mod queue;
 
 use std::future::Future;
@@ -76,6 +77,10 @@ pub struct Args {
     /// The NATS server with JetStream; loopback only.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// Timed health checks measuring the CPU of a trivial unary call, the
+    /// floor under each PullEvents and ConfirmEvents.
+    #[arg(long, default_value_t = 20_000)]
+    floor_calls: u64,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -132,6 +137,16 @@ impl Mode {
         match self {
             Mode::Stream { max_in_flight } => max_in_flight,
             Mode::Pull { batch } => batch * queue::PULL_WINDOW_BATCHES,
+        }
+    }
+
+    /// The fewest unary calls per event a vodtask consumer can make: a
+    /// stream's consumer holds at most N unconfirmed, so it confirms at
+    /// least every N; a pull consumer pulls and confirms each batch.
+    pub fn least_calls_per_event(self) -> f64 {
+        match self {
+            Mode::Stream { max_in_flight } => 1.0 / f64::from(max_in_flight),
+            Mode::Pull { batch } => 2.0 / f64::from(batch),
         }
     }
 }
@@ -285,12 +300,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         || args.samples == 0
         || args.upload_clients == 0
         || args.produce_events == 0
+        || args.floor_calls == 0
         || args.rounds == 0
         || args.modes.is_empty()
     {
         bail!(
-            "--events, --consumers, --samples, --upload-clients, --produce-events and --rounds \
-             must be at least 1, and --modes must name a mode"
+            "--events, --consumers, --samples, --upload-clients, --produce-events, \
+             --floor-calls and --rounds must be at least 1, and --modes must name a mode"
         );
     }
     jetstream::ensure_loopback(&args.nats_url)?;
@@ -333,6 +349,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         queue::latency_run(&args.server, args.samples, queue::Waiter::LongPoll).await?;
     let stream_latency =
         queue::latency_run(&args.server, args.samples, queue::Waiter::Stream).await?;
+    eprintln!("vodtask: the CPU of a trivial unary call");
+    let call_floor = floor::call_floor(&args.server, args.floor_calls).await?;
 
     // Every run pre-loads the same way: one figure over all of them.
     let mut preload = Rate {
@@ -357,6 +375,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         sizes,
         payload_len,
         not_confirmed,
+        call_floor,
         vodtask: Side {
             produce,
             preload,
@@ -398,6 +417,7 @@ struct Report<'a> {
     sizes: queue::Sizes,
     payload_len: usize,
     not_confirmed: u64,
+    call_floor: Drained,
     vodtask: Side,
     jetstream: Side,
 }
@@ -531,6 +551,16 @@ impl Report<'_> {
                 verdict: String::new(),
             });
         }
+        lines.push(Line {
+            what: "CPU us per unary call (health check), server+client".into(),
+            vodtask: self.call_floor().map_or("n/a".into(), |(server, client)| {
+                format!("{:.1}={server:.1}+{client:.1}", server + client)
+            }),
+            jetstream: "n/a".into(),
+            ratio: String::new(),
+            target: "(info)".into(),
+            verdict: String::new(),
+        });
         for (name, vl, jl) in [
             ("pull long poll", &v.pull_latency, &j.pull_latency),
             ("stream", &v.stream_latency, &j.stream_latency),
@@ -560,6 +590,37 @@ impl Report<'_> {
             }
         }
         lines
+    }
+
+    /// Server and client CPU µs of one trivial unary call.
+    fn call_floor(&self) -> Option<(f64, f64)> {
+        self.call_floor.cpu_per_event()
+    }
+
+    fn call_floor_note(&self) -> String {
+        let Some((server, client)) = self.call_floor() else {
+            return "The unary call's CPU could not be read from /proc.".into();
+        };
+        let per_call = server + client;
+        let per_mode: Vec<String> = self
+            .args
+            .modes
+            .iter()
+            .map(|m| format!("{} {:.1}", m.short(), per_call * m.least_calls_per_event()))
+            .collect();
+        format!(
+            "The per-call floor: a trivial unary call (grpc.health.v1 Health/Check, no auth, no \
+             store; {} calls from {} connections with {} in flight each) costs the server and \
+             this client {per_call:.1} µs of CPU together. A stream consumer confirms at least \
+             once per max_in_flight events, as it may hold no more unconfirmed; a pull consumer \
+             makes a PullEvents and a ConfirmEvents per batch. So at least this much of each \
+             vodtask CPU line above, in µs/event, is that floor: {}. JetStream asks for a batch \
+             with one message and acks with one-way messages that get no answer.",
+            stats::thousands(self.args.floor_calls as f64),
+            floor::CONNECTIONS,
+            floor::IN_FLIGHT,
+            per_mode.join(", ")
+        )
     }
 
     fn notes(&self) -> Vec<String> {
@@ -621,6 +682,7 @@ impl Report<'_> {
              server (vodtask, or nats-server) plus this benchmark's consumers; other load on \
              the machine moves the rates but hardly this. Whole process times, in 10 ms ticks."
                 .to_string(),
+            self.call_floor_note(),
             format!(
                 "vodtask's produce rate ({} uploads on a fresh server) includes writing each \
                  uploaded file, fsyncing it and running the real ffprobe on it; it is there for \
