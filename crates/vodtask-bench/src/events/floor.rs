@@ -18,7 +18,7 @@ use crate::cpu;
 use crate::server::{Server, ServerArgs};
 
 /// Connections, and calls in flight on each: as many calls at once as the
-/// consume runs' four consumers keep going.
+/// consume runs keep going with their default four consumers.
 pub const CONNECTIONS: usize = 4;
 pub const IN_FLIGHT: usize = 4;
 
