@@ -149,6 +149,21 @@ impl Mode {
             Mode::Pull { batch } => 2.0 / f64::from(batch),
         }
     }
+
+    /// The events a consumer takes per step: in flight, or per pull.
+    fn depth(self) -> u32 {
+        match self {
+            Mode::Stream { max_in_flight } => max_in_flight,
+            Mode::Pull { batch } => batch,
+        }
+    }
+
+    fn same_kind(self, other: Mode) -> bool {
+        matches!(
+            (self, other),
+            (Mode::Stream { .. }, Mode::Stream { .. }) | (Mode::Pull { .. }, Mode::Pull { .. })
+        )
+    }
 }
 
 /// A count over a time.
@@ -258,6 +273,12 @@ struct Side {
 struct CpuPerEvent {
     server: f64,
     client: f64,
+}
+
+impl CpuPerEvent {
+    fn total(self) -> f64 {
+        self.server + self.client
+    }
 }
 
 impl Side {
@@ -536,7 +557,7 @@ impl Report<'_> {
             );
             let show = |c: Option<CpuPerEvent>| {
                 c.map_or("n/a".into(), |c| {
-                    format!("{:.1}={:.1}+{:.1}", c.server + c.client, c.server, c.client)
+                    format!("{:.1}={:.1}+{:.1}", c.total(), c.server, c.client)
                 })
             };
             lines.push(Line {
@@ -544,7 +565,7 @@ impl Report<'_> {
                 vodtask: show(vc),
                 jetstream: show(jc),
                 ratio: match (vc, jc) {
-                    (Some(vc), Some(jc)) => ratio(vc.server + vc.client, jc.server + jc.client),
+                    (Some(vc), Some(jc)) => ratio(vc.total(), jc.total()),
                     _ => "n/a".into(),
                 },
                 target: "(info)".into(),
@@ -615,11 +636,53 @@ impl Report<'_> {
              once per max_in_flight events, as it may hold no more unconfirmed; a pull consumer \
              makes a PullEvents and a ConfirmEvents per batch. So at least this much of each \
              vodtask CPU line above, in µs/event, is that floor: {}. JetStream asks for a batch \
-             with one message and acks with one-way messages that get no answer.",
+             with one message and acks with one-way messages that get no answer.{}",
             stats::thousands(self.args.floor_calls as f64),
             floor::CONNECTIONS,
             floor::IN_FLIGHT,
-            per_mode.join(", ")
+            per_mode.join(", "),
+            self.bounds_note(per_call)
+        )
+    }
+
+    /// What the calls alone say of each shallow mode: the deepest mode of
+    /// the same kind in this run, less its own share of calls, plus the
+    /// shallow mode's share is the least it can cost per event on this host.
+    /// Above JetStream's figure, the calls alone rule the target out here.
+    fn bounds_note(&self, per_call: f64) -> String {
+        let modes = &self.args.modes;
+        let bounds: Vec<String> = modes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, &mode)| {
+                let (deep_index, &deep) = modes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.same_kind(mode) && m.depth() > mode.depth())
+                    .max_by_key(|(_, m)| m.depth())?;
+                let deep_cpu = self.vodtask.cpu_per_event(self.args, deep_index)?.total();
+                let js = self.jetstream.cpu_per_event(self.args, index)?.total();
+                let bound = deep_cpu
+                    + per_call * (mode.least_calls_per_event() - deep.least_calls_per_event());
+                let verdict = if bound > js {
+                    "above JetStream's, so here the calls alone rule the target out"
+                } else {
+                    "not above JetStream's"
+                };
+                Some(format!(
+                    "{} at least {bound:.1} (from {}) against JetStream's {js:.1}, {verdict}",
+                    mode.short(),
+                    deep.short()
+                ))
+            })
+            .collect();
+        if bounds.is_empty() {
+            return String::new();
+        }
+        format!(
+            " Added to a deeper mode's CPU per event less its own share of calls, that gives \
+             the least a shallow mode can cost on this host: {}.",
+            bounds.join("; ")
         )
     }
 
