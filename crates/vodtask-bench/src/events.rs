@@ -164,6 +164,13 @@ impl Mode {
             (Mode::Stream { .. }, Mode::Stream { .. }) | (Mode::Pull { .. }, Mode::Pull { .. })
         )
     }
+
+    /// The least CPU per event this mode can cost, given what a deeper mode
+    /// of the same kind cost and what one unary call costs: the deeper
+    /// mode's figure with its own share of calls swapped for this mode's.
+    fn least_cpu_per_event(self, deeper: Mode, deeper_cpu: f64, per_call: f64) -> f64 {
+        deeper_cpu + per_call * (self.least_calls_per_event() - deeper.least_calls_per_event())
+    }
 }
 
 /// A count over a time.
@@ -662,8 +669,7 @@ impl Report<'_> {
                     .max_by_key(|(_, m)| m.depth())?;
                 let deep_cpu = self.vodtask.cpu_per_event(self.args, deep_index)?.total();
                 let js = self.jetstream.cpu_per_event(self.args, index)?.total();
-                let bound = deep_cpu
-                    + per_call * (mode.least_calls_per_event() - deep.least_calls_per_event());
+                let bound = mode.least_cpu_per_event(deep, deep_cpu, per_call);
                 let verdict = if bound > js {
                     "above JetStream's, so here the calls alone rule the target out"
                 } else {
@@ -845,5 +851,31 @@ fn print_lines(lines: &[Line]) {
     );
     for row in &cells {
         print_row(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(s: &str) -> Mode {
+        s.parse().expect("a valid mode")
+    }
+
+    #[test]
+    fn the_least_cost_swaps_the_deeper_modes_calls_for_the_shallow_ones() {
+        // A stream confirms once per 16 instead of once per 256; a puller
+        // makes two calls per batch.
+        let stream = mode("stream:16").least_cpu_per_event(mode("stream:256"), 13.0, 36.5);
+        assert!((stream - 15.14).abs() < 0.01, "{stream}");
+        let pull = mode("pull:16").least_cpu_per_event(mode("pull:256"), 13.8, 36.5);
+        assert!((pull - 18.08).abs() < 0.01, "{pull}");
+    }
+
+    #[test]
+    fn only_modes_of_one_kind_bound_each_other() {
+        assert!(mode("stream:16").same_kind(mode("stream:256")));
+        assert!(!mode("stream:16").same_kind(mode("pull:256")));
+        assert_eq!(mode("pull:256").depth(), 256);
     }
 }
