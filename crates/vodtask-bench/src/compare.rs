@@ -131,13 +131,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     confirm_calls: tally.confirm_calls(),
                 };
                 eprintln!(
-                    "round {} {} {}: {}/s, CPU µs/event {}",
+                    "round {} {} {}: {}/s, CPU µs/event {} (SQLite writer {})",
                     round + 1,
                     mode.short(),
                     ["A", "B"][side],
                     stats::thousands(run.rate()),
                     run.cpu()
-                        .map_or("n/a".into(), |(s, c)| format!("{s:.1}+{c:.1}"))
+                        .map_or("n/a".into(), |(s, c)| format!("{s:.1}+{c:.1}")),
+                    run.drained
+                        .writer_per_event()
+                        .map_or("n/a".into(), |w| format!("{w:.1}"))
                 );
                 runs[m][side].push(run);
             }
@@ -229,12 +232,22 @@ fn report(args: &Args, binaries: &[PathBuf; 2], runs: &[[Vec<Run>; 2]]) {
             let calls: u64 = side.iter().map(|r| r.confirm_calls).sum();
             events as f64 / calls.max(1) as f64
         };
+        let writer = |side: &[Run]| {
+            let values: Option<Vec<f64>> =
+                side.iter().map(|r| r.drained.writer_per_event()).collect();
+            values
+                .and_then(|v| stats::median(&v))
+                .map_or("n/a".into(), |w| format!("{w:.1}"))
+        };
         notes.push(format!(
-            "{}: B/A rate per round {}; events per ConfirmEvents A {:.1}, B {:.1}",
+            "{}: B/A rate per round {}; events per ConfirmEvents A {:.1}, B {:.1}; the \
+             server's SQLite writer thread, CPU µs/event A {}, B {}",
             mode.short(),
             per_round.join(" "),
             per_confirm(a),
-            per_confirm(b)
+            per_confirm(b),
+            writer(a),
+            writer(b)
         ));
     }
     println!();

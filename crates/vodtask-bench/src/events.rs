@@ -210,6 +210,13 @@ impl Drained {
             )
         })
     }
+
+    /// The server's SQLite writer thread's CPU µs per event, where /proc
+    /// could tell (a vodtask server only).
+    pub fn writer_per_event(&self) -> Option<f64> {
+        let n = self.rate.count.max(1) as f64;
+        Some(self.cpu?.server_writer?.as_secs_f64() * 1e6 / n)
+    }
 }
 
 /// Sequential commit-to-delivery samples.
@@ -289,23 +296,32 @@ impl CpuPerEvent {
 }
 
 impl Side {
+    /// The consume runs of mode `index`, one per round.
+    fn rounds<'a>(&'a self, args: &Args, index: usize) -> impl Iterator<Item = &'a Drained> {
+        self.consume.iter().skip(index).step_by(args.modes.len())
+    }
+
     /// The consume rates of mode `index`, one per round.
     fn rates(&self, args: &Args, index: usize) -> Vec<f64> {
-        self.consume
-            .iter()
-            .skip(index)
-            .step_by(args.modes.len())
+        self.rounds(args, index)
             .map(|d| d.rate.per_second())
             .collect()
+    }
+
+    /// Median over the rounds of mode `index`; None when a round has no
+    /// reading.
+    fn writer_per_event(&self, args: &Args, index: usize) -> Option<f64> {
+        let per_round: Option<Vec<f64>> = self
+            .rounds(args, index)
+            .map(Drained::writer_per_event)
+            .collect();
+        stats::median(&per_round?)
     }
 
     /// None when a round has no CPU reading.
     fn cpu_per_event(&self, args: &Args, index: usize) -> Option<CpuPerEvent> {
         let per_event: Option<Vec<(f64, f64)>> = self
-            .consume
-            .iter()
-            .skip(index)
-            .step_by(args.modes.len())
+            .rounds(args, index)
             .map(Drained::cpu_per_event)
             .collect();
         let per_event = per_event?;
@@ -692,6 +708,33 @@ impl Report<'_> {
         )
     }
 
+    /// `value` of each mode (by its index), after the mode's name.
+    fn per_mode(&self, separator: &str, value: impl Fn(usize) -> String) -> String {
+        let per_mode: Vec<String> = self
+            .args
+            .modes
+            .iter()
+            .enumerate()
+            .map(|(index, mode)| format!("{} {}", mode.short(), value(index)))
+            .collect();
+        per_mode.join(separator)
+    }
+
+    /// How much of vodtask's server CPU per event its SQLite writer thread
+    /// took: the group commits, most of them confirms.
+    fn writer_note(&self) -> String {
+        let writer = self.per_mode(", ", |index| {
+            self.vodtask
+                .writer_per_event(self.args, index)
+                .map_or("n/a".into(), |w| format!("{w:.1}"))
+        });
+        format!(
+            "Of vodtask's server CPU us/event above, its SQLite writer thread (the group \
+             commits that each ConfirmEvents waits for) took: {writer}. The rest is its tokio \
+             workers, read pool and checkpoint thread."
+        )
+    }
+
     fn notes(&self) -> Vec<String> {
         let v = &self.vodtask;
         let early = |side: &Side| side.pull_latency.early + side.stream_latency.early;
@@ -724,33 +767,27 @@ impl Report<'_> {
              last."
                 .to_string(),
             {
-                let per_mode: Vec<String> = self
-                    .args
-                    .modes
-                    .iter()
-                    .enumerate()
-                    .map(|(index, mode)| {
-                        let v = self.vodtask.rates(self.args, index);
-                        let j = self.jetstream.rates(self.args, index);
-                        let ratios: Vec<String> = v
-                            .iter()
-                            .zip(&j)
-                            .map(|(v, j)| format!("{:.2}", v / j))
-                            .collect();
-                        format!("{} {}", mode.short(), ratios.join(" "))
-                    })
-                    .collect();
+                let ratios = self.per_mode("; ", |index| {
+                    let v = self.vodtask.rates(self.args, index);
+                    let j = self.jetstream.rates(self.args, index);
+                    let ratios: Vec<String> = v
+                        .iter()
+                        .zip(&j)
+                        .map(|(v, j)| format!("{:.2}", v / j))
+                        .collect();
+                    ratios.join(" ")
+                });
                 format!(
                     "{} round(s); each vodtask run came right before JetStream's run of the same \
-                     mode; rates and ratios are medians over the rounds. Ratio per round: {}.",
+                     mode; rates and ratios are medians over the rounds. Ratio per round: {ratios}.",
                     self.args.rounds,
-                    per_mode.join("; ")
                 )
             },
             "CPU us/event: user plus system CPU time over a consume run, per event, of the \
              server (vodtask, or nats-server) plus this benchmark's consumers; other load on \
              the machine moves the rates but hardly this. Whole process times, in 10 ms ticks."
                 .to_string(),
+            self.writer_note(),
             self.call_floor_note(),
             format!(
                 "vodtask's produce rate ({} uploads on a fresh server) includes writing each \

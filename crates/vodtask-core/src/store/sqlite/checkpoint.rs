@@ -23,7 +23,7 @@ impl Checkpointer {
     pub(super) fn start(conn: Connection) -> Result<Checkpointer> {
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
-            .name("vodtask-sqlite-checkpoint".into())
+            .name("sqlite-checkpt".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EVERY) {
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))

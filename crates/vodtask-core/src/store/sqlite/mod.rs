@@ -39,6 +39,11 @@ use crate::time::{Timestamp, to_micros};
 
 const PURGE_BATCH: u32 = 1000;
 
+/// The name of the thread that makes every write (group commit). Linux keeps
+/// 15 bytes of a thread's name, so names of this store's threads are short
+/// enough to tell apart in `top -H`, `perf` and `/proc`.
+pub const WRITER_THREAD: &str = "sqlite-writer";
+
 pub struct SqliteStore {
     writer: Writer,
     _checkpointer: checkpoint::Checkpointer,

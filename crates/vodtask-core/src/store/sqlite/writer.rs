@@ -93,7 +93,7 @@ impl Writer {
     pub(super) fn start(conn: Connection) -> Result<Writer> {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
-            .name("vodtask-sqlite-writer".into())
+            .name(super::WRITER_THREAD.into())
             .spawn(move || run(conn, queue))
             .map_err(|e| Error::io("start the SQLite writer thread", e))?;
         Ok(Writer { jobs })
