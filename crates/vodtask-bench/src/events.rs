@@ -646,12 +646,10 @@ impl Report<'_> {
             return "The unary call's CPU could not be read from /proc.".into();
         };
         let per_call = server + client;
-        let per_mode: Vec<String> = self
-            .args
-            .modes
-            .iter()
-            .map(|m| format!("{} {:.1}", m.short(), per_call * m.least_calls_per_event()))
-            .collect();
+        let modes = &self.args.modes;
+        let floor = self.per_mode(", ", |index| {
+            format!("{:.1}", per_call * modes[index].least_calls_per_event())
+        });
         format!(
             "The per-call floor: a trivial unary call (grpc.health.v1 Health/Check, no auth, no \
              store; {} calls from {} connections with {} in flight each) costs the server and \
@@ -663,7 +661,7 @@ impl Report<'_> {
             stats::thousands(self.args.floor_calls as f64),
             floor::CONNECTIONS,
             floor::IN_FLIGHT,
-            per_mode.join(", "),
+            floor,
             self.bounds_note(per_call)
         )
     }
