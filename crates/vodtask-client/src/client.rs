@@ -124,10 +124,17 @@ impl Client {
         let stop_files = CancellationToken::new();
         let media_dir = engine.media_dir().to_path_buf();
         let stop = stop_files.clone();
+        let health: vodtask_server::http::HealthCheck = Arc::new(engine.health_probe());
         tokio::spawn(async move {
-            if let Err(e) =
-                vodtask_server::http::serve(&media_dir, listener, stop.cancelled_owned()).await
-            {
+            let limits = vodtask_server::http::HttpLimits::default();
+            let served = vodtask_server::http::serve(
+                &media_dir,
+                listener,
+                limits,
+                health,
+                stop.cancelled_owned(),
+            );
+            if let Err(e) = served.await {
                 tracing::error!("the embedded file server stopped: {e}");
             }
         });

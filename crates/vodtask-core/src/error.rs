@@ -56,3 +56,12 @@ impl From<rusqlite::Error> for Error {
         Error::Storage(Box::new(e))
     }
 }
+
+/// The message a panic carried, for logs and errors.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}

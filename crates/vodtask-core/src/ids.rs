@@ -17,6 +17,8 @@ pub struct AppId(pub i64);
 #[serde(transparent)]
 pub struct TaskId(String);
 
+pub const MAX_TASK_ID_BYTES: usize = 128;
+
 impl TaskId {
     /// `<type prefix>-<32 hex digits>`, like the platform's `transcode-1edb…`:
     /// a UUIDv7, so ids grow with time (inserts land at the end of the id
@@ -29,18 +31,14 @@ impl TaskId {
         ))
     }
 
-    /// Wraps a caller-supplied id; any string is accepted (an unknown one is
-    /// simply not found), but it must not be empty.
+    /// Wraps a caller-supplied id. Any id of the id alphabet is accepted (an
+    /// unknown one is simply not found); it is echoed in messages, so it
+    /// must be printable ASCII.
     pub fn parse(field: &str, raw: &str) -> crate::Result<Self> {
         if raw.is_empty() {
             return Err(crate::Error::invalid(field, "must not be empty"));
         }
-        if raw.len() > 128 {
-            return Err(crate::Error::invalid(
-                field,
-                "must be at most 128 characters",
-            ));
-        }
+        crate::limits::check_token(field, raw, MAX_TASK_ID_BYTES)?;
         Ok(TaskId(raw.to_owned()))
     }
 

@@ -2,6 +2,7 @@
 //! scheduler and the ffmpeg executors. It knows nothing of gRPC or of the
 //! language bindings; those are edges that call [`Engine`].
 
+pub mod admin;
 pub mod app;
 pub mod callbacks;
 mod engine;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod ids;
+pub mod limits;
 pub mod media;
 pub mod outbound;
 mod queue;
@@ -18,7 +20,7 @@ pub mod time;
 
 pub use engine::{
     CircuitState, DEFAULT_APP, EndpointHealth, Engine, EngineConfig, StreamItem, Subscription,
-    create_app, create_app_in,
+    create_app,
 };
 pub use error::{Error, Result};
 pub use store::sqlite::SyncMode;

@@ -1,7 +1,7 @@
 //! `vodtask`: the server binary and its admin commands.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -43,6 +43,22 @@ enum AppsCommand {
         name: String,
         #[arg(long, env = "VODTASK_DATA_DIR", default_value = "./vodtask-data")]
         data_dir: PathBuf,
+        /// Make the data dir if there is none (otherwise a missing one is an
+        /// error: the running server would not know the new key).
+        #[arg(long)]
+        init: bool,
+    },
+    /// List the apps: name, creation time, and revocation time if revoked.
+    List {
+        #[arg(long, env = "VODTASK_DATA_DIR", default_value = "./vodtask-data")]
+        data_dir: PathBuf,
+    },
+    /// Revoke an app's key: it stops working within a second, also on a
+    /// running server. The app's tasks, files and events stay.
+    Revoke {
+        name: String,
+        #[arg(long, env = "VODTASK_DATA_DIR", default_value = "./vodtask-data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -51,12 +67,13 @@ struct ServeArgs {
     /// Where the database, media files and default.key live.
     #[arg(long, env = "VODTASK_DATA_DIR", default_value = "./vodtask-data")]
     data_dir: PathBuf,
-    /// gRPC address (port 0 picks a free port; the bound address is printed).
+    /// gRPC address, HOST:PORT with a name or an IP (port 0 picks a free
+    /// port; the bound address is printed).
     #[arg(long, env = "VODTASK_LISTEN", default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
-    /// HTTP address for media files and /healthz.
+    listen: String,
+    /// HTTP address for media files and /healthz, HOST:PORT.
     #[arg(long, env = "VODTASK_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
-    http_listen: SocketAddr,
+    http_listen: String,
     /// Prefix of file URLs handed to clients [default: http://<http-listen>].
     #[arg(long, env = "VODTASK_PUBLIC_URL")]
     public_url: Option<String>,
@@ -68,10 +85,10 @@ struct ServeArgs {
     #[arg(long, env = "VODTASK_FFPROBE", default_value = "ffprobe")]
     ffprobe: PathBuf,
     /// Ended tasks are deleted this long after they finished.
-    #[arg(long, env = "VODTASK_TASK_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VODTASK_TASK_RETENTION", default_value = "7d", value_parser = duration_within(Duration::from_secs(60), Duration::from_secs(3650 * 24 * 3600)))]
     task_retention: Duration,
     /// Lease of a running task; a crashed worker's task runs again after it.
-    #[arg(long, env = "VODTASK_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VODTASK_LEASE", default_value = "30s", value_parser = duration_within(Duration::from_secs(1), Duration::from_secs(24 * 3600)))]
     lease: Duration,
     /// Times a task is recovered after lost workers before it fails.
     #[arg(long, env = "VODTASK_MAX_RECOVERIES", default_value_t = 3)]
@@ -83,11 +100,24 @@ struct ServeArgs {
     #[arg(long, env = "VODTASK_SYNC", default_value = "full", value_parser = parse_sync())]
     sync: SyncMode,
     /// How long SIGTERM waits for clients to close their connections.
-    #[arg(long, env = "VODTASK_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VODTASK_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration_within(Duration::ZERO, Duration::from_secs(3600)))]
     shutdown_grace: Duration,
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "VODTASK_MAX_UPLOAD_BYTES", default_value_t = 10 << 30)]
     max_upload_bytes: u64,
+    /// Connections each port holds at once; more are refused at once (the
+    /// HTTP port answers 503) [default: a share of the file-descriptor limit,
+    /// at most 10000].
+    #[arg(long, env = "VODTASK_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: Option<u32>,
+    /// A connection on which no byte moved either way this long is closed
+    /// (gRPC channels in use stay busy through keepalive pings every 20 s).
+    #[arg(long, env = "VODTASK_IDLE_TIMEOUT", default_value = "60s", value_parser = duration_within(Duration::from_secs(1), Duration::from_secs(24 * 3600)))]
+    idle_timeout: Duration,
+    /// An HTTP request's headers must have arrived this long after the
+    /// connection opened or the previous answer ended.
+    #[arg(long, env = "VODTASK_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = duration_within(Duration::from_secs(1), Duration::from_secs(3600)))]
+    http_header_timeout: Duration,
     /// An address range HTTP callbacks and pulls may reach although it is
     /// internal (loopback, private, link-local…), e.g. `10.0.0.0/8`;
     /// repeatable. `--allow-callback-cidr` is the old name.
@@ -99,6 +129,24 @@ struct ServeArgs {
 /// and in its error.
 fn parse_sync() -> impl TypedValueParser<Value = SyncMode> {
     clap::builder::PossibleValuesParser::new(["full", "normal"]).try_map(|s| s.parse::<SyncMode>())
+}
+
+/// A humantime duration (`30s`, `7d`) within `min..=max`.
+fn duration_within(
+    min: Duration,
+    max: Duration,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |text| {
+        let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+        if d < min || d > max {
+            return Err(format!(
+                "must be within {}..{}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ));
+        }
+        Ok(d)
+    }
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, String> {
@@ -115,23 +163,72 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,
-        Command::Apps {
-            command: AppsCommand::Create { name, data_dir },
-        } => {
-            let (_, key) = vodtask_core::create_app_in(&data_dir, &name).await?;
-            println!("{}", key.expose());
-            Ok(())
-        }
+        Command::Apps { command } => apps(command).await,
     }
 }
 
+async fn apps(command: AppsCommand) -> anyhow::Result<()> {
+    use vodtask_core::admin::{self, Missing};
+    let shown =
+        |dir: &std::path::Path| std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    match command {
+        AppsCommand::Create {
+            name,
+            data_dir,
+            init,
+        } => {
+            let missing = if init {
+                Missing::Create
+            } else {
+                Missing::Refuse
+            };
+            let (_, key) = admin::create_app_in(&data_dir, &name, missing).await?;
+            eprintln!("created app {name:?} in {}", shown(&data_dir).display());
+            println!("{}", key.expose());
+        }
+        AppsCommand::List { data_dir } => {
+            eprintln!("apps in {}", shown(&data_dir).display());
+            for app in admin::list_apps_in(&data_dir).await? {
+                let revoked = app
+                    .revoke_time
+                    .map(|t| {
+                        format!(
+                            "\trevoked {}",
+                            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "{}\tcreated {}{revoked}",
+                    app.name,
+                    app.create_time
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+        }
+        AppsCommand::Revoke { name, data_dir } => {
+            let app = admin::revoke_app_in(&data_dir, &name).await?;
+            let when = app.revoke_time.map(|t| t.to_rfc3339()).unwrap_or_default();
+            eprintln!(
+                "revoked app {name:?} in {} ({when})",
+                shown(&data_dir).display()
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let grpc_listener = TcpListener::bind(args.listen)
+    let max_connections = args
+        .max_connections
+        .map_or_else(default_max_connections, |n| n as usize);
+    // A name resolves to one or more addresses; the first that binds is used.
+    let grpc_listener = TcpListener::bind(&args.listen)
         .await
-        .with_context(|| format!("bind gRPC address {}", args.listen))?;
-    let http_listener = TcpListener::bind(args.http_listen)
+        .with_context(|| format!("--listen {}: cannot bind", args.listen))?;
+    let http_listener = TcpListener::bind(&args.http_listen)
         .await
-        .with_context(|| format!("bind HTTP address {}", args.http_listen))?;
+        .with_context(|| format!("--http-listen {}: cannot bind", args.http_listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
@@ -150,18 +247,41 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_upload_bytes = args.max_upload_bytes;
     config.outbound_policy = AddressPolicy::new(args.allow_outbound_cidrs);
     config.sync = args.sync;
-    let engine = Engine::open(config).await.context("open the data dir")?;
+    let engine = Engine::open(config)
+        .await
+        .with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
 
     let stop = CancellationToken::new();
+    let grpc_limits = grpc::GrpcLimits {
+        max_connections,
+        idle_timeout: args.idle_timeout,
+        ..Default::default()
+    };
     let grpc = tokio::spawn(grpc::serve(
         engine.clone(),
         grpc_listener,
+        grpc_limits,
         stop.clone().cancelled_owned(),
     ));
+    let http_limits = http::HttpLimits {
+        max_connections,
+        idle_timeout: args.idle_timeout,
+        header_timeout: args.http_header_timeout,
+    };
     let http = tokio::spawn({
         let media_dir = engine.media_dir().to_path_buf();
         let stop = stop.clone();
-        async move { http::serve(&media_dir, http_listener, stop.cancelled_owned()).await }
+        let health: http::HealthCheck = Arc::new(engine.health_probe());
+        async move {
+            http::serve(
+                &media_dir,
+                http_listener,
+                http_limits,
+                health,
+                stop.cancelled_owned(),
+            )
+            .await
+        }
     });
     // One machine-readable line, so that scripts and tests learn the ports.
     println!("vodtask listening grpc={grpc_addr} http={http_addr}");
@@ -172,8 +292,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
-    shutdown_signal().await?;
-    tracing::info!("shutting down: running tasks go back to the queue");
+    let failure = tokio::select! {
+        signal = shutdown_signal() => { signal?; None }
+        reason = engine.failed() => Some(reason),
+    };
+    match &failure {
+        None => tracing::info!("shutting down: running tasks go back to the queue"),
+        Some(reason) => tracing::error!(
+            "exiting for a supervisor to restart vodtask: {reason}; running tasks go back to the queue"
+        ),
+    }
     stop.cancel();
     engine.shutdown().await;
     // A client that never closes its connection must not keep the process alive.
@@ -189,8 +317,39 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.shutdown_grace
         ),
     }
+    if let Some(reason) = failure {
+        anyhow::bail!("vodtask failed: {reason}");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit of open files to the hard one (as Go's runtime
+/// does), and gives each of the two ports a share of it, leaving room for
+/// the database, media files and ffmpeg's pipes.
+fn default_max_connections() -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let mut soft = limit.current;
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => soft = limit.maximum,
+            Err(e) => tracing::debug!("raising the open-file limit: {e}"),
+        }
+    }
+    let soft = soft.unwrap_or(u64::MAX);
+    let share = soft.saturating_sub(256) / 2;
+    let n = share.clamp(16, 10_000) as usize;
+    tracing::debug!(
+        open_file_limit = soft,
+        max_connections = n,
+        "connection limit per port"
+    );
+    n
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

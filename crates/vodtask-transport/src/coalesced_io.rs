@@ -18,8 +18,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use tonic::transport::server::Connected;
 
 /// Past this many buffered bytes a write first sends what is buffered, so
 /// that a fast producer (a deep stream) meets the socket's back-pressure.
@@ -141,10 +141,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedIo<T> {
     }
 }
 
-impl Connected for CoalescedIo<TcpStream> {
-    type ConnectInfo = TcpConnectInfo;
+impl<T: Connected> Connected for CoalescedIo<T> {
+    type ConnectInfo = T::ConnectInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
+    fn connect_info(&self) -> T::ConnectInfo {
         self.inner.connect_info()
     }
 }

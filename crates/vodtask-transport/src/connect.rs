@@ -6,20 +6,19 @@ use futures::{Stream, TryStreamExt};
 use http::Uri;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::CoalescedIo;
+use crate::admission::{Admission, Admitted, admit};
 
-/// The server's accepted connections. `TCP_NODELAY`, as small answers must
-/// not wait for Nagle's algorithm: the coalescing already sends each turn's
-/// frames together.
+/// The server's accepted connections, admitted by `admission`.
+/// `TCP_NODELAY`, as small answers must not wait for Nagle's algorithm: the
+/// coalescing already sends each turn's frames together.
 pub fn incoming(
     listener: TcpListener,
-) -> impl Stream<Item = io::Result<CoalescedIo<TcpStream>>> + Send + 'static {
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .map_ok(CoalescedIo::new)
+    admission: Admission,
+) -> impl Stream<Item = io::Result<CoalescedIo<Admitted<TcpStream>>>> + Send + 'static {
+    admit(listener, admission).map_ok(CoalescedIo::new)
 }
 
 /// A channel to `endpoint` whose connections (the first and every

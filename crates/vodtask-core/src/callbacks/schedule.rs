@@ -14,7 +14,7 @@ pub fn default_schedule() -> Vec<Duration> {
 }
 
 pub const MAX_ATTEMPTS: usize = 30;
-pub const MAX_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const MAX_DELAY: Duration = Duration::from_secs(crate::limits::RETRY_DELAY.max as u64);
 
 /// The wait before attempt `next` (1-based) after a failure, or None when
 /// the schedule is used up. A receiver's Retry-After lengthens the wait,

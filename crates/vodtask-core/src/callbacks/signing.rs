@@ -120,7 +120,8 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| VerifyError::BadTimestamp)?;
-    if (now - ts).abs() > tolerance {
+    // abs_diff: a timestamp header of i64::MIN must not overflow.
+    if now.abs_diff(ts) > tolerance.unsigned_abs() {
         return Err(VerifyError::OutsideTolerance(tolerance));
     }
     for candidate in signatures.split_whitespace() {

@@ -13,12 +13,9 @@ use crate::ids::AppId;
 use crate::queue::AppQueue;
 use crate::queue::leases::{ConsumerId, LeaseChange, TakeRules, Verdicts};
 use crate::store::{AttemptsOf, CallbackAttempt, EventPage, Revive, Settled, Stored};
-use crate::time;
+use crate::{limits, time};
 
-pub const DEFAULT_MAX_EVENTS: u32 = 16;
-pub const MAX_EVENTS: u32 = 1000;
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
-pub const MAX_WAIT: Duration = Duration::from_secs(20);
 pub const MAX_HANDLES: usize = 1000;
 
 fn check_handles(handles: &[String]) -> Result<()> {
@@ -51,20 +48,8 @@ impl Engine {
         max: u32,
         wait: Option<Duration>,
     ) -> Result<Vec<Delivery>> {
-        let max = match max {
-            0 => DEFAULT_MAX_EVENTS,
-            1..=MAX_EVENTS => max,
-            _ => {
-                return Err(Error::invalid(
-                    "max_events",
-                    format!("must be within 1..{MAX_EVENTS}"),
-                ));
-            }
-        };
-        let wait = wait.unwrap_or(DEFAULT_WAIT);
-        if wait > MAX_WAIT {
-            return Err(Error::invalid("wait_seconds", "must be within 0..20"));
-        }
+        let max = limits::PULL_MAX_EVENTS.check_u32(i64::from(max))?;
+        let wait = limits::PULL_WAIT.check_duration(wait.unwrap_or(DEFAULT_WAIT))?;
         let deadline = Instant::now() + wait;
         let queue = self.queue(app).await?;
         let mut changed = queue.subscribe();
@@ -210,10 +195,7 @@ impl Engine {
         seconds: u32,
     ) -> Result<Vec<HandleResult>> {
         check_handles(&handles)?;
-        if seconds == 0 || u64::from(seconds) > crate::events::MAX_VISIBILITY_TIMEOUT.as_secs() {
-            return Err(Error::invalid("seconds", "must be within 1..43200"));
-        }
-        let by = Duration::from_secs(u64::from(seconds));
+        let by = limits::EXTEND.seconds(i64::from(seconds))?;
         self.change_leases(app, handles, LeaseChange::Extend(by))
             .await
     }
@@ -226,8 +208,8 @@ impl Engine {
         delay: Option<Duration>,
     ) -> Result<Vec<HandleResult>> {
         check_handles(&handles)?;
-        if delay.is_some_and(|d| d > crate::events::MAX_VISIBILITY_TIMEOUT) {
-            return Err(Error::invalid("delay_seconds", "must be within 0..43200"));
+        if let Some(d) = delay {
+            limits::NACK_DELAY.check_duration(d)?;
         }
         self.change_leases(app, handles, LeaseChange::Nack(delay))
             .await
@@ -254,11 +236,7 @@ impl Engine {
         limit: u32,
         after: Option<i64>,
     ) -> Result<EventPage> {
-        let limit = match limit {
-            0 => 100,
-            1..=1000 => limit,
-            _ => return Err(Error::invalid("limit", "must be within 1..1000")),
-        };
+        let limit = limits::DEAD_LETTER_LIMIT.check_u32(i64::from(limit))?;
         self.inner.store.dead_letter_events(app, limit, after).await
     }
 
@@ -374,14 +352,9 @@ impl Engine {
         overlap: Option<Duration>,
     ) -> Result<EventConfig> {
         let overlap = overlap.unwrap_or(crate::callbacks::secrets::DEFAULT_OVERLAP);
-        if overlap > MAX_OVERLAP {
-            return Err(Error::invalid(
-                "overlap_seconds",
-                "must be within 0..604800",
-            ));
-        }
+        limits::SECRET_OVERLAP.check_duration(overlap)?;
         let mut config = self.event_config(app).await?;
-        config.secrets.rotate(time::now() + overlap);
+        config.secrets.rotate(time::after(time::now(), overlap));
         self.store_config(app, config).await
     }
 
@@ -412,8 +385,6 @@ impl Engine {
         Ok(config)
     }
 }
-
-const MAX_OVERLAP: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn decode(handles: &[String]) -> Vec<Option<MsgHandle>> {
     handles.iter().map(|h| MsgHandle::decode(h)).collect()

@@ -6,6 +6,7 @@ mod events;
 mod push;
 mod scheduler;
 mod subscription;
+mod vital;
 
 pub use push::{CircuitState, EndpointHealth};
 pub use subscription::{StreamItem, Subscription};
@@ -20,13 +21,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::scheduler::Scheduler;
+use self::vital::Vital;
 use crate::app::{ApiKey, App, KeyHash, validate_app_name};
 use crate::error::{Error, Result};
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::{MediaFile, MediaLibrary, Upload};
 use crate::outbound::AddressPolicy;
 use crate::queue::Queues;
-use crate::store::sqlite::{SqliteStore, SyncMode};
+use crate::store::sqlite::{SqliteStore, SyncMode, create_private_dir};
 use crate::store::{Orphans, Store};
 use crate::task::procedure::{ProcedurePlan, ProcedureSpec};
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery, TimeRange};
@@ -87,14 +89,24 @@ struct Inner {
     library: MediaLibrary,
     config: EngineConfig,
     scheduler: Arc<Scheduler>,
-    keys: RwLock<HashMap<KeyHash, App>>,
+    /// Known keys, with when each was last found in the store.
+    keys: RwLock<HashMap<KeyHash, (App, std::time::Instant)>>,
     queues: Arc<Queues>,
     pusher: push::Pusher,
     /// Cancelled by `shutdown`: upkeep and open streams end.
     closing: CancellationToken,
+    vital: Vital,
     upkeep_tasks: TaskTracker,
     /// Held for the engine's lifetime: one engine per data dir.
     _lock: File,
+}
+
+/// How long a known key is trusted before it is looked up again: a key
+/// revoked by `vodtask apps revoke` stops working within this.
+const KEY_RECHECK: Duration = Duration::from_secs(1);
+
+fn unknown_key() -> Error {
+    Error::Unauthenticated("authorization: unknown or revoked API key".into())
 }
 
 /// How long CancelTask waits for a running task's worker to stop.
@@ -105,8 +117,16 @@ impl Engine {
     /// previous process left running and starts the workers.
     pub async fn open(config: EngineConfig) -> Result<Engine> {
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
+        }
+        // A wrong path shows now, not when the first task or upload fails.
+        check_tool("ffmpeg", &config.ffmpeg).await?;
+        check_tool("ffprobe", &config.ffprobe).await?;
+        create_private_dir(dir)?;
         let lock = lock_data_dir(dir)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_with(dir, config.sync)?);
         let library = MediaLibrary::open(
@@ -115,8 +135,16 @@ impl Engine {
             &config.public_base_url,
             config.max_upload_bytes,
         )?;
+        // Before anything runs: ffmpeg that a killed predecessor left would
+        // race this process's own run of the same task on its scratch files.
+        let children = crate::exec::Children::open(dir)?;
+        children.kill_leftovers();
         clear_dir(&dir.join("tmp"));
-        sweep_orphans(store.as_ref(), &library).await?;
+        // Start-up chores that fail are logged, not fatal: a server that
+        // cannot start cannot be told, through its API, what to do instead.
+        if let Err(e) = sweep_orphans(store.as_ref(), &library).await {
+            tracing::error!("removing media left by a crash failed: {e}");
+        }
 
         if store.app_count().await? == 0 {
             let (_, key) = create_app(store.as_ref(), DEFAULT_APP).await?;
@@ -128,13 +156,19 @@ impl Engine {
         }
         // We hold the data dir's lock, so whatever is PROCESSING was left by a
         // process that died: run it again now rather than after its lease.
-        let recovered = store
+        // Should this fail, the leases' expiry recovers the same tasks later.
+        match store
             .recover(Orphans::All, config.max_recoveries, time::now())
-            .await?;
-        if recovered.requeued + recovered.failed > 0 {
-            tracing::warn!(?recovered, "recovered tasks of a previous run");
+            .await
+        {
+            Ok(r) if r.requeued + r.failed > 0 => {
+                tracing::warn!(recovered = ?r, "recovered tasks of a previous run");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("recovering tasks of a previous run failed: {e}"),
         }
 
+        let vital = Vital::new();
         let queues = Arc::new(Queues::new());
         let pusher = push::Pusher::new(config.outbound_policy.clone())?;
         let scheduler = Scheduler::start(
@@ -143,6 +177,8 @@ impl Engine {
             config.clone(),
             Arc::clone(&queues),
             crate::exec::Puller::new(config.outbound_policy.clone())?,
+            children,
+            &vital,
         );
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -154,15 +190,52 @@ impl Engine {
                 queues,
                 pusher,
                 closing: CancellationToken::new(),
+                vital,
                 upkeep_tasks: TaskTracker::new(),
                 _lock: lock,
             }),
         };
-        engine.inner.upkeep_tasks.spawn(engine.clone().upkeep());
+        engine.inner.vital.spawn(
+            &engine.inner.upkeep_tasks,
+            "upkeep (lease recovery, retention)",
+            engine.clone().upkeep(),
+        );
         for app in engine.inner.store.push_apps().await? {
             engine.sync_push(app, crate::events::DeliveryMode::Push);
         }
         Ok(engine)
+    }
+
+    /// Why the engine cannot go on (a panic in its background work, or a
+    /// store that can no longer write), if so.
+    pub fn failure(&self) -> Option<String> {
+        self.inner
+            .vital
+            .failure()
+            .or_else(|| self.inner.store.failure())
+    }
+
+    /// [`failure`](Self::failure) as a probe for a health endpoint, which
+    /// does not keep the engine (and its data dir's lock) alive.
+    pub fn health_probe(&self) -> impl Fn() -> Option<String> + Send + Sync + 'static {
+        let inner = Arc::downgrade(&self.inner);
+        move || inner.upgrade().and_then(|inner| Engine { inner }.failure())
+    }
+
+    /// Resolves with the reason once the engine has failed; see
+    /// [`failure`](Self::failure). The server then exits.
+    pub async fn failed(&self) -> String {
+        loop {
+            tokio::select! {
+                reason = self.inner.vital.failed() => return reason,
+                // The store reports a dead writer only when asked.
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if let Some(reason) = self.inner.store.failure() {
+                        return reason;
+                    }
+                }
+            }
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -174,30 +247,37 @@ impl Engine {
         self.inner.library.media_dir()
     }
 
-    /// Maps an API key to its app. Known keys are cached; unknown ones are
-    /// looked up every time, so a key made by `vodtask apps create` works at
-    /// once.
+    /// Maps an API key to its app. A known key is trusted for a second and
+    /// then looked up again, so that a revoked one stops working within a
+    /// second; an unknown one is looked up every time, so that a key made by
+    /// `vodtask apps create` works at once.
     pub async fn authenticate(&self, api_key: &str) -> Result<App> {
         let hash = KeyHash::of(api_key);
-        if let Some(app) = self
+        let now = std::time::Instant::now();
+        if let Some((app, _)) = self
             .inner
             .keys
             .read()
             .ok()
             .and_then(|k| k.get(&hash).cloned())
+            .filter(|(_, checked)| now.duration_since(*checked) < KEY_RECHECK)
         {
             return Ok(app);
         }
-        let app = self
-            .inner
-            .store
-            .app_by_key(&hash)
-            .await?
-            .ok_or_else(|| Error::Unauthenticated("authorization: unknown API key".into()))?;
-        if let Ok(mut keys) = self.inner.keys.write() {
-            keys.insert(hash, app.clone());
+        let found = self.inner.store.app_by_key(&hash).await?;
+        let Ok(mut keys) = self.inner.keys.write() else {
+            return found.ok_or_else(unknown_key);
+        };
+        match found {
+            Some(app) => {
+                keys.insert(hash, (app.clone(), now));
+                Ok(app)
+            }
+            None => {
+                keys.remove(&hash);
+                Err(unknown_key())
+            }
         }
-        Ok(app)
     }
 
     pub async fn create_app(&self, name: &str) -> Result<(App, ApiKey)> {
@@ -377,7 +457,7 @@ impl Engine {
                 }
                 _ = purge.tick() => {
                     self.purge_events().await;
-                    let before = time::now() - inner.config.task_retention;
+                    let before = time::before(time::now(), inner.config.task_retention);
                     match inner.store.purge_finished(before).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!("retention deleted {n} ended tasks"),
@@ -403,7 +483,7 @@ impl Engine {
             let _no_load = queue.loading.lock().await;
             let wake = {
                 let mut s = queue.lock();
-                let cutoff = now - s.config.retention;
+                let cutoff = time::before(now, s.config.retention);
                 let news = s.leases.forget_before(cutoff, now);
                 s.worth_waking(news)
             };
@@ -425,18 +505,37 @@ pub async fn create_app(store: &dyn Store, name: &str) -> Result<(App, ApiKey)> 
     Ok((app, key))
 }
 
-/// Creates an app in a data dir, whether or not a server runs on it.
-pub async fn create_app_in(data_dir: &Path, name: &str) -> Result<(App, ApiKey)> {
-    let store = SqliteStore::open(data_dir)?;
-    create_app(&store, name).await
+/// Runs `program -version`: it must start and succeed.
+async fn check_tool(name: &str, program: &Path) -> Result<()> {
+    let refused = |why: String| {
+        Error::FailedPrecondition(format!(
+            "{name} at {}: {why}; install it or give its path (--{name})",
+            program.display()
+        ))
+    };
+    let run = tokio::process::Command::new(program)
+        .arg("-version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    match tokio::time::timeout(Duration::from_secs(30), run).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(refused(format!("`-version` exited with {status}"))),
+        Ok(Err(e)) => Err(refused(format!("cannot run it ({e})"))),
+        Err(_) => Err(refused("`-version` did not answer in 30 s".into())),
+    }
 }
 
 fn lock_data_dir(dir: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("LOCK");
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
     file.try_lock().map_err(|_| {

@@ -111,9 +111,11 @@ impl Engine {
                         breaker: Arc::clone(&breaker),
                     },
                 );
-                self.inner
-                    .upkeep_tasks
-                    .spawn(self.clone().push_worker(app, stop, breaker));
+                self.inner.vital.spawn(
+                    &self.inner.upkeep_tasks,
+                    "a callback worker",
+                    self.clone().push_worker(app, stop, breaker),
+                );
             }
             DeliveryMode::Pull => {
                 if let Some(w) = workers.remove(&app) {
@@ -335,7 +337,7 @@ impl Engine {
             Outcome::Failed { retry_after } => {
                 match delay_before(&config.retry_schedule, number as usize + 1, retry_after) {
                     Some(wait) => {
-                        record.next_attempt = Some(time::now() + wait);
+                        record.next_attempt = Some(time::after(time::now(), wait));
                         if let Err(e) = store.record_attempt(app, seq, record, None).await {
                             tracing::error!(app = app.0, "callback attempt log: {e}");
                         }

@@ -61,6 +61,7 @@ pub(crate) struct Scheduler {
     /// borrow free ones for more subtasks at once.
     slots: Arc<Semaphore>,
     puller: Puller,
+    ffmpeg: crate::exec::Ffmpeg,
 }
 
 impl Scheduler {
@@ -70,8 +71,15 @@ impl Scheduler {
         config: EngineConfig,
         queues: Arc<crate::queue::Queues>,
         puller: Puller,
+        children: crate::exec::Children,
+        vital: &super::vital::Vital,
     ) -> Arc<Scheduler> {
         let scheduler = Arc::new(Scheduler {
+            ffmpeg: crate::exec::Ffmpeg {
+                program: config.ffmpeg.clone(),
+                children,
+                data_dir: config.data_dir.clone(),
+            },
             slots: Arc::new(Semaphore::new(config.workers)),
             puller,
             store,
@@ -84,7 +92,7 @@ impl Scheduler {
             queues,
         });
         let run = Arc::clone(&scheduler);
-        scheduler.tracker.spawn(run.claim_loop());
+        vital.spawn(&scheduler.tracker, "the task claim loop", run.claim_loop());
         scheduler
     }
 
@@ -136,7 +144,11 @@ impl Scheduler {
                 _ = self.shutdown.cancelled() => return,
             };
             let now = time::now();
-            let claim = match self.store.claim_next(now + self.config.lease, now).await {
+            let claim = match self
+                .store
+                .claim_next(time::after(now, self.config.lease), now)
+                .await
+            {
                 Ok(Some(claim)) => claim,
                 Ok(None) => {
                     // The slot is free while nothing waits: a running
@@ -227,7 +239,7 @@ impl Scheduler {
             let result = exec::run(RunContext {
                 task: &task,
                 library: &self.library,
-                ffmpeg: &self.config.ffmpeg,
+                ffmpeg: &self.ffmpeg,
                 puller: &self.puller,
                 scratch: scratch.clone(),
                 inputs,
@@ -414,7 +426,7 @@ impl Scheduler {
             let pct = progress.load(Ordering::Relaxed);
             match self
                 .store
-                .heartbeat(lease, pct, time::now() + self.config.lease)
+                .heartbeat(lease, pct, time::after(time::now(), self.config.lease))
                 .await
             {
                 Ok(LeaseState::Held {

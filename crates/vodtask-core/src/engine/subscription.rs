@@ -12,14 +12,13 @@ use tokio::time::Instant;
 
 use super::Engine;
 use super::events::{instant_at, next_change};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events::Delivery;
 use crate::ids::AppId;
 use crate::queue::AppQueue;
 use crate::queue::leases::ConsumerId;
 use crate::time;
 
-pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 pub enum StreamItem {
@@ -40,11 +39,7 @@ pub struct Subscription {
 
 impl Engine {
     pub async fn subscribe(&self, app: AppId, max_in_flight: u32) -> Result<Subscription> {
-        let max_in_flight = match max_in_flight {
-            0 => DEFAULT_MAX_IN_FLIGHT,
-            1..=1000 => max_in_flight,
-            _ => return Err(Error::invalid("max_in_flight", "must be within 1..1000")),
-        };
+        let max_in_flight = crate::limits::MAX_IN_FLIGHT.check_u32(i64::from(max_in_flight))?;
         let queue = self.queue(app).await?;
         let consumer = self.inner.queues.new_consumer();
         Ok(Subscription {

@@ -140,10 +140,9 @@ fn default_callback_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-pub const MAX_CALLBACK_TIMEOUT: Duration = Duration::from_secs(60);
-
-pub const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
-pub const MAX_MAX_DELIVERIES: u32 = 1000;
+/// The longest lease an extend can ask for.
+pub const MAX_VISIBILITY_TIMEOUT: Duration =
+    Duration::from_secs(crate::limits::VISIBILITY_TIMEOUT.max as u64);
 
 impl Default for EventConfig {
     fn default() -> Self {
@@ -169,18 +168,15 @@ impl EventConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        let vt = self.visibility_timeout;
-        if vt < Duration::from_secs(1) || vt > MAX_VISIBILITY_TIMEOUT {
+        use crate::limits;
+        limits::VISIBILITY_TIMEOUT.check_duration(self.visibility_timeout)?;
+        limits::MAX_DELIVERIES.check(i64::from(self.max_deliveries))?;
+        limits::RETENTION.check_duration(self.retention)?;
+        if self.notification_url.len() > limits::MAX_URL_BYTES {
             return Err(Error::invalid(
-                "visibility_timeout_seconds",
-                "must be within 1..43200",
+                "notification_url",
+                format!("must be at most {} bytes", limits::MAX_URL_BYTES),
             ));
-        }
-        if self.max_deliveries == 0 || self.max_deliveries > MAX_MAX_DELIVERIES {
-            return Err(Error::invalid("max_deliveries", "must be within 1..1000"));
-        }
-        if self.retention < Duration::from_secs(3600) {
-            return Err(Error::invalid("retention_seconds", "must be at least 3600"));
         }
         if !self.notification_url.is_empty() {
             crate::outbound::validate_url("notification_url", &self.notification_url)?;
@@ -191,31 +187,17 @@ impl EventConfig {
                 "is required in PUSH mode",
             ));
         }
-        let t = self.callback_timeout;
-        if t < Duration::from_secs(1) || t > MAX_CALLBACK_TIMEOUT {
-            return Err(Error::invalid(
-                "callback_timeout_seconds",
-                "must be within 1..60",
-            ));
-        }
-        use crate::callbacks::schedule::{MAX_ATTEMPTS, MAX_DELAY};
+        limits::CALLBACK_TIMEOUT.check_duration(self.callback_timeout)?;
+        use crate::callbacks::schedule::MAX_ATTEMPTS;
         if self.retry_schedule.is_empty() || self.retry_schedule.len() > MAX_ATTEMPTS {
             return Err(Error::invalid(
                 "retry_schedule_seconds",
                 format!("must hold 1..{MAX_ATTEMPTS} delays"),
             ));
         }
-        if self.disable_after < Duration::from_secs(1) {
-            return Err(Error::invalid(
-                "disable_after_seconds",
-                "must be at least 1",
-            ));
-        }
-        if self.retry_schedule.iter().any(|d| *d > MAX_DELAY) {
-            return Err(Error::invalid(
-                "retry_schedule_seconds",
-                "each delay must be within 0..604800",
-            ));
+        limits::DISABLE_AFTER.check_duration(self.disable_after)?;
+        for delay in &self.retry_schedule {
+            limits::RETRY_DELAY.check_duration(*delay)?;
         }
         Ok(())
     }

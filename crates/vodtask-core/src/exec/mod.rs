@@ -2,6 +2,7 @@
 //! HTTP client for pulls). An executor returns the store `Outcome` to record;
 //! the scheduler records it under the task's lease.
 
+mod children;
 mod clip;
 mod concat;
 mod cover;
@@ -12,12 +13,15 @@ mod snapshot;
 mod sprites;
 mod transcode;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+pub use children::Children;
+pub(crate) use children::command as child_command;
+pub(crate) use ffmpeg::Ffmpeg;
 pub(crate) use procedure::Step;
 pub(crate) use pull::Puller;
 pub use transcode::transcode_command_line;
@@ -31,7 +35,7 @@ use crate::task::{Task, TaskSpec, errcode};
 pub(crate) struct RunContext<'a> {
     pub task: &'a Task,
     pub library: &'a MediaLibrary,
-    pub ffmpeg: &'a Path,
+    pub ffmpeg: &'a Ffmpeg,
     pub puller: &'a Puller,
     /// A scratch directory of this run; outputs are moved out of it into the
     /// library.

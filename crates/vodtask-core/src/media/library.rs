@@ -2,6 +2,8 @@
 //! at `<public base URL>/files/<file_id>/<stored_name>`. Partial uploads live
 //! in `<data-dir>/tmp` so that they are never served.
 
+use std::io::ErrorKind;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
@@ -13,6 +15,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::ids::{AppId, FileId, TaskId};
+use crate::store::sqlite::create_private_dir;
 use crate::time;
 
 #[derive(Debug, Clone)]
@@ -34,8 +37,7 @@ impl MediaLibrary {
         let media_dir = data_dir.join("media");
         let tmp_dir = data_dir.join("tmp");
         for dir in [&media_dir, &tmp_dir] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+            create_private_dir(dir)?;
         }
         Ok(MediaLibrary {
             media_dir,
@@ -107,18 +109,27 @@ impl MediaLibrary {
         pulled_by: Option<TaskId>,
     ) -> Result<Upload> {
         let file_id = FileId::generate();
-        let tmp_path = self.tmp_dir.join(format!("upload-{file_id}"));
-        let file = fs::File::create(&tmp_path)
-            .await
-            .map_err(|e| Error::io(format!("create {}", tmp_path.display()), e))?;
+        let tmp = TempFile {
+            path: self.tmp_dir.join(format!("upload-{file_id}")),
+            armed: true,
+        };
+        // Created without an await between it and its guard: a future
+        // dropped while a blocking-pool create was in flight would leave a
+        // file its guard had already failed to remove.
+        let file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp.path)
+            .map_err(|e| Error::io(format!("create {}", tmp.path.display()), e))?;
         Ok(Upload {
             library: self.clone(),
             app_id,
             file_id,
             file_name: file_name.to_string(),
             source_context: source_context.to_string(),
-            tmp_path,
-            file: Some(file),
+            file: fs::File::from_std(file),
+            tmp,
             size: 0,
             md5: Md5::new(),
             pulled_by,
@@ -188,18 +199,25 @@ impl MediaLibrary {
     }
 
     /// Renames `src` to its place in the library and syncs both directories,
-    /// so that the file survives a crash once this returns.
+    /// so that the file survives a crash once this returns. On an error the
+    /// file's directory is removed again (its row will not be written).
     async fn place(&self, file_id: &FileId, stored_name: &str, src: &Path) -> Result<PathBuf> {
         let dir = self.media_dir.join(file_id.as_str());
         fs::create_dir_all(&dir)
             .await
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let dest = dir.join(stored_name);
-        fs::rename(src, &dest)
-            .await
-            .map_err(|e| Error::io(format!("move {} to {}", src.display(), dest.display()), e))?;
-        sync_dir(&dir).await?;
-        sync_dir(&self.media_dir).await?;
+        let placed = async {
+            fs::rename(src, &dest).await.map_err(|e| {
+                Error::io(format!("move {} to {}", src.display(), dest.display()), e)
+            })?;
+            sync_dir(&dir).await?;
+            sync_dir(&self.media_dir).await
+        };
+        if let Err(e) = placed.await {
+            let _ = fs::remove_dir_all(&dir).await;
+            return Err(e);
+        }
         Ok(dest)
     }
 
@@ -234,16 +252,17 @@ fn task_output(
     }
 }
 
-/// An upload in progress. Dropped without `finish`, it leaves only a temp
-/// file, removed at the next start.
+/// An upload in progress. Dropped before `finish` has moved its bytes into
+/// the library (cancelled, failed, or its future dropped at any await), it
+/// removes its temp file at once.
 pub struct Upload {
     library: MediaLibrary,
     app_id: AppId,
     file_id: FileId,
     file_name: String,
     source_context: String,
-    tmp_path: PathBuf,
-    file: Option<fs::File>,
+    file: fs::File,
+    tmp: TempFile,
     size: u64,
     md5: Md5,
     /// Set when a pull task downloads the file.
@@ -264,58 +283,89 @@ impl Upload {
             )));
         }
         self.md5.update(chunk);
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| Error::Internal("upload already finished".into()))?;
-        file.write_all(chunk)
+        self.file
+            .write_all(chunk)
             .await
-            .map_err(|e| Error::io(format!("write {}", self.tmp_path.display()), e))
+            .map_err(|e| Error::io(format!("write {}", self.tmp.path.display()), e))
     }
 
     /// Makes the bytes durable, moves them into the library and probes them.
     /// The caller records the returned file in the store.
-    pub async fn finish(mut self) -> Result<MediaFile> {
-        if self.size == 0 {
+    pub async fn finish(self) -> Result<MediaFile> {
+        let Upload {
+            library,
+            app_id,
+            file_id,
+            file_name,
+            source_context,
+            mut file,
+            tmp,
+            size,
+            md5,
+            pulled_by,
+        } = self;
+        if size == 0 {
             return Err(Error::invalid("chunk", "the upload carried no bytes"));
         }
-        let file = self
-            .file
-            .take()
-            .ok_or_else(|| Error::Internal("upload already finished".into()))?;
-        file.sync_all()
+        // `write_all` may leave its last write in flight: `flush` waits for
+        // it and reports its error, which `sync_all` would not.
+        let synced = async {
+            file.flush().await?;
+            file.sync_all().await
+        };
+        synced
             .await
-            .map_err(|e| Error::io(format!("sync {}", self.tmp_path.display()), e))?;
+            .map_err(|e| Error::io(format!("sync {}", tmp.path.display()), e))?;
         drop(file);
-        let stored_name = stored_upload_name(&self.file_name);
-        let dest = self
-            .library
-            .place(&self.file_id, &stored_name, &self.tmp_path)
-            .await?;
-        let metadata = probe::probe(&self.library.ffprobe, &dest).await;
+        let stored_name = stored_upload_name(&file_name);
+        let dest = library.place(&file_id, &stored_name, &tmp.path).await?;
+        tmp.disarm();
+        let metadata = probe::probe(&library.ffprobe, &dest).await;
         Ok(MediaFile {
-            file_id: self.file_id.clone(),
-            app_id: self.app_id,
-            file_name: std::mem::take(&mut self.file_name),
+            file_id,
+            app_id,
+            file_name,
             stored_name,
-            size: self.size,
-            md5: hex::encode(self.md5.clone().finalize()),
+            size,
+            md5: hex::encode(md5.finalize()),
             create_time: time::now(),
-            source_type: match self.pulled_by {
+            source_type: match pulled_by {
                 Some(_) => SourceType::Pull,
                 None => SourceType::ClientUpload,
             },
-            source_context: std::mem::take(&mut self.source_context),
-            source_task_id: self.pulled_by.take(),
+            source_context,
+            source_task_id: pulled_by,
             metadata,
         })
     }
 }
 
-impl Drop for Upload {
+/// Owns an upload's temp file from its creation until `place` has moved it
+/// into the library: dropped before that, it removes the file.
+struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempFile {
+    /// The file has been moved into the library; nothing to remove.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempFile {
     fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = std::fs::remove_file(&self.tmp_path);
+        if !self.armed {
+            return;
+        }
+        // Blocking, but one unlink; never panics.
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), "cannot remove an unfinished upload: {e}")
+            }
         }
     }
 }
@@ -451,5 +501,95 @@ mod tests {
             up.write(b"12345").await,
             Err(Error::ResourceExhausted(_))
         ));
+        drop(up);
+        assert_eq!(temp_files(&lib), Vec::<String>::new());
+    }
+
+    fn temp_files(lib: &MediaLibrary) -> Vec<String> {
+        std::fs::read_dir(&lib.tmp_dir)
+            .expect("read tmp")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_upload_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib =
+            MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 1 << 20).expect("open");
+
+        let up = lib
+            .begin_upload(AppId(1), "a.bin", "")
+            .await
+            .expect("begin");
+        assert_eq!(temp_files(&lib).len(), 1, "the temp file exists meanwhile");
+        drop(up);
+        assert_eq!(temp_files(&lib), Vec::<String>::new(), "header only");
+
+        let mut up = lib
+            .begin_upload(AppId(1), "a.bin", "")
+            .await
+            .expect("begin");
+        up.write(&[1; 4096]).await.expect("write");
+        up.write(&[2; 4096]).await.expect("write");
+        drop(up);
+        assert_eq!(temp_files(&lib), Vec::<String>::new(), "some chunks");
+
+        // Empty: finish refuses it, and removes it.
+        let up = lib
+            .begin_upload(AppId(1), "a.bin", "")
+            .await
+            .expect("begin");
+        assert!(up.finish().await.is_err());
+        assert_eq!(temp_files(&lib), Vec::<String>::new(), "no bytes");
+    }
+
+    #[tokio::test]
+    async fn the_library_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib =
+            MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 1 << 20).expect("open");
+        assert_eq!(mode(&lib.media_dir), 0o700);
+        assert_eq!(mode(&lib.tmp_dir), 0o700);
+        let up = lib
+            .begin_upload(AppId(1), "a.bin", "")
+            .await
+            .expect("begin");
+        assert_eq!(mode(&up.tmp.path), 0o600);
+    }
+
+    #[tokio::test]
+    async fn a_finish_dropped_midway_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib =
+            MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 1 << 20).expect("open");
+        let mut up = lib
+            .begin_upload(AppId(1), "a.bin", "")
+            .await
+            .expect("begin");
+        up.write(&[7; 64 * 1024]).await.expect("write");
+        // Polled once, then dropped: it waits for the blocking pool by then.
+        let once = tokio::time::timeout(std::time::Duration::ZERO, up.finish()).await;
+        assert!(once.is_err(), "finish cannot be done in one poll");
+        assert_eq!(temp_files(&lib), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_finished_upload_is_moved_not_copied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib =
+            MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 1 << 20).expect("open");
+        let mut up = lib
+            .begin_upload(AppId(1), "a.bin", "")
+            .await
+            .expect("begin");
+        up.write(b"bytes").await.expect("write");
+        let media = up.finish().await.expect("finish");
+        assert_eq!(temp_files(&lib), Vec::<String>::new());
+        let path = lib.path_of(&media.file_id, &media.stored_name);
+        assert_eq!(std::fs::read(path).expect("read"), b"bytes");
     }
 }

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tokio::process::Command;
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MediaMetadata {
@@ -44,7 +43,7 @@ impl MediaMetadata {
 
 /// Runs ffprobe; Err holds ffprobe's reason, fit for a task's message.
 pub async fn probe(ffprobe: &Path, file: &Path) -> Result<MediaMetadata, String> {
-    let output = Command::new(ffprobe)
+    let output = crate::exec::child_command(ffprobe)
         .args([
             "-v",
             "error",
@@ -54,7 +53,6 @@ pub async fn probe(ffprobe: &Path, file: &Path) -> Result<MediaMetadata, String>
             "-show_streams",
         ])
         .arg(file)
-        .kill_on_drop(true)
         .output()
         .await
         .map_err(|e| format!("cannot run {}: {e}", ffprobe.display()))?;
@@ -63,10 +61,31 @@ pub async fn probe(ffprobe: &Path, file: &Path) -> Result<MediaMetadata, String>
         return Err(if reason.is_empty() {
             format!("ffprobe exited with {}", output.status)
         } else {
-            reason
+            without_paths(&reason, file)
         });
     }
     parse(&output.stdout)
+}
+
+/// ffprobe names the file it read by its path ("/srv/data/media/<id>/
+/// source.txt: Invalid data found..."), and the reason reaches apps
+/// (DescribeMedia.probe_error, task messages), which need not learn where
+/// the server keeps its data: the file becomes its name, files beside it
+/// (an HLS playlist's segments) their names, and the directory `input`.
+pub(crate) fn without_paths(reason: &str, file: &Path) -> String {
+    let mut reason = reason.to_string();
+    if let (Some(path), Some(name)) = (file.to_str(), file.file_name().and_then(|n| n.to_str())) {
+        reason = reason.replace(path, name);
+    }
+    // Trimmed, a parent "/" is empty: nothing to replace then.
+    let dir = file
+        .parent()
+        .and_then(Path::to_str)
+        .map_or("", |d| d.trim_end_matches('/'));
+    if !dir.is_empty() {
+        reason = reason.replace(&format!("{dir}/"), "").replace(dir, "input");
+    }
+    reason
 }
 
 #[derive(Deserialize)]
@@ -114,7 +133,8 @@ fn rate(s: Option<&str>) -> f64 {
     if d == 0.0 { 0.0 } else { n / d }
 }
 
-pub(crate) fn parse(json: &[u8]) -> Result<MediaMetadata, String> {
+/// Public for the fuzz targets (fuzz/): ffprobe's JSON is shaped by the uploaded file.
+pub fn parse(json: &[u8]) -> Result<MediaMetadata, String> {
     let raw: Raw =
         serde_json::from_slice(json).map_err(|e| format!("unreadable ffprobe output: {e}"))?;
     if raw.streams.is_empty() {
@@ -164,6 +184,35 @@ mod tests {
         assert!((m.streams[0].fps - 29.97).abs() < 0.01);
         assert_eq!(m.streams[1].sample_rate, 44100);
         assert_eq!(m.bitrate, 12345);
+    }
+
+    #[test]
+    fn probe_errors_name_the_file_not_its_path() {
+        let file = Path::new("/srv/vodtask-data/media/f_123/source.txt");
+        assert_eq!(
+            without_paths(
+                "/srv/vodtask-data/media/f_123/source.txt: Invalid data found when processing input",
+                file
+            ),
+            "source.txt: Invalid data found when processing input"
+        );
+        // A playlist's segment, the directory itself, a file: URL.
+        let playlist = Path::new("/srv/vodtask-data/media/f_9/index.m3u8");
+        let reason = without_paths(
+            "/srv/vodtask-data/media/f_9/seg_001.ts: No such file or directory\n\
+             Opening /srv/vodtask-data/media/f_9 failed\n\
+             file:/srv/vodtask-data/media/f_9/index.m3u8: Invalid data",
+            playlist,
+        );
+        assert_eq!(
+            reason,
+            "seg_001.ts: No such file or directory\n\
+             Opening input failed\n\
+             file:index.m3u8: Invalid data"
+        );
+        assert!(!reason.contains("/srv"), "{reason}");
+        // Nothing to strip.
+        assert_eq!(without_paths("no streams", file), "no streams");
     }
 
     #[test]

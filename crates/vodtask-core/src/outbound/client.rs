@@ -33,9 +33,11 @@ pub fn guarded_client(policy: Arc<AddressPolicy>, redirects: Redirects) -> Resul
                     return attempt.error(format!("more than {max} redirects"));
                 }
                 match literal_ip(attempt.url()) {
-                    Some(ip) if !policy.permits(ip) => {
-                        attempt.error(format!("redirect to address {ip}, which is not allowed"))
-                    }
+                    // The address is written in the redirect the server
+                    // sent, not learnt from DNS, so naming it tells nothing new.
+                    Some(ip) if !policy.permits(ip) => attempt.error(format!(
+                        "redirect to address {ip}, which is not allowed by the outbound address policy (see --allow-outbound-cidr)"
+                    )),
                     _ => attempt.follow(),
                 }
             })
@@ -92,15 +94,70 @@ impl Resolve for PolicyResolver {
                 .filter(|a| policy.permits(a.ip()))
                 .collect();
             if permitted.is_empty() {
-                let refused: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
-                return Err(format!(
-                    "{host} resolves to no address allowed for outbound requests ({}; see --allow-outbound-cidr)",
-                    refused.join(", ")
-                )
-                .into());
+                // The caller learns only that the policy refused: listing
+                // what the name resolved to would let a tenant map internal
+                // host names. The operator finds the addresses in the log.
+                let refused: Vec<String> = found
+                    .iter()
+                    .map(|a| {
+                        let why = policy.refusal(a.ip()).unwrap_or("permitted");
+                        format!("{} ({why})", a.ip())
+                    })
+                    .collect();
+                tracing::debug!(
+                    %host,
+                    addresses = %refused.join(", "),
+                    "outbound address policy refused every address of the host"
+                );
+                return Err(refused_host(&host).into());
             }
             let addrs: Addrs = Box::new(permitted.into_iter());
             Ok(addrs)
         })
+    }
+}
+
+/// What the caller is told when none of `host`'s addresses may be reached.
+fn refused_host(host: &str) -> String {
+    format!(
+        "{host} has no address allowed by the outbound address policy (an operator can open ranges with --allow-outbound-cidr)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_name_does_not_disclose_its_addresses() {
+        let resolver = PolicyResolver(Arc::new(AddressPolicy::default()));
+        let name = Name::from_str("localhost").unwrap();
+        let Err(e) = resolver.resolve(name).await else {
+            panic!("localhost must be refused");
+        };
+        let message = e.to_string();
+        assert_eq!(message, refused_host("localhost"));
+        assert!(message.contains("--allow-outbound-cidr"), "{message}");
+        for leaked in ["127.0.0.1", "::1", "127.", "loopback"] {
+            assert!(!message.contains(leaked), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_allowed_name_resolves_to_its_permitted_addresses() {
+        let policy = AddressPolicy::new(vec![AddressPolicy::parse_cidr("127.0.0.0/8").unwrap()]);
+        let resolver = PolicyResolver(Arc::new(policy));
+        let name = Name::from_str("localhost").unwrap();
+        let Ok(addrs) = resolver.resolve(name).await else {
+            panic!("127.0.0.0/8 is open");
+        };
+        let addrs: Vec<SocketAddr> = addrs.collect();
+        assert!(!addrs.is_empty());
+        assert!(
+            addrs.iter().all(|a| a.ip().is_loopback() && a.is_ipv4()),
+            "{addrs:?}"
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! synchronous; the caller does the durable writes (see `queue/mod.rs`).
 //!
 //! Invariants: an entry is in `due` iff its state is `Due`, in `leases` iff
-//! `Leased`; only the front of its key's list is ever `Due` or `Leased`.
+//! `Leased`; at most one entry of a key is not `Waiting`, and it is the
+//! front of the key's list unless a redriven event came back in front of it
+//! while it was out (`insert`). `model_tests.rs` checks them.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -119,19 +121,21 @@ impl Leases {
         list.insert(at, loaded.seq);
         let state = if at == 0 {
             // A redriven event can come before a head that is already out;
-            // that head stays where it is and this one waits for it.
-            match list.get(1).and_then(|s| self.entries.get(s)) {
-                Some(next) if !matches!(next.state, State::Waiting | State::Due(_)) => {
-                    State::Waiting
-                }
-                Some(next) => {
-                    if let State::Due(t) = next.state {
-                        self.due.remove(&(t, list[1]));
+            // that head stays where it is and this one waits for it. The
+            // head is the key's one event not waiting, which need not be
+            // the old front: an earlier redrive may wait in front of it.
+            let head = list.iter().skip(1).copied().find(|s| {
+                self.entries
+                    .get(s)
+                    .is_some_and(|e| e.state != State::Waiting)
+            });
+            match head.and_then(|s| self.entries.get_mut(&s).map(|e| (s, e))) {
+                Some((_, e)) if !matches!(e.state, State::Due(_)) => State::Waiting,
+                Some((s, e)) => {
+                    if let State::Due(t) = e.state {
+                        self.due.remove(&(t, s));
                     }
-                    let behind = list[1];
-                    if let Some(e) = self.entries.get_mut(&behind) {
-                        e.state = State::Waiting;
-                    }
+                    e.state = State::Waiting;
                     State::Due(to_micros(loaded.event.event_time))
                 }
                 None => State::Due(to_micros(loaded.event.event_time)),
@@ -523,6 +527,9 @@ fn release_credit(held: &mut HashMap<ConsumerId, u32>, consumer: Option<Consumer
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4)
 }
+
+#[cfg(test)]
+mod model_tests;
 
 #[cfg(test)]
 mod tests {

@@ -175,12 +175,30 @@ pub struct EventPage {
     pub next_after: Option<i64>,
 }
 
+/// An app as `vodtask apps list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecord {
+    pub name: String,
+    pub create_time: Timestamp,
+    pub revoke_time: Option<Timestamp>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Why the store can no longer write, if so (a dead writer thread).
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
     // Apps.
     async fn create_app(&self, name: &str, key_hash: &KeyHash, now: Timestamp) -> Result<App>;
+    /// The app a key belongs to, unless it was revoked.
     async fn app_by_key(&self, key_hash: &KeyHash) -> Result<Option<App>>;
     async fn app_count(&self) -> Result<u64>;
+    async fn list_apps(&self) -> Result<Vec<AppRecord>>;
+    /// Revokes the app's key (NotFound for an unknown name); revoking twice
+    /// keeps the first time.
+    async fn revoke_app(&self, name: &str, now: Timestamp) -> Result<AppRecord>;
 
     // Media library.
     /// Records a file; with `event`, its event, and with `follow_up`, a task

@@ -96,12 +96,7 @@ impl TaskRequest {
                 format!("must be within -10..10, got {priority}"),
             ));
         }
-        if session_id.chars().count() > MAX_SESSION_ID_CHARS {
-            return Err(Error::invalid(
-                "session_id",
-                format!("must be at most {MAX_SESSION_ID_CHARS} characters"),
-            ));
-        }
+        crate::limits::check_text("session_id", &session_id, MAX_SESSION_ID_CHARS)?;
         if session_context.chars().count() > MAX_SESSION_CONTEXT_CHARS {
             return Err(Error::invalid(
                 "session_context",

@@ -8,6 +8,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use vodtask_core::StreamItem;
 use vodtask_core::events::{Delivery, DeliveryMode, Event, EventConfig, EventType, HandleResult};
+use vodtask_core::ids::TaskId;
+use vodtask_core::limits::{self, Bound};
 use vodtask_core::store::{AttemptOutcome, AttemptsOf, CallbackAttempt};
 use vodtask_core::{CircuitState, EndpointHealth, Engine};
 use vodtask_proto::v1 as pb;
@@ -75,11 +77,14 @@ fn results(
     }
 }
 
-fn seconds(field: &str, value: i64, max: i64) -> Result<Duration, Status> {
-    if !(0..=max).contains(&value) {
-        return Err(invalid(field, format!("must be within 0..{max}")));
-    }
-    Ok(Duration::from_secs(value as u64))
+/// A field checked against its bound (`vodtask_core::limits`), whose
+/// message states the rule.
+fn bounded<T: Into<i64>>(bound: Bound, value: T) -> Result<Duration, Status> {
+    bound.seconds(value.into()).map_err(to_status)
+}
+
+fn count<T: Into<i64>>(bound: Bound, value: T) -> Result<u32, Status> {
+    bound.check_u32(value.into()).map_err(to_status)
 }
 
 fn config_to_pb(c: &EventConfig) -> pb::EventConfig {
@@ -159,11 +164,10 @@ impl EventService for Events {
     ) -> Result<Response<pb::PullEventsResponse>, Status> {
         let app = app_of(&self.engine, req.metadata()).await?;
         let r = req.into_inner();
-        let max = u32::try_from(r.max_events)
-            .map_err(|_| invalid("max_events", "must be within 1..1000"))?;
+        let max = count(limits::PULL_MAX_EVENTS, r.max_events)?;
         let wait = r
             .wait_seconds
-            .map(|w| seconds("wait_seconds", i64::from(w), 20))
+            .map(|w| bounded(limits::PULL_WAIT, w))
             .transpose()?;
         let got = self
             .engine
@@ -182,8 +186,7 @@ impl EventService for Events {
         req: Request<pb::SubscribeEventsRequest>,
     ) -> Result<Response<Self::SubscribeEventsStream>, Status> {
         let app = app_of(&self.engine, req.metadata()).await?;
-        let max = u32::try_from(req.get_ref().max_in_flight)
-            .map_err(|_| invalid("max_in_flight", "must be within 1..1000"))?;
+        let max = count(limits::MAX_IN_FLIGHT, req.get_ref().max_in_flight)?;
         let subscription = self.engine.subscribe(app, max).await.map_err(to_status)?;
         // The response body polls the subscription itself, with no task or
         // channel between them: credit that a confirm gives back wakes the
@@ -238,8 +241,7 @@ impl EventService for Events {
     ) -> Result<Response<pb::SettleEventsResponse>, Status> {
         let app = app_of(&self.engine, req.metadata()).await?;
         let r = req.into_inner();
-        let secs =
-            u32::try_from(r.seconds).map_err(|_| invalid("seconds", "must be within 1..43200"))?;
+        let secs = count(limits::EXTEND, r.seconds)?;
         let out = self
             .engine
             .extend_events(app, r.msg_handles.clone(), secs)
@@ -260,7 +262,7 @@ impl EventService for Events {
         let r = req.into_inner();
         let delay = r
             .delay_seconds
-            .map(|d| seconds("delay_seconds", i64::from(d), 43200))
+            .map(|d| bounded(limits::NACK_DELAY, d))
             .transpose()?;
         let out = self
             .engine
@@ -280,8 +282,7 @@ impl EventService for Events {
     ) -> Result<Response<pb::ListDeadLetterEventsResponse>, Status> {
         let app = app_of(&self.engine, req.metadata()).await?;
         let r = req.into_inner();
-        let limit =
-            u32::try_from(r.limit).map_err(|_| invalid("limit", "must be within 1..1000"))?;
+        let limit = count(limits::DEAD_LETTER_LIMIT, r.limit)?;
         let after = match r.page_token.as_str() {
             "" => None,
             t => Some(
@@ -379,20 +380,19 @@ impl EventService for Events {
             }
         }
         if let Some(v) = r.visibility_timeout_seconds {
-            c.visibility_timeout = seconds("visibility_timeout_seconds", i64::from(v), 43200)?;
+            c.visibility_timeout = bounded(limits::VISIBILITY_TIMEOUT, v)?;
         }
         if let Some(v) = r.max_deliveries {
-            c.max_deliveries = u32::try_from(v)
-                .map_err(|_| invalid("max_deliveries", "must be within 1..1000"))?;
+            c.max_deliveries = count(limits::MAX_DELIVERIES, v)?;
         }
         if let Some(v) = r.retention_seconds {
-            c.retention = seconds("retention_seconds", v, i64::MAX)?;
+            c.retention = bounded(limits::RETENTION, v)?;
         }
         if let Some(v) = r.callback_timeout_seconds {
-            c.callback_timeout = seconds("callback_timeout_seconds", i64::from(v), 60)?;
+            c.callback_timeout = bounded(limits::CALLBACK_TIMEOUT, v)?;
         }
         if let Some(v) = r.disable_after_seconds {
-            c.disable_after = seconds("disable_after_seconds", v, i64::MAX)?;
+            c.disable_after = bounded(limits::DISABLE_AFTER, v)?;
         }
         match r.endpoint_enabled {
             Some(true) => c.endpoint_disabled = None,
@@ -405,7 +405,7 @@ impl EventService for Events {
             c.retry_schedule = r
                 .retry_schedule_seconds
                 .into_iter()
-                .map(|s| seconds("retry_schedule_seconds", s, 604_800))
+                .map(|s| bounded(limits::RETRY_DELAY, s))
                 .collect::<Result<_, _>>()?;
         }
         let config = self
@@ -424,7 +424,7 @@ impl EventService for Events {
         let overlap = req
             .into_inner()
             .overlap_seconds
-            .map(|s| seconds("overlap_seconds", s, 604_800))
+            .map(|s| bounded(limits::SECRET_OVERLAP, s))
             .transpose()?;
         let c = self
             .engine
@@ -444,8 +444,14 @@ impl EventService for Events {
         let app = app_of(&self.engine, req.metadata()).await?;
         let r = req.into_inner();
         let of = match (r.event_id.is_empty(), r.task_id.is_empty()) {
-            (false, true) => AttemptsOf::Event(r.event_id),
-            (true, false) => AttemptsOf::Task(r.task_id),
+            (false, true) => {
+                limits::check_token("event_id", &r.event_id, 128).map_err(to_status)?;
+                AttemptsOf::Event(r.event_id)
+            }
+            (true, false) => {
+                let id = TaskId::parse("task_id", &r.task_id).map_err(to_status)?;
+                AttemptsOf::Task(id.as_str().to_owned())
+            }
             _ => {
                 return Err(invalid(
                     "event_id",

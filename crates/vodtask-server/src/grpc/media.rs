@@ -40,12 +40,15 @@ impl MediaService for Media {
                 Ok::<_, Status>(plan)
             })
             .transpose()?;
+        // Dropped on any early return, or with this future (a client that
+        // goes away, a deadline), the upload removes its temp file.
         let mut upload = self
             .engine
             .begin_upload(app, &header.file_name, &header.source_context)
             .await
             .map_err(to_status)?;
         while let Some(message) = parts.next().await {
+            // A stream that ends with an error is never recorded.
             match message?.part {
                 Some(Part::Chunk(bytes)) => upload.write(&bytes).await.map_err(to_status)?,
                 Some(Part::Header(_)) => {
@@ -57,11 +60,21 @@ impl MediaService for Media {
                 None => {}
             }
         }
-        let (media, procedure) = self
-            .engine
-            .finish_upload(upload, plan)
-            .await
-            .map_err(to_status)?;
+        // tonic reports a client's cancel (RST_STREAM) as the end of the
+        // stream; hyper sees the reset, and drops this future, only once the
+        // future is pending. Pend once, so that a cut-off stream is dropped
+        // here rather than stored as if whole.
+        tokio::task::yield_now().await;
+        // The stream ended whole. The commit runs on a task of its own so
+        // that a client going away during it cannot leave a file placed in
+        // the library without its row (the response is lost then, not the
+        // file: the app still gets its FileUploaded event).
+        let engine = self.engine.clone();
+        let (media, procedure) =
+            tokio::spawn(async move { engine.finish_upload(upload, plan).await })
+                .await
+                .map_err(|e| Status::internal(format!("storing the upload failed: {e}")))?
+                .map_err(to_status)?;
         Ok(Response::new(pb::UploadMediaResponse {
             file_id: media.file_id.to_string(),
             file_url: self.engine.file_url(&media),

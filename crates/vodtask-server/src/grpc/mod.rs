@@ -4,10 +4,12 @@ mod auth;
 mod convert;
 mod events;
 mod media;
+mod request_errors;
 mod status;
 mod tasks;
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -17,8 +19,32 @@ use vodtask_proto::v1::event_service_server::EventServiceServer;
 use vodtask_proto::v1::media_service_server::MediaServiceServer;
 use vodtask_proto::v1::task_service_server::TaskServiceServer;
 
-/// Largest accepted gRPC message (an upload chunk, mostly).
-const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// Largest accepted UploadMedia message: a chunk of 16 MiB with the few
+/// bytes of its field's framing. Other messages keep tonic's 4 MiB.
+const MAX_UPLOAD_MESSAGE_BYTES: usize = (16 << 20) + 64;
+
+/// How the gRPC port treats its connections.
+#[derive(Debug, Clone)]
+pub struct GrpcLimits {
+    pub max_connections: usize,
+    /// Closes connections that move no byte this long: a handshake never
+    /// finished, a silent peer. Keepalive pings keep a healthy idle channel
+    /// from reaching it.
+    pub idle_timeout: Duration,
+    /// How often an idle connection is pinged, and how long the answer may
+    /// take before the connection is dropped as dead.
+    pub keepalive: Duration,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        GrpcLimits {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(60),
+            keepalive: Duration::from_secs(20),
+        }
+    }
+}
 
 /// The vodtask.v1 services over `engine`: what the server serves on its
 /// port, and what an embedded client calls in process.
@@ -30,13 +56,14 @@ pub fn routes(engine: Engine) -> Routes {
         engine: engine.clone(),
     });
     let media = MediaServiceServer::new(media::Media { engine })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        .max_decoding_message_size(MAX_UPLOAD_MESSAGE_BYTES);
     Routes::new(tasks).add_service(media).add_service(events)
 }
 
 pub async fn serve(
     engine: Engine,
     listener: TcpListener,
+    limits: GrpcLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -49,6 +76,26 @@ pub async fn serve(
     health_reporter
         .set_serving::<EventServiceServer<events::Events>>()
         .await;
+    // A failed engine (see Engine::failure) is reported before the process
+    // exits, so that a load balancer stops sending calls at once.
+    let failed = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine.failed().await;
+            health_reporter
+                .set_not_serving::<TaskServiceServer<tasks::Tasks>>()
+                .await;
+            health_reporter
+                .set_not_serving::<MediaServiceServer<media::Media>>()
+                .await;
+            health_reporter
+                .set_not_serving::<EventServiceServer<events::Events>>()
+                .await;
+            health_reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+    });
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(vodtask_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -58,12 +105,26 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    Server::builder()
+    let admission = vodtask_transport::Admission {
+        max_connections: limits.max_connections,
+        idle_timeout: limits.idle_timeout,
+        // Before its handshake an HTTP/2 client reads no answer: it is
+        // simply closed.
+        refusal: b"",
+    };
+    let served = Server::builder()
+        .http2_keepalive_interval(Some(limits.keepalive))
+        .http2_keepalive_timeout(Some(limits.keepalive))
+        .layer(tower::util::MapResponseLayer::new(
+            request_errors::restate::<tonic::body::Body>,
+        ))
         .add_routes(routes(engine))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(vodtask_transport::incoming(listener), shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(vodtask_transport::incoming(listener, admission), shutdown)
+        .await;
+    failed.abort();
+    served?;
     Ok(())
 }

@@ -270,7 +270,7 @@ pub(super) fn purge(conn: &Connection, now: Timestamp) -> Result<u64> {
         .collect::<rusqlite::Result<_>>()?;
     let mut n = 0;
     for app in apps {
-        let cutoff = now - config(conn, app)?.retention;
+        let cutoff = crate::time::before(now, config(conn, app)?.retention);
         conn.prepare_cached(
             "DELETE FROM callback_attempts WHERE event_seq IN
                  (SELECT seq FROM events WHERE app_id = ?1 AND event_time < ?2)",

@@ -15,6 +15,7 @@ mod writer;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +25,7 @@ use rusqlite::{Connection, OpenFlags, params};
 use self::rows::{MEDIA_COLUMNS, one, to_json};
 use self::writer::Writer;
 use super::{
-    AttemptsOf, CallbackAttempt, Claim, EventPage, Lease, LeaseState, Orphans, Outcome,
+    AppRecord, AttemptsOf, CallbackAttempt, Claim, EventPage, Lease, LeaseState, Orphans, Outcome,
     PendingEvent, Recovered, Revive, Settled, Store, Stored, Tail,
 };
 use crate::app::{App, KeyHash};
@@ -35,7 +36,7 @@ use crate::ids::{AppId, FileId, TaskId};
 use crate::media::MediaFile;
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery};
 use crate::task::{Inserted, NewTask, Task, TaskOutput};
-use crate::time::{Timestamp, to_micros};
+use crate::time::{Timestamp, from_micros, to_micros};
 
 const PURGE_BATCH: u32 = 1000;
 
@@ -43,6 +44,9 @@ const PURGE_BATCH: u32 = 1000;
 /// 15 bytes of a thread's name, so names of this store's threads are short
 /// enough to tell apart in `top -H`, `perf` and `/proc`.
 pub const WRITER_THREAD: &str = "sqlite-writer";
+
+/// The database file in a data dir (with its `-wal` and `-shm`).
+pub const DB_FILE: &str = "vodtask.db";
 
 pub struct SqliteStore {
     writer: Writer,
@@ -136,9 +140,9 @@ impl SqliteStore {
 
     /// `open`, with commits on disk as `sync` says.
     pub fn open_with(dir: &Path, sync: SyncMode) -> Result<SqliteStore> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let path = dir.join("vodtask.db");
+        create_private_dir(dir)?;
+        let path = dir.join(DB_FILE);
+        create_private_db(&path)?;
         let conn = open_connection(&path, WRITER_CACHE_KIB, sync)?;
         schema::migrate(&conn)?;
         // Checkpoints copy the WAL into the database file; run in the
@@ -196,6 +200,63 @@ impl SqliteStore {
     }
 }
 
+/// Creates `dir` (and missing parents) readable by this user only, or
+/// takes group and other permissions off it if it exists: the data dir
+/// holds the database, with webhook signing secrets in plain text, and the
+/// media. Tightening may fail on a file system without modes; that is
+/// logged, not fatal.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    make_private(dir, 0o700);
+    Ok(())
+}
+
+/// Creates the database file 0600 before SQLite opens it: SQLite gives the
+/// -wal and -shm files it creates the database file's mode. Files left
+/// looser (by an older vodtask) are tightened.
+fn create_private_db(path: &Path) -> Result<()> {
+    std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(suffix);
+        make_private(Path::new(&name), 0o600);
+    }
+    Ok(())
+}
+
+/// Sets `path`'s mode to `mode` if it grants anything to group or others
+/// (a missing path is left alone).
+fn make_private(path: &Path, mode: u32) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let old = meta.permissions().mode() & 0o7777;
+    if old & 0o077 == 0 {
+        return;
+    }
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        Ok(()) => tracing::info!(
+            path = %path.display(),
+            "tightened permissions from {old:o} to {mode:o} (readable by this user only)"
+        ),
+        Err(e) => tracing::warn!(
+            path = %path.display(),
+            "cannot tighten permissions {old:o} to {mode:o}: {e}"
+        ),
+    }
+}
+
 fn insert_media(conn: &Connection, m: &MediaFile) -> Result<()> {
     let (metadata, probe_error) = match &m.metadata {
         Ok(meta) => (Some(to_json(meta)?), None),
@@ -221,8 +282,20 @@ fn insert_media(conn: &Connection, m: &MediaFile) -> Result<()> {
     Ok(())
 }
 
+fn app_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
+    Ok(AppRecord {
+        name: r.get(0)?,
+        create_time: from_micros(r.get(1)?),
+        revoke_time: r.get::<_, Option<i64>>(2)?.map(from_micros),
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
+    fn failure(&self) -> Option<String> {
+        self.writer.failure()
+    }
+
     async fn create_app(&self, name: &str, key_hash: &KeyHash, now: Timestamp) -> Result<App> {
         let (name, hash) = (name.to_string(), key_hash.0.clone());
         self.writer
@@ -252,8 +325,9 @@ impl Store for SqliteStore {
     async fn app_by_key(&self, key_hash: &KeyHash) -> Result<Option<App>> {
         let hash = key_hash.0.clone();
         self.read(move |conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT app_id, name FROM apps WHERE key_hash = ?1")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT app_id, name FROM apps WHERE key_hash = ?1 AND revoke_time IS NULL",
+            )?;
             one(&mut stmt, [hash], |r| {
                 Ok(App {
                     id: AppId(r.get(0)?),
@@ -269,6 +343,34 @@ impl Store for SqliteStore {
             Ok(conn.query_row("SELECT count(*) FROM apps", [], |r| r.get::<_, i64>(0))? as u64)
         })
         .await
+    }
+
+    async fn list_apps(&self) -> Result<Vec<AppRecord>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare("SELECT name, create_time, revoke_time FROM apps ORDER BY app_id")?
+                .query_map([], app_record)?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_app(&self, name: &str, now: Timestamp) -> Result<AppRecord> {
+        let name = name.to_string();
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE apps SET revoke_time = ?2 WHERE name = ?1 AND revoke_time IS NULL",
+                    params![name, to_micros(now)],
+                )?;
+                rows::optional(conn.query_row(
+                    "SELECT name, create_time, revoke_time FROM apps WHERE name = ?1",
+                    [&name],
+                    app_record,
+                ))?
+                .ok_or_else(|| Error::NotFound(format!("name: no app named {name:?}")))
+            })
+            .await
     }
 
     async fn insert_media(
@@ -526,5 +628,58 @@ impl Store for SqliteStore {
         self.writer
             .write(move |conn| events::purge(conn, now))
             .await
+    }
+}
+
+#[cfg(test)]
+mod private_files {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::SqliteStore;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    #[tokio::test]
+    async fn a_new_data_dir_and_database_are_the_owners_only() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("data");
+        let store = SqliteStore::open(&dir).expect("open");
+        assert_eq!(mode(&dir), 0o700);
+        // The WAL and the shared memory exist once the schema is written.
+        for name in ["vodtask.db", "vodtask.db-wal", "vodtask.db-shm"] {
+            assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+        }
+        drop(store);
+    }
+
+    #[tokio::test]
+    async fn a_looser_data_dir_is_tightened_at_open() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("data");
+        drop(SqliteStore::open(&dir).expect("open"));
+        set_mode(&dir, 0o755);
+        for name in ["vodtask.db", "vodtask.db-wal", "vodtask.db-shm"] {
+            let path = dir.join(name);
+            if path.exists() {
+                set_mode(&path, 0o644);
+            }
+        }
+        let store = SqliteStore::open(&dir).expect("reopen");
+        assert_eq!(mode(&dir), 0o700);
+        for name in ["vodtask.db", "vodtask.db-wal", "vodtask.db-shm"] {
+            assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+        }
+        drop(store);
     }
 }

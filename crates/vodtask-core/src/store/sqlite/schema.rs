@@ -202,6 +202,10 @@ DROP INDEX tasks_by_file;
 UPDATE events SET state = 0 WHERE state = 4;
 ALTER TABLE events DROP COLUMN settled_time;
 "#,
+    // v8: `vodtask apps revoke`: a revoked app's key no longer authenticates.
+    r#"
+ALTER TABLE apps ADD COLUMN revoke_time INTEGER;
+"#,
 ];
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {

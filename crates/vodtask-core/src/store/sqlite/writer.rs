@@ -4,12 +4,13 @@
 //! failing one rolls back alone), commits once, and only then answers the
 //! callers: durability is never traded for the batching.
 
-use std::sync::mpsc;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock, mpsc};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, panic_message};
 
 /// Upper bound of writes per transaction, to keep commit latency bounded.
 const MAX_BATCH: usize = 1024;
@@ -74,7 +75,15 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 fn in_savepoint<T>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
     run_cached(conn, "SAVEPOINT job")?;
-    let result = work(conn);
+    // A panicking write is a bug, but it must cost only that write: were
+    // the thread to unwind, every later write of every app would fail while
+    // the server still looked healthy.
+    let result =
+        std::panic::catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|panic| {
+            let what = panic_message(panic.as_ref());
+            tracing::error!("a write panicked and was rolled back: {what}");
+            Err(Error::Internal(format!("a write panicked: {what}")))
+        });
     match &result {
         Ok(_) => run_cached(conn, "RELEASE job")?,
         Err(_) => {
@@ -87,16 +96,34 @@ fn in_savepoint<T>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<T
 
 pub(super) struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    /// Set if the thread itself died (its jobs' panics are caught one by
+    /// one, so this is a bug in the loop): no write can succeed any more.
+    died: Arc<OnceLock<String>>,
 }
 
 impl Writer {
     pub(super) fn start(conn: Connection) -> Result<Writer> {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let died = Arc::new(OnceLock::new());
+        let record = Arc::clone(&died);
         std::thread::Builder::new()
             .name(super::WRITER_THREAD.into())
-            .spawn(move || run(conn, queue))
+            .spawn(move || {
+                if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| run(conn, queue)))
+                {
+                    let _ = record.set(format!(
+                        "the SQLite writer panicked: {}",
+                        panic_message(panic.as_ref())
+                    ));
+                }
+            })
             .map_err(|e| Error::io("start the SQLite writer thread", e))?;
-        Ok(Writer { jobs })
+        Ok(Writer { jobs, died })
+    }
+
+    /// Why no write can succeed any more, if so.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.died.get().cloned()
     }
 
     /// Runs `work` in the next transaction; returns after it is committed.
@@ -146,13 +173,18 @@ fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_failing_write_rolls_back_alone() {
+    /// A writer over a new database with one table `t (x)`.
+    fn writer_of_one_table() -> (tempfile::TempDir, Writer) {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = Connection::open(dir.path().join("db")).expect("open");
         conn.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY)")
             .expect("schema");
-        let writer = Writer::start(conn).expect("start");
+        (dir, Writer::start(conn).expect("start"))
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_rolls_back_alone() {
+        let (_dir, writer) = writer_of_one_table();
         let ok = writer.write(|c| Ok(c.execute("INSERT INTO t VALUES (1)", [])?));
         let dup = writer.write(|c| {
             c.execute("INSERT INTO t VALUES (2)", [])?;
@@ -166,5 +198,30 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(rows, 1, "the failed write's first insert was rolled back");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_is_rolled_back_and_the_writer_goes_on() {
+        let (_dir, writer) = writer_of_one_table();
+        let ok = writer.write(|c| Ok(c.execute("INSERT INTO t VALUES (1)", [])?));
+        let boom = writer.write(|c| -> Result<usize> {
+            c.execute("INSERT INTO t VALUES (2)", [])?;
+            panic!("a bug in a write")
+        });
+        let (ok, boom) = tokio::join!(ok, boom);
+        assert!(ok.is_ok(), "a write batched with the panicking one commits");
+        let e = boom.expect_err("the panicking write fails");
+        assert!(e.to_string().contains("a bug in a write"), "{e}");
+        let rows: i64 = writer
+            .write(|c| {
+                c.execute("INSERT INTO t VALUES (3)", [])?;
+                Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)
+            })
+            .await
+            .expect("the writer still writes");
+        assert_eq!(
+            rows, 2,
+            "rows 1 and 3; the panicking write's row 2 was rolled back"
+        );
     }
 }

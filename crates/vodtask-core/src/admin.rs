@@ -1,0 +1,57 @@
+//! What `vodtask apps` does to a data dir, whether or not a server runs on
+//! it: the server sees a new app at its next call with that key, and stops
+//! accepting a revoked key within a second (see `Engine::authenticate`).
+
+use std::path::Path;
+
+use crate::app::{ApiKey, App};
+use crate::engine::create_app;
+use crate::error::{Error, Result};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{AppRecord, Store};
+use crate::time;
+
+/// Whether a data dir may be made where there is none (`--init`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Refuse,
+    Create,
+}
+
+/// Opens the store of an existing data dir. A wrong `--data-dir` (run from
+/// another directory, a typo) must not silently make a new, empty data dir
+/// whose keys the running server would never accept.
+pub fn open_data_dir(data_dir: &Path, missing: Missing) -> Result<SqliteStore> {
+    let db = data_dir.join(crate::store::sqlite::DB_FILE);
+    if missing == Missing::Refuse && !db.is_file() {
+        let why = if !data_dir.exists() {
+            "does not exist"
+        } else if !data_dir.is_dir() {
+            "is not a directory"
+        } else {
+            "is not a vodtask data dir (no vodtask.db)"
+        };
+        return Err(Error::FailedPrecondition(format!(
+            "data dir {} {why}; give the server's --data-dir, or --init to make a new one",
+            data_dir.display()
+        )));
+    }
+    SqliteStore::open(data_dir)
+}
+
+/// Creates an app; its key is returned once (only its hash is stored).
+pub async fn create_app_in(data_dir: &Path, name: &str, missing: Missing) -> Result<(App, ApiKey)> {
+    let store = open_data_dir(data_dir, missing)?;
+    create_app(&store, name).await
+}
+
+pub async fn list_apps_in(data_dir: &Path) -> Result<Vec<AppRecord>> {
+    open_data_dir(data_dir, Missing::Refuse)?.list_apps().await
+}
+
+/// Revokes an app's key, for good.
+pub async fn revoke_app_in(data_dir: &Path, name: &str) -> Result<AppRecord> {
+    open_data_dir(data_dir, Missing::Refuse)?
+        .revoke_app(name, time::now())
+        .await
+}

@@ -1,0 +1,158 @@
+//! The `vodtask` command line as a new user meets it: `apps` on the right
+//! (and the wrong) data dir, keys revoked on a running server, and flags
+//! whose mistakes are named at start.
+
+// A failed unwrap is a failed test, with its reason in the panic.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use tonic::Code;
+use vodtask_e2e::{Server, eventually, v1 as pb, vodtask_bin};
+
+fn vodtask(args: &[&str], data_dir: &Path) -> Output {
+    Command::new(vodtask_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn apps_create_refuses_a_data_dir_that_is_not_one_unless_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("vodtask-data");
+    let out = vodtask(&["apps", "create", "billing"], &missing);
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(
+        message.contains("does not exist") && message.contains("--init"),
+        "{message}"
+    );
+    assert!(!missing.exists(), "nothing was created");
+
+    let not_data = dir.path().join("elsewhere");
+    std::fs::create_dir(&not_data).unwrap();
+    let out = vodtask(&["apps", "create", "billing"], &not_data);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is not a vodtask data dir"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = vodtask(&["apps", "create", "billing", "--init"], &missing);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("in {}", missing.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .starts_with("vt_")
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_working_on_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--workers", "0"]);
+    let key = server.create_app("billing");
+    let mut billing = server.tasks_as(&key).await;
+    billing
+        .get_task_overview(pb::GetTaskOverviewRequest::default())
+        .await
+        .expect("a new key works at once");
+
+    let out = vodtask(&["apps", "list"], &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = String::from_utf8(out.stdout).unwrap();
+    let names: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    assert_eq!(names, ["default", "billing"], "{listed}");
+    assert!(!listed.contains("revoked"), "{listed}");
+
+    let out = vodtask(&["apps", "revoke", "billing"], &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    eventually("the revoked key to be refused", || {
+        let mut billing = billing.clone();
+        async move {
+            let r = billing
+                .get_task_overview(pb::GetTaskOverviewRequest::default())
+                .await;
+            matches!(r, Err(e) if e.code() == Code::Unauthenticated).then_some(())
+        }
+    })
+    .await;
+    let mut default = server.tasks().await;
+    default
+        .get_task_overview(pb::GetTaskOverviewRequest::default())
+        .await
+        .expect("other apps go on");
+    let listed = String::from_utf8(vodtask(&["apps", "list"], &data).stdout).unwrap();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("billing\t") && l.contains("\trevoked ")),
+        "{listed}"
+    );
+    let out = vodtask(&["apps", "revoke", "nobody"], &data);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no app named \"nobody\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `vodtask serve` with `args` fails at start; returns what it said.
+fn serve_fails(data_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(vodtask_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} should fail");
+    stderr(&out)
+}
+
+#[tokio::test]
+async fn mistakes_in_flags_are_named_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let message = serve_fails(&file, &[]);
+    assert!(message.contains("is not a directory"), "{message}");
+
+    let data = dir.path().join("data");
+    let message = serve_fails(&data, &["--ffmpeg", "/nonexistent/ffmpeg"]);
+    assert!(
+        message.contains("ffmpeg at /nonexistent/ffmpeg: cannot run it"),
+        "{message}"
+    );
+    let message = serve_fails(&data, &["--lease", "100y"]);
+    assert!(message.contains("must be within"), "{message}");
+
+    // A host name is resolved, not refused as "invalid socket address".
+    let server = Server::start(&data, &["--listen", "localhost:0", "--workers", "0"]);
+    let mut tasks = server.tasks().await;
+    tasks
+        .get_task_overview(pb::GetTaskOverviewRequest::default())
+        .await
+        .expect("serving on a name");
+}
