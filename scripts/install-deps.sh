@@ -32,6 +32,15 @@ if ! python3 -c "import standardwebhooks" 2>/dev/null; then
   python3 -m pip install -q --disable-pip-version-check standardwebhooks
 fi
 
+# The openssl CLI: the Python and Node TLS tests make their test
+# certificates with it (Debian images without ca-certificates lack it).
+if ! command -v openssl >/dev/null; then
+  echo "installing openssl" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq openssl >/dev/null
+fi
+
 # The Node package (bindings/node): Node.js >= 20.17 with npm (the napi-rs
 # CLI needs it; the package's install script fetches the CLI from the npm
 # registry). Debian 12's own nodejs is 18, too old: then say so and stop.

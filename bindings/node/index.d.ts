@@ -38,7 +38,12 @@ export interface PulledEvent {
   event: Event
 }
 
-/** Every rejected call rejects with one of these. */
+/**
+ * Every failed call rejects (subscribe and verifyWebhook: throws) with one of
+ * these. An argument of the wrong type, or a required field missing, is
+ * 'INVALID_ARGUMENT' with the call and the field in the message:
+ * `createTask: spec.transcode.fileId: expected a string, got number`.
+ */
 export interface VodtaskError extends Error {
   /** The gRPC status name: 'NOT_FOUND', 'INVALID_ARGUMENT', 'UNAUTHENTICATED', 'UNAVAILABLE', ... */
   code: string
@@ -73,6 +78,14 @@ export declare class Delivery {
 }
 
 /** Deliveries from SubscribeEvents, reconnected as needed; `break` out of a for-await loop closes it. */
+export declare class TaskWatch implements AsyncIterable<Task> {
+  /** The next state, or null after the one in which the task ended. */
+  next(): Promise<Task | null>
+  /** Stops following the task. */
+  close(): void
+  [Symbol.asyncIterator](): AsyncIterator<Task>
+}
+
 export declare class Subscription implements AsyncIterable<Delivery> {
   /** The next delivery, or null once closed. */
   next(): Promise<Delivery | null>
@@ -106,6 +119,10 @@ export declare class Client {
   taskOverview(options?: { createTime?: TimeRangeInput }): Promise<TaskOverview>
   redoTask(taskId: string): Promise<Task>
   cancelTask(taskId: string): Promise<Task>
+  /** Resolves with the task once it ended (FINISH or ABORTED; errCode 0 is success). Takes nothing from the app's event queue, so every copy of an app can wait for its own task. */
+  waitTask(taskId: string): Promise<Task>
+  /** The task now, then at each change of status, progress or subtasks, until it ends: `for await (const t of client.watchTask(id))`. Reconnects by itself. Throws for bad arguments. */
+  watchTask(taskId: string): TaskWatch
   /** Long poll: up to `maxEvents` (default 16) events, waiting up to `waitSeconds` (default 5). */
   pullEvents(options?: { maxEvents?: number; waitSeconds?: number }): Promise<PulledEvent[]>
   confirmEvents(msgHandles: string[]): Promise<HandleResult[]>

@@ -28,9 +28,16 @@ const received = new Promise((resolve) => {
   })
   server.listen(0, '127.0.0.1', async () => {
     const url = `http://127.0.0.1:${server.address().port}/vodtask`
-    const config = await client.modifyEventConfig({ mode: 'PUSH', notificationUrl: url })
-    secret = config.signingSecret
-    await client.uploadBytes(Buffer.from('hello'), 'hello.txt')
+    try {
+      const config = await client.modifyEventConfig({ mode: 'PUSH', notificationUrl: url })
+      secret = config.signingSecret
+      await client.uploadBytes(Buffer.from('hello'), 'hello.txt')
+    } catch (e) {
+      // E.g. FAILED_PRECONDITION: a server without --allow-outbound-cidr
+      // refuses a loopback URL rather than wait for callbacks in silence.
+      console.error('error', e.code, e.message)
+      process.exit(1)
+    }
   })
 })
 

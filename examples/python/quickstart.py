@@ -1,5 +1,5 @@
-"""vodtask from Python: upload a clip, transcode it, consume the events,
-verify a webhook. Runs the engine in this process, or talks to a server
+"""vodtask from Python: upload a clip, transcode it, follow the task to its
+end, verify a webhook. Runs the engine in this process, or talks to a server
 when VODTASK_URL and VODTASK_API_KEY are set (see bindings/python/README.md)."""
 
 from __future__ import annotations
@@ -43,18 +43,14 @@ async def main() -> None:
         # MP4 360p and HLS 360p; the task id comes back at once.
         task_id = await client.create_task(vodtask.transcode(uploaded.file_id, [100010, 100210]))
 
-        # Handle events until this task's TranscodeComplete: returning acks
-        # an event, raising nacks it (it comes back later).
-        stop = vodtask.StopToken()
-
-        async def handler(event: vodtask.Event) -> None:
-            print("event:", event.event_type, event.data)
-            if event.event_type == "TranscodeComplete" and event.task_id == task_id:
-                stop.stop()
-
-        await asyncio.wait_for(client.consume(handler, concurrency=4, stop=stop), 120)
-
-        task = await client.describe_task(task_id)
+        # Follow this task to its end: its state now, then each change.
+        # Waiting for one task takes nothing from the app's event queue, so
+        # any number of copies of this script can run at once against one
+        # server. (Events are for work on every task of the app, each event
+        # handled by one of its consumers: see `consume` in transcode_app.py.)
+        async for state in client.watch_task(task_id):
+            print("task:", state.status, state.progress)
+        task = await asyncio.wait_for(client.wait_task(task_id), 120)  # as it ended
         print(task)
         assert task.status == vodtask.TaskStatus.FINISH and task.err_code == 0, task.message
         assert task.output is not None

@@ -300,3 +300,116 @@ fn webhooks_are_verified() {
     let e = vodtask_client::verify_webhook("nope", &[], b"{}").unwrap_err();
     assert_eq!(e.code_name(), "INVALID_ARGUMENT");
 }
+
+/// Three copies of an app each wait for their own task while a fourth
+/// consumes the app's events: every waiter gets its task as it ended, and
+/// the consumer's competing for events takes nothing from them.
+#[tokio::test]
+async fn concurrent_waiters_each_get_their_own_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_clip(dir.path(), "in.mp4", 2, 320, 240);
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let connect = || async {
+        Client::connect(
+            &format!("http://{}", server.grpc_addr),
+            ConnectOptions::new(server.default_key()),
+        )
+        .await
+        .unwrap()
+    };
+    let consumer = connect().await;
+    let stop = vodtask_client::CancellationToken::new();
+    let consuming = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            consumer
+                .consume(
+                    |_event: pb::Event| async { Ok(()) },
+                    ConsumeOptions::default(),
+                    stop,
+                )
+                .await
+        }
+    });
+    let mut copies = Vec::new();
+    for _ in 0..3 {
+        let client = connect().await;
+        let clip = clip.clone();
+        copies.push(tokio::spawn(async move {
+            let uploaded = client.upload_file(&clip, None, "", None).await.unwrap();
+            let task_id = client
+                .create_task(transcode(&uploaded.file_id, &[100010]))
+                .await
+                .unwrap();
+            let mut watch = client.watch_task(&task_id);
+            let mut progress = Vec::new();
+            let last = loop {
+                let state = watch.next().await.expect("a state").unwrap();
+                progress.push(state.task.progress);
+                if state.ended {
+                    break state.task;
+                }
+            };
+            assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+            assert_eq!(
+                client.wait_task(&task_id).await.unwrap(),
+                last,
+                "ended: one state"
+            );
+            (task_id, last)
+        }));
+    }
+    for copy in copies {
+        let (task_id, task) = tokio::time::timeout(DEADLINE, copy).await.unwrap().unwrap();
+        assert_eq!(task.task_id, task_id);
+        assert_finished_ok(&task);
+        assert_eq!(task.progress, 100);
+    }
+    stop.cancel();
+    consuming.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_watch_goes_on_across_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_clip(dir.path(), "in.mp4", 20, 640, 360);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut server = Server::start(&dir.path().join("data"), &["--listen", &listen]);
+    let client = Client::connect(
+        &format!("http://{listen}"),
+        ConnectOptions::new(server.default_key()),
+    )
+    .await
+    .unwrap();
+    let uploaded = client.upload_file(&clip, None, "", None).await.unwrap();
+    let task_id = client
+        .create_task(transcode(&uploaded.file_id, &[100010]))
+        .await
+        .unwrap();
+    let mut watch = client.watch_task(&task_id);
+    let state = loop {
+        let state = watch.next().await.unwrap().unwrap();
+        if state.task.status == pb::TaskStatus::Processing as i32 {
+            break state;
+        }
+    };
+    assert!(!state.ended);
+    server.kill9();
+    server.restart();
+    // The watch reconnects and follows the recovered run to its end.
+    let last = tokio::time::timeout(DEADLINE * 2, async {
+        loop {
+            let state = watch.next().await.unwrap().unwrap();
+            if state.ended {
+                break state.task;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_finished_ok(&last);
+    assert_eq!(last.attempt, 2);
+
+    let e = client.wait_task("transcode-unknown").await.unwrap_err();
+    assert_eq!(e.code_name(), "NOT_FOUND");
+}

@@ -8,8 +8,14 @@
 // cannot carry the Cargo workspace: a package packed with `npm pack` must
 // already contain a built `vodtask.node`, which is then used as it is.
 //
-// Environment: VODTASK_NODE_PROFILE=debug builds without --release (the
-// repository's tests do that, to reuse the workspace's debug build).
+// Cargo profile: `dist` by default (the workspace's release code,
+// stripped: 14 MB instead of the ~100 MB of `release`, which keeps debug
+// info for perf). VODTASK_NODE_PROFILE=debug builds the dev profile (the
+// repository's tests do, to keep CI short); any other value is a profile
+// name, e.g. `release` for an addon perf can symbolize.
+//
+// A cold build takes minutes and npm hides an install script's output:
+// `npm install --foreground-scripts` shows cargo's progress.
 'use strict'
 
 const { spawnSync } = require('node:child_process')
@@ -27,6 +33,18 @@ function run(cmd, args, env) {
   if (r.status !== 0) {
     console.error(`vodtask: ${cmd} failed (exit ${r.status})`)
     process.exit(r.status || 1)
+  }
+}
+
+// npm hides an install script's output unless --foreground-scripts: a line
+// straight to the terminal, when there is one, says why the install waits.
+function notice(line) {
+  console.error(line)
+  if (process.stderr.isTTY) return
+  try {
+    fs.writeFileSync('/dev/tty', line + '\n')
+  } catch {
+    // No terminal (CI, a service): npm's log keeps the line.
   }
 }
 
@@ -56,5 +74,11 @@ if (devDeps.some((d) => !fs.existsSync(path.join(pkgDir, 'node_modules', d, 'pac
 }
 
 const args = [napiBin, 'build', '--manifest-path', 'Cargo.toml', '--output-dir', '.', '--dts', 'native.d.ts']
-if ((process.env.VODTASK_NODE_PROFILE || 'release') !== 'debug') args.push('--release')
+const profile = process.env.VODTASK_NODE_PROFILE || 'dist'
+if (profile !== 'debug') args.push('--profile', profile)
+notice(
+  `vodtask: building the native addon with cargo (profile ${profile === 'debug' ? 'dev' : profile}); ` +
+    'the first build takes minutes' +
+    (process.stderr.isTTY ? '' : ' (npm install --foreground-scripts shows its progress)'),
+)
 run(process.execPath, args, env)

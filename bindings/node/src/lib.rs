@@ -41,8 +41,14 @@ pub struct ConnectOptions {
     pub api_key: String,
     /// Deadline of each call in milliseconds (default 60000).
     pub timeout_ms: Option<u32>,
-    /// Default 5000.
+    /// Default 5000. Bounds the TCP connection and, for https://, the TLS
+    /// handshake.
     pub connect_timeout_ms: Option<u32>,
+    /// For https://: a CA trusted besides the system's roots, as the PEM
+    /// itself (a Buffer, or text with its -----BEGIN line) or the path of a
+    /// PEM file.
+    #[napi(ts_type = "string | Buffer")]
+    pub ca_cert: Option<Either<String, Buffer>>,
 }
 
 #[napi(object)]
@@ -63,7 +69,8 @@ pub struct OpenOptions {
     pub sync: Option<String>,
 }
 
-/// Connects to a vodtask server, e.g. `http://127.0.0.1:50051`.
+/// Connects to a vodtask server, e.g. `http://127.0.0.1:50051`, or over
+/// TLS, `https://` (`caCert` adds a CA to the system's roots).
 #[napi]
 pub async fn connect(url: String, options: ConnectOptions) -> napi::Result<NativeClient> {
     let mut o = vodtask_client::ConnectOptions::new(options.api_key);
@@ -73,8 +80,25 @@ pub async fn connect(url: String, options: ConnectOptions) -> napi::Result<Nativ
     if let Some(ms) = options.connect_timeout_ms {
         o.connect_timeout = Duration::from_millis(u64::from(ms));
     }
-    let client = Client::connect(&url, o).await.map_err(to_js)?;
+    o.ca_cert_pem = options.ca_cert.map(ca_cert_pem).transpose()?;
+    let client = Client::connect(&url, o).await.map_err(|e| match e {
+        // The client names the option as Rust and Python do.
+        vodtask_client::Error::InvalidInput(m) if m.starts_with("ca_cert:") => {
+            invalid(m.replacen("ca_cert:", "caCert:", 1))
+        }
+        e => to_js(e),
+    })?;
     Ok(NativeClient::new(client))
+}
+
+fn ca_cert_pem(value: Either<String, Buffer>) -> napi::Result<Vec<u8>> {
+    match value {
+        Either::B(pem) => Ok(pem.to_vec()),
+        Either::A(pem) if pem.contains("-----BEGIN") => Ok(pem.into_bytes()),
+        Either::A(path) => {
+            std::fs::read(&path).map_err(|e| invalid(format!("caCert: cannot read {path}: {e}")))
+        }
+    }
 }
 
 /// Opens (or creates) a data dir and runs the engine in this process.
@@ -238,6 +262,28 @@ impl NativeClient {
             .await
             .map(task)
             .map_err(to_js)
+    }
+
+    /// Waits until the task ends and returns it as it ended; takes nothing
+    /// from the app's event queue.
+    #[napi]
+    pub async fn wait_task(&self, task_id: String) -> napi::Result<Task> {
+        self.client()?
+            .wait_task(&task_id)
+            .await
+            .map(task)
+            .map_err(to_js)
+    }
+
+    /// The task now, then at each change, until it ends.
+    #[napi]
+    pub fn watch_task(&self, task_id: String) -> napi::Result<NativeTaskWatch> {
+        let client = self.client()?;
+        let watch =
+            napi::bindgen_prelude::within_runtime_if_available(move || client.watch_task(&task_id));
+        Ok(NativeTaskWatch {
+            inner: Arc::new(Mutex::new(watch)),
+        })
     }
 
     #[napi]
@@ -437,6 +483,32 @@ fn upload_options(
         .map(|p| plan_to_pb("procedure", p))
         .transpose()?;
     Ok((o.file_name, o.source_context.unwrap_or_default(), procedure))
+}
+
+#[napi]
+pub struct NativeTaskWatch {
+    inner: Arc<Mutex<vodtask_client::TaskWatch>>,
+}
+
+#[napi]
+impl NativeTaskWatch {
+    /// The next state; null after the one in which the task ended.
+    #[napi]
+    pub async fn next(&self) -> napi::Result<Option<Task>> {
+        match self.inner.lock().await.next().await {
+            Some(Ok(state)) => Ok(Some(task(state.task))),
+            Some(Err(e)) => Err(to_js(e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stops following the task.
+    #[napi]
+    pub fn close(&self) {
+        if let Ok(watch) = self.inner.try_lock() {
+            watch.close();
+        }
+    }
 }
 
 #[napi]

@@ -19,14 +19,27 @@ function project(t, example) {
   return dir
 }
 
+function checkQuickstart(stdout) {
+  assert.match(stdout, /^uploaded \d{20} 640x360 /m)
+  assert.match(stdout, /^state PROCESSING \d+$/m)
+  assert.match(stdout, /^state FINISH 100$/m)
+  assert.match(stdout, /^task FINISH errCode 0 url http:\/\/127\.0\.0\.1:\d+\/\S+\.mp4$/m)
+  assert.match(stdout, /^error INVALID_ARGUMENT spec\.transcode\.definitions\[0\]/m)
+}
+
 test('the quickstart runs as written (embedded)', async (t) => {
   const dir = project(t, 'quickstart.mjs')
   const { stdout } = await run(process.execPath, ['quickstart.mjs'], { cwd: dir, timeout: DEADLINE_MS })
-  assert.match(stdout, /^uploaded \d{20} 640x360 /m)
-  assert.match(stdout, /^event NewFileUpload /m)
-  assert.match(stdout, /^event TranscodeComplete /m)
-  assert.match(stdout, /^task FINISH errCode 0 url http:\/\/127\.0\.0\.1:\d+\/\S+\.mp4$/m)
-  assert.match(stdout, /^error INVALID_ARGUMENT spec\.transcode\.definitions\[0\]/m)
+  checkQuickstart(stdout)
+})
+
+test('three copies of the quickstart run at once against one server', async (t) => {
+  const dir = project(t, 'quickstart.mjs')
+  const server = await startServer(t, path.join(dir, 'data'))
+  const env = { ...process.env, VODTASK_URL: server.grpc, VODTASK_API_KEY: server.key }
+  const copies = [1, 2, 3].map(() =>
+    run(process.execPath, ['quickstart.mjs'], { cwd: dir, env, timeout: 2 * DEADLINE_MS }))
+  for (const { stdout } of await Promise.all(copies)) checkQuickstart(stdout)
 })
 
 test('the webhook example receives a real callback and verifies it', async (t) => {
@@ -38,6 +51,20 @@ test('the webhook example receives a real callback and verifies it', async (t) =
     env: { ...process.env, VODTASK_URL: server.grpc, VODTASK_API_KEY: server.key },
   })
   assert.match(stdout, /^verified NewFileUpload \S+ fileId \d{20}$/m)
+})
+
+test('the webhook example fails fast when the server may not call it', async (t) => {
+  const dir = project(t, 'webhook.mjs')
+  const server = await startServer(t, path.join(dir, 'data'), [])
+  const failed = await run(process.execPath, ['webhook.mjs'], {
+    cwd: dir,
+    timeout: DEADLINE_MS,
+    env: { ...process.env, VODTASK_URL: server.grpc, VODTASK_API_KEY: server.key },
+  }).then(
+    () => assert.fail('the example should have failed'),
+    (e) => e,
+  )
+  assert.match(failed.stderr, /^error FAILED_PRECONDITION notification_url: the outbound address policy refuses .*--allow-outbound-cidr/m)
 })
 
 // The environment without a server: the example app then runs the engine in

@@ -11,7 +11,7 @@ use crate::aio::awaitable;
 use crate::consume::PyHandler;
 use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 use tokio::sync::Mutex;
 use vodtask_client::{
     CancellationToken, ConnectOptions, ConsumeOptions, OpenOptions, SyncMode, pb,
@@ -30,19 +30,40 @@ fn seconds(field: &str, v: f64) -> PyResult<Duration> {
         .map_err(|_| invalid(format!("{field}: must be a non-negative number, got {v}")))
 }
 
-/// Connects to a vodtask server, e.g. `await connect("http://127.0.0.1:50051", api_key=KEY)`.
+/// `ca_cert`: PEM bytes, PEM text (it has a `-----BEGIN` line), or the
+/// path of a PEM file (str or os.PathLike).
+fn ca_cert_pem(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(bytes) = value.cast::<PyBytes>() {
+        return Ok(bytes.as_bytes().to_vec());
+    }
+    if let Ok(text) = value.extract::<String>()
+        && text.contains("-----BEGIN")
+    {
+        return Ok(text.into_bytes());
+    }
+    let path: PathBuf = value
+        .extract()
+        .map_err(|_| invalid("ca_cert: a path, or the PEM as bytes or text"))?;
+    std::fs::read(&path)
+        .map_err(|e| invalid(format!("ca_cert: cannot read {}: {e}", path.display())))
+}
+
+/// Connects to a vodtask server, e.g. `await connect("http://127.0.0.1:50051", api_key=KEY)`,
+/// or over TLS: `https://` (`ca_cert` adds a CA to the system's roots).
 #[pyfunction]
-#[pyo3(signature = (url, *, api_key, timeout=60.0, connect_timeout=5.0))]
+#[pyo3(signature = (url, *, api_key, timeout=60.0, connect_timeout=5.0, ca_cert=None))]
 pub fn connect<'py>(
     py: Python<'py>,
     url: String,
     api_key: String,
     timeout: f64,
     connect_timeout: f64,
+    ca_cert: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut options = ConnectOptions::new(api_key);
     options.timeout = seconds("timeout", timeout)?;
     options.connect_timeout = seconds("connect_timeout", connect_timeout)?;
+    options.ca_cert_pem = ca_cert.as_ref().map(ca_cert_pem).transpose()?;
     awaitable(py, async move {
         vodtask_client::Client::connect(&url, options)
             .await
@@ -317,6 +338,30 @@ impl Client {
         })
     }
 
+    /// Waits until the task ends and returns it as it ended (FINISH or
+    /// ABORTED; `err_code` 0 is success). It takes nothing from the app's
+    /// event queue, so every copy of an app can wait for its own task.
+    fn wait_task<'py>(&self, py: Python<'py>, task_id: String) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner()?;
+        awaitable(py, async move {
+            c.wait_task(&task_id)
+                .await
+                .map(|inner| Task { inner })
+                .map_err(to_py)
+        })
+    }
+
+    /// The task now, then at each change of status, progress or subtasks,
+    /// until it ends: `async for task in client.watch_task(task_id)`.
+    /// Reconnects by itself after a broken stream.
+    fn watch_task(&self, task_id: String) -> PyResult<TaskWatch> {
+        // The watch's feeder is spawned on the binding's runtime.
+        let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
+        Ok(TaskWatch {
+            inner: Arc::new(Mutex::new(self.inner()?.watch_task(&task_id))),
+        })
+    }
+
     /// Every task that matches, newest first by default, fetched a page
     /// (`page_size` tasks) at a time: `async for task in client.list_tasks()`.
     #[pyo3(signature = (*, status=None, task_type=None, file_id="".to_string(), created_after=None, created_before=None, finished_after=None, finished_before=None, sort_by="create_time", order="desc", page_size=10))]
@@ -535,6 +580,38 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// A task's states from `Client.watch_task`, as an async iterator that
+/// ends after the state in which the task ended.
+#[pyclass(module = "vodtask", frozen)]
+pub struct TaskWatch {
+    inner: Arc<Mutex<vodtask_client::TaskWatch>>,
+}
+
+#[pymethods]
+impl TaskWatch {
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = Arc::clone(&self.inner);
+        awaitable(py, async move {
+            match inner.lock().await.next().await {
+                Some(Ok(state)) => Ok(Task { inner: state.task }),
+                Some(Err(e)) => Err(to_py(e)),
+                None => Err(PyStopAsyncIteration::new_err(())),
+            }
+        })
+    }
+
+    /// Stops following the task (the iteration stops).
+    fn close(&self) {
+        if let Ok(watch) = self.inner.try_lock() {
+            watch.close();
+        }
     }
 }
 

@@ -39,6 +39,7 @@ fn _vodtask(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(specs::procedure, m)?)?;
     m.add_class::<client::Client>()?;
     m.add_class::<client::Subscription>()?;
+    m.add_class::<client::TaskWatch>()?;
     m.add_class::<client::TaskIterator>()?;
     m.add_class::<client::StopToken>()?;
     m.add_class::<types::TaskStatus>()?;

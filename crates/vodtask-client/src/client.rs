@@ -31,7 +31,13 @@ pub struct ConnectOptions {
     pub api_key: String,
     /// Deadline of each call (a long poll's wait is added to it).
     pub timeout: Duration,
+    /// Bounds the TCP connection and, for `https://`, the TLS handshake
+    /// (the first connection and every reconnection).
     pub connect_timeout: Duration,
+    /// For `https://`: CA certificates (PEM, one or more blocks) trusted
+    /// besides the system's roots, e.g. the CA of a self-signed server
+    /// certificate (`std::fs::read("ca.pem")?`).
+    pub ca_cert_pem: Option<Vec<u8>>,
 }
 
 impl ConnectOptions {
@@ -40,6 +46,7 @@ impl ConnectOptions {
             api_key: api_key.into(),
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
+            ca_cert_pem: None,
         }
     }
 }
@@ -78,14 +85,32 @@ struct Embedded {
 }
 
 impl Client {
-    /// Connects to a server, e.g. `http://127.0.0.1:50051`. The channel
-    /// reconnects by itself (with backoff) after a broken connection.
+    /// Connects to a server, e.g. `http://127.0.0.1:50051`, or over TLS
+    /// `https://vodtask.example:50051` (the certificate checked against the
+    /// system's roots and `ca_cert_pem`). The channel reconnects by itself
+    /// (with backoff) after a broken connection.
     pub async fn connect(url: &str, options: ConnectOptions) -> Result<Client> {
+        let https = scheme_of(url)?;
+        let tls = match (&options.ca_cert_pem, https) {
+            (Some(_), false) => {
+                return Err(Error::InvalidInput(format!(
+                    "ca_cert: given for {url:?}, which is not https://"
+                )));
+            }
+            (pem, true) => Some(
+                vodtask_transport::ClientTls::new(pem.as_deref(), "ca_cert")
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?,
+            ),
+            (None, false) => None,
+        };
         let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| Error::InvalidInput(format!("url: {e}")))?
-            .connect_timeout(options.connect_timeout)
+            .map_err(|e| Error::InvalidInput(format!("url: {e}: {url:?}")))?
             .timeout(options.timeout);
-        let channel = vodtask_transport::connect(endpoint).await?;
+        let connector = vodtask_transport::ConnectOptions {
+            tls,
+            timeout: Some(options.connect_timeout),
+        };
+        let channel = vodtask_transport::connect_with(endpoint, connector).await?;
         Client::over(Transport::Remote(channel), &options.api_key, None)
     }
 
@@ -131,6 +156,7 @@ impl Client {
                 &media_dir,
                 listener,
                 limits,
+                None,
                 health,
                 stop.cancelled_owned(),
             );
@@ -404,6 +430,19 @@ impl Client {
         stop: CancellationToken,
     ) -> Result<()> {
         crate::consumer::consume(self.clone(), handler, options, stop).await
+    }
+}
+
+/// Whether `url` is `https://` (else `http://`); anything else is refused
+/// before any connection is tried.
+fn scheme_of(url: &str) -> Result<bool> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("http") => Ok(false),
+        Some("https") => Ok(true),
+        _ => Err(Error::InvalidInput(format!(
+            "url: must start with http:// or https://, got {url:?}"
+        ))),
     }
 }
 

@@ -25,8 +25,8 @@ use crate::error::{Error, Result};
 /// The server sends a heartbeat every 5 s on an idle stream; three missed
 /// mean the stream is dead.
 const SILENCE: Duration = Duration::from_secs(15);
-const FIRST_RETRY: Duration = Duration::from_millis(100);
-const LAST_RETRY: Duration = Duration::from_secs(5);
+pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(100);
+pub(crate) const LAST_RETRY: Duration = Duration::from_secs(5);
 
 /// One delivery of an event. Its handle is valid for this delivery only.
 pub struct Delivery {
@@ -303,7 +303,7 @@ async fn feed(
 }
 
 /// Failures that a reconnect may cure.
-fn transient(code: Code) -> bool {
+pub(crate) fn transient(code: Code) -> bool {
     matches!(
         code,
         Code::Unavailable

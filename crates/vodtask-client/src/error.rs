@@ -76,6 +76,9 @@ pub fn code_name(code: Code) -> &'static str {
 
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Self {
+        if let Some(what) = broken_connection(&s) {
+            return Error::Transport(what);
+        }
         Error::Status {
             code: s.code(),
             message: s.message().to_string(),
@@ -85,8 +88,51 @@ impl From<tonic::Status> for Error {
 
 impl From<tonic::transport::Error> for Error {
     fn from(e: tonic::transport::Error) -> Self {
-        Error::Transport(e.to_string())
+        Error::Transport(describe(&e))
     }
+}
+
+/// What broke, when a status was made in this process of a failure of the
+/// connection under a call: tonic codes those UNKNOWN (`transport error`)
+/// or after an HTTP/2 reason (INTERNAL for plain text to a TLS port), where
+/// they are UNAVAILABLE like any other transport failure. Statuses from the
+/// server carry no source; a call's own deadline stays what tonic made it.
+fn broken_connection(s: &tonic::Status) -> Option<String> {
+    let source = std::error::Error::source(s)?;
+    let mut transport = false;
+    let mut next = Some(source);
+    while let Some(e) = next {
+        if e.is::<tonic::TimeoutExpired>() {
+            return None;
+        }
+        transport |= e.is::<tonic::transport::Error>() || e.is::<vodtask_transport::ConnectError>();
+        next = e.source();
+    }
+    transport.then(|| describe(source))
+}
+
+/// What failed: the connector's own error where there is one (it names the
+/// address and says refused, timed out or which TLS check failed), else the
+/// chain of sources, as tonic's error alone reads only `transport error`.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(connect) = err.downcast_ref::<vodtask_transport::ConnectError>() {
+            return connect.to_string();
+        }
+        next = err.source();
+        // tonic's own layer says only `transport error`.
+        if err.is::<tonic::transport::Error>() && next.is_some() {
+            continue;
+        }
+        let text = err.to_string();
+        // Wrappers often repeat their source's text.
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,13 +2,15 @@
 //! over either of two transports: a remote server (`Client::connect`) or an
 //! engine opened on a data dir in this process (`Client::open`), which runs
 //! the server's own service code without sockets. On top: a reliable event
-//! consumer (`subscribe`, `consume`) and `verify_webhook` for HTTP callbacks.
+//! consumer (`subscribe`, `consume`), a waiter for one task (`watch_task`,
+//! `wait_task`) and `verify_webhook` for HTTP callbacks.
 //! The Python and Node packages wrap this crate and nothing else.
 
 mod client;
 mod consumer;
 mod error;
 mod transport;
+mod watch;
 mod webhook;
 
 pub use client::{Client, ConnectOptions, OpenOptions};
@@ -17,4 +19,5 @@ pub use error::{Error, Result, code_name};
 pub use tokio_util::sync::CancellationToken;
 pub use vodtask_core::SyncMode;
 pub use vodtask_proto::v1 as pb;
+pub use watch::{TaskState, TaskWatch};
 pub use webhook::{WebhookEvent, verify_webhook};

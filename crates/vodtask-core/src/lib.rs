@@ -20,7 +20,7 @@ pub mod time;
 
 pub use engine::{
     CircuitState, DEFAULT_APP, EndpointHealth, Engine, EngineConfig, StreamItem, Subscription,
-    create_app,
+    TaskUpdate, create_app,
 };
 pub use error::{Error, Result};
 pub use store::sqlite::SyncMode;

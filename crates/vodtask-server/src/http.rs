@@ -25,7 +25,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
-use vodtask_transport::{Admission, HTTP_REFUSAL, admit};
+use vodtask_transport::{Admission, HTTP_REFUSAL, ServerTls, connections};
 
 /// How the HTTP port treats its connections.
 #[derive(Debug, Clone)]
@@ -49,10 +49,13 @@ impl Default for HttpLimits {
 /// Why the server is unhealthy, if it is (`/healthz` answers 503 then).
 pub type HealthCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
+/// Serves files and `/healthz` on `listener`, in TLS when `tls` is given
+/// (HTTP/1.1 and HTTP/2 either way; see `vodtask_transport::ALPN_HTTP`).
 pub async fn serve(
     media_dir: &Path,
     listener: TcpListener,
     limits: HttpLimits,
+    tls: Option<ServerTls>,
     health: HealthCheck,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -62,13 +65,15 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    let connections = admit(
+    let connections = connections(
         listener,
         Admission {
             max_connections: limits.max_connections,
             idle_timeout: limits.idle_timeout,
-            refusal: HTTP_REFUSAL,
+            // A TLS client could not read a plain-text 503: it is closed.
+            refusal: if tls.is_some() { b"" } else { HTTP_REFUSAL },
         },
+        tls,
     );
     futures::pin_mut!(connections, shutdown);
     let graceful = GracefulShutdown::new();

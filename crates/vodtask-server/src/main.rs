@@ -74,7 +74,8 @@ struct ServeArgs {
     /// HTTP address for media files and /healthz, HOST:PORT.
     #[arg(long, env = "VODTASK_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     http_listen: String,
-    /// Prefix of file URLs handed to clients [default: http://<http-listen>].
+    /// Prefix of file URLs handed to clients [default: http://<http-listen>,
+    /// https:// with --tls-cert].
     #[arg(long, env = "VODTASK_PUBLIC_URL")]
     public_url: Option<String>,
     /// Tasks run at once [default: number of cores]; 0 runs none (an API-only server).
@@ -123,6 +124,49 @@ struct ServeArgs {
     /// repeatable. `--allow-callback-cidr` is the old name.
     #[arg(long = "allow-outbound-cidr", alias = "allow-callback-cidr", env = "VODTASK_ALLOW_OUTBOUND_CIDR", value_delimiter = ',', value_parser = parse_cidr)]
     allow_outbound_cidrs: Vec<IpNet>,
+    /// PEM certificate chain (the server's certificate first): both ports
+    /// speak TLS (gRPC over HTTP/2; files over HTTP/1.1 and HTTP/2). Needs
+    /// --tls-key.
+    #[arg(long, env = "VODTASK_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, RSA or EC).
+    #[arg(long, env = "VODTASK_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+}
+
+/// The server's TLS from `--tls-cert` and `--tls-key`, which go together.
+fn server_tls(args: &ServeArgs) -> anyhow::Result<Option<vodtask_transport::ServerTls>> {
+    match (&args.tls_cert, &args.tls_key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => {
+            let cert_name = format!("--tls-cert {}", cert.display());
+            let key_name = format!("--tls-key {}", key.display());
+            let cert_pem =
+                std::fs::read(cert).with_context(|| format!("{cert_name}: cannot read"))?;
+            let key_pem = std::fs::read(key).with_context(|| format!("{key_name}: cannot read"))?;
+            let tls = vodtask_transport::ServerTls::from_pem(
+                vodtask_transport::Pem {
+                    name: &cert_name,
+                    bytes: &cert_pem,
+                },
+                vodtask_transport::Pem {
+                    name: &key_name,
+                    bytes: &key_pem,
+                },
+            )?;
+            Ok(Some(tls))
+        }
+        (Some(_), None) => {
+            anyhow::bail!(
+                "--tls-cert needs --tls-key (VODTASK_TLS_KEY): the certificate's private key"
+            )
+        }
+        (None, Some(_)) => {
+            anyhow::bail!(
+                "--tls-key needs --tls-cert (VODTASK_TLS_CERT): the certificate it belongs to"
+            )
+        }
+    }
 }
 
 /// `--sync`: the core parses the value; clap lists the choices in `--help`
@@ -160,11 +204,19 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour())
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,
         Command::Apps { command } => apps(command).await,
     }
+}
+
+/// Colour in logs only on a terminal, and never with NO_COLOR set
+/// (https://no-color.org): log files and journald get plain text.
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 async fn apps(command: AppsCommand) -> anyhow::Result<()> {
@@ -219,6 +271,8 @@ async fn apps(command: AppsCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Before binding: a wrong file is reported without touching the ports.
+    let tls = server_tls(&args)?;
     let max_connections = args
         .max_connections
         .map_or_else(default_max_connections, |n| n as usize);
@@ -238,9 +292,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.ffmpeg = args.ffmpeg;
     config.ffprobe = args.ffprobe;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     config.public_base_url = args
         .public_url
-        .unwrap_or_else(|| format!("http://{http_addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{http_addr}"));
     config.task_retention = args.task_retention;
     config.lease = args.lease;
     config.max_recoveries = args.max_recoveries;
@@ -261,6 +316,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine.clone(),
         grpc_listener,
         grpc_limits,
+        tls.as_ref()
+            .map(|t| t.with_alpn(vodtask_transport::ALPN_GRPC)),
         stop.clone().cancelled_owned(),
     ));
     let http_limits = http::HttpLimits {
@@ -272,11 +329,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let media_dir = engine.media_dir().to_path_buf();
         let stop = stop.clone();
         let health: http::HealthCheck = Arc::new(engine.health_probe());
+        let tls = tls
+            .as_ref()
+            .map(|t| t.with_alpn(vodtask_transport::ALPN_HTTP));
         async move {
             http::serve(
                 &media_dir,
                 http_listener,
                 http_limits,
+                tls,
                 health,
                 stop.cancelled_owned(),
             )
@@ -285,7 +346,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     // One machine-readable line, so that scripts and tests learn the ports.
     println!("vodtask listening grpc={grpc_addr} http={http_addr}");
-    tracing::info!(%grpc_addr, %http_addr, data_dir = %args.data_dir.display(), "vodtask serving");
+    tracing::info!(%grpc_addr, %http_addr, tls = tls.is_some(), data_dir = %args.data_dir.display(), "vodtask serving");
     if args.sync == SyncMode::Normal {
         tracing::warn!(
             "--sync normal: commits are not fsynced one by one; a power loss may take the last ~200 ms of acknowledged writes"

@@ -46,7 +46,8 @@ impl<T> CoalescedIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> CoalescedIo<T> {
-    /// Writes out the buffer; ready when it is empty.
+    /// Writes out the buffer, then flushes the layer below; ready when both
+    /// are empty.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.sent < self.buf.len() {
             let written = Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.sent..]);
@@ -59,7 +60,13 @@ impl<T: AsyncWrite + Unpin> CoalescedIo<T> {
         }
         self.buf.clear();
         self.sent = 0;
-        Poll::Ready(Ok(()))
+        // A layer that buffers too (TLS keeps the records a full socket did
+        // not take, and sends them only when written to or flushed) must be
+        // pushed on, or its bytes wait for the next turn that writes. On a
+        // TCP socket this is free.
+        let flushed = Pin::new(&mut self.inner).poll_flush(cx);
+        self.blocked = flushed.is_pending();
+        flushed
     }
 
     /// Makes room before taking more: past the high-water mark the caller
@@ -261,6 +268,64 @@ mod tests {
             before,
             "the socket's writability wakes the task; flush must not as well"
         );
+    }
+
+    /// A layer that keeps what it is given until it is flushed, as TLS
+    /// keeps the records a full socket did not take.
+    #[derive(Default)]
+    struct Holding {
+        held: Vec<u8>,
+        out: Vec<u8>,
+    }
+
+    impl AsyncWrite for Holding {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().held.extend_from_slice(data);
+            Poll::Ready(Ok(data.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            let held = std::mem::take(&mut this.held);
+            this.out.extend(held);
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    impl AsyncRead for Holding {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn sending_a_turn_flushes_a_layer_below_that_holds_bytes() {
+        let mut io = CoalescedIo::new(Holding::default());
+        let wakes = Arc::new(Wakes::default());
+        let waker = waker(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        io.write_all(b"a turn").await.expect("buffered");
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+        let mut scratch = [0; 16];
+        assert!(
+            Pin::new(&mut io)
+                .poll_read(&mut cx, &mut ReadBuf::new(&mut scratch))
+                .is_pending()
+        );
+        assert_eq!(io.inner.out, b"a turn");
+        assert!(io.inner.held.is_empty());
     }
 
     #[tokio::test]

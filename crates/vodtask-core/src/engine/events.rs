@@ -338,6 +338,16 @@ impl Engine {
 
     pub async fn set_event_config(&self, app: AppId, config: EventConfig) -> Result<EventConfig> {
         config.validate()?;
+        // An app left in PUSH mode with a URL that can never be called
+        // would wait for callbacks in silence.
+        if config.mode == crate::events::DeliveryMode::Push {
+            crate::outbound::check_reachable(
+                &self.inner.config.outbound_policy,
+                "notification_url",
+                &config.notification_url,
+            )
+            .await?;
+        }
         let mut config = config;
         if config.secrets.is_empty() {
             config.secrets = Secrets::generate();

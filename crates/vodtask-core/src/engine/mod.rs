@@ -7,6 +7,7 @@ mod push;
 mod scheduler;
 mod subscription;
 mod vital;
+mod watch;
 
 pub use push::{CircuitState, EndpointHealth};
 pub use subscription::{StreamItem, Subscription};
@@ -22,6 +23,8 @@ use tokio_util::task::TaskTracker;
 
 use self::scheduler::Scheduler;
 use self::vital::Vital;
+use self::watch::TaskChanges;
+pub use self::watch::TaskUpdate;
 use crate::app::{ApiKey, App, KeyHash, validate_app_name};
 use crate::error::{Error, Result};
 use crate::ids::{AppId, FileId, TaskId};
@@ -96,6 +99,8 @@ struct Inner {
     /// Cancelled by `shutdown`: upkeep and open streams end.
     closing: CancellationToken,
     vital: Vital,
+    /// Bumped by every change of a task, for WatchTask.
+    task_changes: Arc<TaskChanges>,
     upkeep_tasks: TaskTracker,
     /// Held for the engine's lifetime: one engine per data dir.
     _lock: File,
@@ -162,13 +167,18 @@ impl Engine {
             .await
         {
             Ok(r) if r.requeued + r.failed > 0 => {
-                tracing::warn!(recovered = ?r, "recovered tasks of a previous run");
+                tracing::warn!(
+                    requeued = r.requeued,
+                    failed = r.failed,
+                    "recovered tasks a previous run left running"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::error!("recovering tasks of a previous run failed: {e}"),
         }
 
         let vital = Vital::new();
+        let task_changes = Arc::new(TaskChanges::new());
         let queues = Arc::new(Queues::new());
         let pusher = push::Pusher::new(config.outbound_policy.clone())?;
         let scheduler = Scheduler::start(
@@ -176,10 +186,10 @@ impl Engine {
             library.clone(),
             config.clone(),
             Arc::clone(&queues),
-            crate::exec::Puller::new(config.outbound_policy.clone())?,
             children,
+            Arc::clone(&task_changes),
             &vital,
-        );
+        )?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -191,6 +201,7 @@ impl Engine {
                 pusher,
                 closing: CancellationToken::new(),
                 vital,
+                task_changes,
                 upkeep_tasks: TaskTracker::new(),
                 _lock: lock,
             }),
@@ -327,6 +338,7 @@ impl Engine {
 
     pub async fn redo_task(&self, app: AppId, id: &TaskId) -> Result<Task> {
         let task = self.inner.store.redo_task(app, id, time::now()).await?;
+        self.inner.task_changes.bump();
         self.inner.scheduler.wake();
         Ok(task)
     }
@@ -337,6 +349,7 @@ impl Engine {
     pub async fn cancel_task(&self, app: AppId, id: &TaskId) -> Result<Task> {
         let task = self.inner.store.cancel_task(app, id, time::now()).await?;
         self.inner.queues.committed(app);
+        self.inner.task_changes.bump();
         if task.status == TaskStatus::Processing
             && self.inner.scheduler.cancel_local(id, CANCEL_WAIT).await
         {
@@ -447,9 +460,14 @@ impl Engine {
                     let now = time::now();
                     match inner.store.recover(Orphans::ExpiredBefore(now), inner.config.max_recoveries, now).await {
                         Ok(r) if r.requeued + r.failed > 0 => {
-                            tracing::warn!(?r, "recovered tasks with expired leases");
+                            tracing::warn!(
+                                requeued = r.requeued,
+                                failed = r.failed,
+                                "recovered tasks with expired leases"
+                            );
                             inner.scheduler.wake();
                             inner.queues.committed_any();
+                            inner.task_changes.bump();
                         }
                         Ok(_) => {}
                         Err(e) => tracing::error!("lease recovery failed: {e}"),

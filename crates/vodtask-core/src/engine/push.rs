@@ -52,15 +52,66 @@ pub(crate) struct Pusher {
 
 struct Worker {
     stop: CancellationToken,
-    breaker: Arc<Mutex<Breaker>>,
+    endpoint: Arc<Endpoint>,
+}
+
+/// What the callback worker knows of an app's endpoint: its circuit, and
+/// its last failure (shown by GetEventConfig, logged at most every
+/// `LOG_EVERY` so that a dead endpoint does not flood the log).
+struct Endpoint {
+    breaker: Mutex<Breaker>,
+    failures: Mutex<FailureLog>,
+}
+
+#[derive(Default)]
+struct FailureLog {
+    last: Option<(crate::time::Timestamp, String)>,
+    unlogged: u32,
+    logged_at: Option<Instant>,
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Endpoint {
+    fn new() -> Endpoint {
+        Endpoint {
+            breaker: Mutex::new(Breaker::new(None)),
+            failures: Mutex::new(FailureLog::default()),
+        }
+    }
+
+    fn failed(&self, app: AppId, url: &str, at: crate::time::Timestamp, reason: String) {
+        let mut f = lock(&self.failures);
+        f.unlogged += 1;
+        let due = f.logged_at.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+        if due {
+            // The host only: a URL's path or query often carries a token.
+            let host = url::Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            tracing::warn!(
+                app = app.0,
+                host,
+                failures = f.unlogged,
+                "callbacks failing: {reason}"
+            );
+            f.unlogged = 0;
+            f.logged_at = Some(Instant::now());
+        }
+        f.last = Some((at, reason));
+    }
 }
 
 /// The endpoint as the callback worker sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointHealth {
     pub circuit: CircuitState,
     pub consecutive_failures: u32,
     pub failing_since: Option<crate::time::Timestamp>,
+    /// The last failed attempt since this server started: when, and why
+    /// (the HTTP status or the error).
+    pub last_failure: Option<(crate::time::Timestamp, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,18 +154,18 @@ impl Engine {
         match mode {
             DeliveryMode::Push if !workers.contains_key(&app) => {
                 let stop = self.inner.closing.child_token();
-                let breaker = Arc::new(Mutex::new(Breaker::new(None)));
+                let endpoint = Arc::new(Endpoint::new());
                 workers.insert(
                     app,
                     Worker {
                         stop: stop.clone(),
-                        breaker: Arc::clone(&breaker),
+                        endpoint: Arc::clone(&endpoint),
                     },
                 );
                 self.inner.vital.spawn(
                     &self.inner.upkeep_tasks,
                     "a callback worker",
-                    self.clone().push_worker(app, stop, breaker),
+                    self.clone().push_worker(app, stop, endpoint),
                 );
             }
             DeliveryMode::Pull => {
@@ -129,7 +180,9 @@ impl Engine {
     /// The app's endpoint health, while it is in PUSH mode.
     pub fn endpoint_health(&self, app: AppId) -> Option<EndpointHealth> {
         let workers = lock(&self.inner.pusher.workers);
-        let b = lock(&workers.get(&app)?.breaker).clone();
+        let endpoint = &workers.get(&app)?.endpoint;
+        let b = lock(&endpoint.breaker).clone();
+        let last_failure = lock(&endpoint.failures).last.clone();
         Some(EndpointHealth {
             circuit: match b.circuit() {
                 Circuit::Closed => CircuitState::Closed,
@@ -138,17 +191,19 @@ impl Engine {
             },
             consecutive_failures: b.failures(),
             failing_since: b.failing_since(),
+            last_failure,
         })
     }
 
     /// A re-enabled endpoint starts with a clean slate.
     pub(crate) fn reset_endpoint(&self, app: AppId) {
         if let Some(w) = lock(&self.inner.pusher.workers).get(&app) {
-            lock(&w.breaker).succeeded();
+            lock(&w.endpoint.breaker).succeeded();
         }
     }
 
-    async fn push_worker(self, app: AppId, stop: CancellationToken, breaker: Arc<Mutex<Breaker>>) {
+    async fn push_worker(self, app: AppId, stop: CancellationToken, endpoint: Arc<Endpoint>) {
+        let breaker = &endpoint.breaker;
         let queue = loop {
             match self.queue(app).await {
                 Ok(q) => break q,
@@ -160,7 +215,7 @@ impl Engine {
             }
         };
         match self.inner.store.endpoint_failing_since(app).await {
-            Ok(since) => *lock(&breaker) = Breaker::new(since),
+            Ok(since) => *lock(breaker) = Breaker::new(since),
             Err(e) => tracing::error!(app = app.0, "callback worker: {e}"),
         }
         tracing::info!(app = app.0, "callback worker started");
@@ -184,7 +239,7 @@ impl Engine {
             let gate = if disabled || credit == 0 {
                 Gate::Waiting
             } else {
-                lock(&breaker).gate(Instant::now())
+                lock(breaker).gate(Instant::now())
             };
             match gate {
                 Gate::Open => {}
@@ -204,14 +259,14 @@ impl Engine {
                         for d in got {
                             let job =
                                 self.clone()
-                                    .attempt(Arc::clone(&queue), d, Arc::clone(&breaker));
+                                    .attempt(Arc::clone(&queue), d, Arc::clone(&endpoint));
                             attempts.spawn(job);
                         }
                         continue;
                     }
                     Ok(_) => {
                         if gate == Gate::Probe {
-                            lock(&breaker).unprobe();
+                            lock(breaker).unprobe();
                         }
                     }
                     Err(e) => {
@@ -238,7 +293,8 @@ impl Engine {
     }
 
     /// One callback attempt of a leased event, and what follows from it.
-    async fn attempt(self, queue: Arc<AppQueue>, d: Delivery, breaker: Arc<Mutex<Breaker>>) {
+    async fn attempt(self, queue: Arc<AppQueue>, d: Delivery, endpoint: Arc<Endpoint>) {
+        let breaker = &endpoint.breaker;
         let app = queue.app;
         let seq = d.handle.seq;
         let config = queue.lock().config.clone();
@@ -298,10 +354,10 @@ impl Engine {
             .await;
         let answered = sent.http_status.is_some_and(|s| s < 500 && s != 429);
         if answered {
-            lock(&breaker).succeeded();
+            lock(breaker).succeeded();
         } else {
             let since = {
-                let mut b = lock(&breaker);
+                let mut b = lock(breaker);
                 b.failed(Instant::now(), now);
                 b.failing_since()
             };
@@ -325,6 +381,14 @@ impl Engine {
             outcome: AttemptOutcome::Failed,
             next_attempt: None,
         };
+        if !matches!(sent.outcome, Outcome::Delivered) {
+            let reason = match (record.error.as_str(), record.http_status) {
+                ("", Some(status)) => format!("HTTP {status}"),
+                ("", None) => "failed".to_owned(),
+                (error, _) => error.to_owned(),
+            };
+            endpoint.failed(app, &config.notification_url, now, reason);
+        }
         let settle = match sent.outcome {
             Outcome::Delivered => {
                 record.outcome = AttemptOutcome::Delivered;

@@ -62,6 +62,8 @@ pub(crate) struct Scheduler {
     slots: Arc<Semaphore>,
     puller: Puller,
     ffmpeg: crate::exec::Ffmpeg,
+    /// Bumped at every change of a task (WatchTask).
+    changes: Arc<super::watch::TaskChanges>,
 }
 
 impl Scheduler {
@@ -70,18 +72,19 @@ impl Scheduler {
         library: MediaLibrary,
         config: EngineConfig,
         queues: Arc<crate::queue::Queues>,
-        puller: Puller,
         children: crate::exec::Children,
+        changes: Arc<super::watch::TaskChanges>,
         vital: &super::vital::Vital,
-    ) -> Arc<Scheduler> {
+    ) -> crate::Result<Arc<Scheduler>> {
         let scheduler = Arc::new(Scheduler {
+            puller: Puller::new(config.outbound_policy.clone())?,
+            changes,
             ffmpeg: crate::exec::Ffmpeg {
                 program: config.ffmpeg.clone(),
                 children,
                 data_dir: config.data_dir.clone(),
             },
             slots: Arc::new(Semaphore::new(config.workers)),
-            puller,
             store,
             library,
             config,
@@ -93,7 +96,7 @@ impl Scheduler {
         });
         let run = Arc::clone(&scheduler);
         vital.spawn(&scheduler.tracker, "the task claim loop", run.claim_loop());
-        scheduler
+        Ok(scheduler)
     }
 
     /// A task was queued: a free worker should look.
@@ -149,7 +152,10 @@ impl Scheduler {
                 .claim_next(time::after(now, self.config.lease), now)
                 .await
             {
-                Ok(Some(claim)) => claim,
+                Ok(Some(claim)) => {
+                    self.changes.bump();
+                    claim
+                }
                 Ok(None) => {
                     // The slot is free while nothing waits: a running
                     // procedure may borrow it for a subtask.
@@ -197,6 +203,7 @@ impl Scheduler {
             );
         }
         tracing::info!(task_id = %task.id, attempt = task.attempt, "task started");
+        let started = Instant::now();
 
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = self.heartbeat(&lease, &stop, &user_cancelled, &progress, &lost);
@@ -234,7 +241,9 @@ impl Scheduler {
             let on_progress = |f: f64| {
                 // 100 is written only with the result.
                 let pct = (f * 100.0).floor().clamp(0.0, 99.0) as u8;
-                progress.fetch_max(pct, Ordering::Relaxed);
+                if progress.fetch_max(pct, Ordering::Relaxed) < pct {
+                    self.changes.bump();
+                }
             };
             let result = exec::run(RunContext {
                 task: &task,
@@ -270,6 +279,20 @@ impl Scheduler {
         );
 
         let now = time::now();
+        // What the log line says of this run.
+        let ended = match &result {
+            _ if lost.load(Ordering::SeqCst) => "lease lost",
+            RunResult::Cancelled if user_cancelled.load(Ordering::SeqCst) => "aborted",
+            RunResult::Cancelled => "requeued (shutting down)",
+            RunResult::Done(Outcome::Finished { err_code: 0, .. }) => "succeeded",
+            RunResult::Done(Outcome::Finished { .. }) => "failed",
+            RunResult::Done(Outcome::Deleted { .. }) => "succeeded",
+            RunResult::Done(Outcome::Aborted) => "aborted",
+        };
+        let err_code = match &result {
+            RunResult::Done(Outcome::Finished { err_code, .. }) => *err_code,
+            _ => 0,
+        };
         let recorded = if lost.load(Ordering::SeqCst) {
             tracing::warn!(task_id = %task.id, "lease lost; the result of this run is dropped");
             Ok(None)
@@ -302,6 +325,7 @@ impl Scheduler {
         };
         // A finish or abort wrote the task's completion event.
         self.queues.committed(task.app_id);
+        self.changes.bump();
         match recorded {
             Ok(Some(removed)) => {
                 // Rows are gone: a file is never served without its row,
@@ -311,7 +335,14 @@ impl Scheduler {
                 }
                 // A pull may have queued a procedure on its file.
                 self.wake();
-                tracing::info!(task_id = %task.id, "task run recorded");
+                tracing::info!(
+                    task_id = %task.id,
+                    attempt = task.attempt,
+                    outcome = ended,
+                    err_code,
+                    seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+                    "task run ended"
+                );
             }
             Ok(None) => {
                 tracing::warn!(task_id = %task.id, "task run not recorded: lease no longer held")
@@ -387,6 +418,7 @@ impl Scheduler {
             .await;
         match written {
             Ok(LeaseState::Held { cancel_requested }) => {
+                self.changes.bump();
                 if event {
                     self.queues.committed(s.task.app_id);
                 }

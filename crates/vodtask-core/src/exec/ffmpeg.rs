@@ -112,7 +112,8 @@ pub(crate) async fn run(
                 Some(dir) if !dir.is_empty() => without_data_dir(&tail, dir),
                 _ => tail,
             };
-            tracing::debug!(seconds = started.elapsed().as_secs_f64(), ?status, "ffmpeg ended");
+            let code = status.as_ref().ok().and_then(|s| s.code());
+            tracing::debug!(seconds = started.elapsed().as_secs_f64(), exit_code = code, "ffmpeg ended");
             match status {
                 Ok(s) if s.success() => Ok(()),
                 Ok(s) => Err(RunError::Failed(if tail.is_empty() { format!("ffmpeg exited with {s}") } else { tail })),

@@ -52,6 +52,46 @@ pub fn guarded_client(policy: Arc<AddressPolicy>, redirects: Redirects) -> Resul
         .map_err(|e| Error::Internal(format!("HTTP client: {e}")))
 }
 
+/// Refuses, when it is saved, a URL the policy would refuse when it is
+/// called: an IP literal it refuses, or a host all of whose current
+/// addresses it refuses. A host that does not resolve now passes (it may
+/// later); the check where the connection is made stays the real guard.
+pub async fn check_reachable(policy: &AddressPolicy, field: &str, url: &str) -> Result<()> {
+    let parsed = super::validate_url(field, url)?;
+    let host = parsed.host_str().unwrap_or_default().to_owned();
+    let refused = || {
+        Error::FailedPrecondition(format!(
+            "{field}: the outbound address policy refuses the address of {host} (loopback, \
+             private and other internal ranges are refused; an operator can allow a range \
+             with --allow-outbound-cidr)"
+        ))
+    };
+    if let Some(ip) = literal_ip(&parsed) {
+        return if policy.permits(ip) {
+            Ok(())
+        } else {
+            Err(refused())
+        };
+    }
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let lookup = tokio::net::lookup_host((host.as_str(), port));
+    match tokio::time::timeout(Duration::from_secs(5), lookup).await {
+        Ok(Ok(addrs)) => {
+            let ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+            if !ips.is_empty() && !ips.iter().any(|ip| policy.permits(*ip)) {
+                tracing::debug!(%host, ?ips, "notification URL refused by the address policy");
+                return Err(refused());
+            }
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            tracing::info!(%host, "notification URL host does not resolve now: {e}");
+            Ok(())
+        }
+        Err(_) => Ok(()),
+    }
+}
+
 /// The host of `url` when it is an IP literal (connected to without DNS).
 pub fn literal_ip(url: &url::Url) -> Option<IpAddr> {
     match url.host()? {

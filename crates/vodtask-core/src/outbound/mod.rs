@@ -6,4 +6,4 @@ pub mod address;
 mod client;
 
 pub use address::{AddressPolicy, validate_url};
-pub use client::{Redirects, describe_error, guarded_client, literal_ip};
+pub use client::{Redirects, check_reachable, describe_error, guarded_client, literal_ip};

@@ -124,6 +124,8 @@ fn health_to_pb(h: EndpointHealth) -> pb::EndpointHealth {
         } as i32,
         consecutive_failures: h.consecutive_failures as i32,
         failing_since: h.failing_since.map(timestamp),
+        last_failure_time: h.last_failure.as_ref().map(|(t, _)| timestamp(*t)),
+        last_failure: h.last_failure.map(|(_, why)| why).unwrap_or_default(),
     }
 }
 

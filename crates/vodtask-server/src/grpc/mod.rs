@@ -60,10 +60,13 @@ pub fn routes(engine: Engine) -> Routes {
     Routes::new(tasks).add_service(media).add_service(events)
 }
 
+/// Serves the API on `listener`, in TLS when `tls` is given (HTTP/2 by
+/// ALPN; the caller sets the protocols, see `vodtask_transport::ALPN_GRPC`).
 pub async fn serve(
     engine: Engine,
     listener: TcpListener,
     limits: GrpcLimits,
+    tls: Option<vodtask_transport::ServerTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -122,7 +125,10 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(vodtask_transport::incoming(listener, admission), shutdown)
+        .serve_with_incoming_shutdown(
+            vodtask_transport::incoming(listener, admission, tls),
+            shutdown,
+        )
         .await;
     failed.abort();
     served?;

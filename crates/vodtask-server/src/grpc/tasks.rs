@@ -1,5 +1,8 @@
 //! TaskService: authenticate, convert, call the engine.
 
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use vodtask_core::Engine;
 use vodtask_core::ids::TaskId;
@@ -20,8 +23,34 @@ fn task_id(raw: &str) -> Result<TaskId, Status> {
     TaskId::parse("task_id", raw).map_err(to_status)
 }
 
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchTaskResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl TaskService for Tasks {
+    type WatchTaskStream = WatchStream;
+
+    async fn watch_task(
+        &self,
+        req: Request<pb::WatchTaskRequest>,
+    ) -> Result<Response<Self::WatchTaskStream>, Status> {
+        let app = app_of(&self.engine, req.metadata()).await?;
+        let id = task_id(&req.get_ref().task_id)?;
+        // An unknown task is NOT_FOUND before the stream starts.
+        self.engine
+            .describe_task(app, &id)
+            .await
+            .map_err(to_status)?;
+        let updates = self.engine.watch_task(app, id).map(|update| {
+            update
+                .map(|u| pb::WatchTaskResponse {
+                    task: Some(convert::task(&u.task)),
+                    ended: u.ended,
+                })
+                .map_err(to_status)
+        });
+        Ok(Response::new(Box::pin(updates)))
+    }
+
     async fn create_task(
         &self,
         req: Request<pb::CreateTaskRequest>,
