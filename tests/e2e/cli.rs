@@ -156,3 +156,55 @@ async fn mistakes_in_flags_are_named_at_start() {
         .await
         .expect("serving on a name");
 }
+
+/// The README's grpcurl session, run as written (the server's free port in
+/// place of 50051): upload, transcode followed with WatchTask to FINISH
+/// with errCode 0, play and snapshot URLs, lists and the overview.
+#[tokio::test]
+async fn the_readme_grpcurl_session_runs_as_written() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let session = readme
+        .split("## A session with grpcurl")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the session's sh block");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("vodtask-data"), &[]);
+    let script = session.replace("localhost:50051", &server.grpc_addr);
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
+    assert!(
+        stdout.contains("\"status\": \"TASK_STATUS_FINISH\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"errCode\": 0"), "{stdout}");
+    let urls = |prefix: &str| {
+        stdout
+            .lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(" http://"))
+            .count()
+    };
+    assert_eq!(
+        urls("1000"),
+        3,
+        "two renditions (100010, 100030) and a snapshot at 1000 ms: {stdout}"
+    );
+    assert_eq!(urls("5000"), 1, "{stdout}");
+
+    // Logs name each run's outcome, without colour when not on a terminal.
+    let log = std::fs::read_to_string(dir.path().join("vodtask-data.log")).unwrap();
+    assert!(
+        log.contains("task run ended") && log.contains("outcome=\"succeeded\" err_code=0"),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "no ANSI colour in a log file");
+}
