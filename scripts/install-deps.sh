@@ -77,6 +77,13 @@ if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
   apt-get install -y -qq python3-venv >/dev/null
 fi
 
+# The fuzz targets (fuzz/run.sh) build with nightly Rust, which machines of
+# this kind come with; rustup fetches it where the network allows.
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  echo "installing the nightly toolchain (for fuzz/)" >&2
+  rustup toolchain install nightly --profile minimal
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2
   cargo install --locked cargo-nextest

@@ -11,6 +11,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace
 cargo nextest run --workspace --no-fail-fast
 
+# Fuzz smoke run: every cargo-fuzz target (fuzz/) for 15 s, built with the
+# dev profile to keep CI short (fuzz/run.sh installs cargo-fuzz if missing;
+# it needs the nightly toolchain). Strict: an INTERNAL answer or a number
+# that does not read back exactly is a finding too.
+VODTASK_FUZZ_DEV=1 VODTASK_FUZZ_STRICT=1 VODTASK_FUZZ_EXACT_FLOATS=1 bash fuzz/run.sh 15
+
 # The Node package, installed the way an app installs it (`npm install
 # <checkout>/bindings/node`, whose install script builds the addon) into a
 # temporary project, then its tests (node --test) run there against that

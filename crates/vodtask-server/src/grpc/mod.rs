@@ -57,7 +57,16 @@ pub fn routes(engine: Engine) -> Routes {
     });
     let media = MediaServiceServer::new(media::Media { engine })
         .max_decoding_message_size(MAX_UPLOAD_MESSAGE_BYTES);
-    Routes::new(tasks).add_service(media).add_service(events)
+    let routes = Routes::new(tasks).add_service(media).add_service(events);
+    // tonic's own answers to requests it cannot read are restated the way
+    // vodtask states its errors (request_errors.rs), in both modes.
+    Routes::from(
+        routes
+            .into_axum_router()
+            .layer(tower::util::MapResponseLayer::new(
+                request_errors::restate::<axum::body::Body>,
+            )),
+    )
 }
 
 /// Serves the API on `listener`, in TLS when `tls` is given (HTTP/2 by
@@ -118,9 +127,6 @@ pub async fn serve(
     let served = Server::builder()
         .http2_keepalive_interval(Some(limits.keepalive))
         .http2_keepalive_timeout(Some(limits.keepalive))
-        .layer(tower::util::MapResponseLayer::new(
-            request_errors::restate::<tonic::body::Body>,
-        ))
         .add_routes(routes(engine))
         .add_service(health)
         .add_service(reflection_v1)
