@@ -413,3 +413,76 @@ async fn a_watch_goes_on_across_a_server_restart() {
     let e = client.wait_task("transcode-unknown").await.unwrap_err();
     assert_eq!(e.code_name(), "NOT_FOUND");
 }
+
+/// Dead letters, redrive, resend, callback attempts and secret rotation,
+/// through the Rust client.
+#[tokio::test]
+async fn dead_letters_redrive_resend_attempts_and_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = embedded_without_workers(dir.path()).await;
+    client
+        .modify_event_config(pb::ModifyEventConfigRequest {
+            max_deliveries: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client
+        .upload_bytes(b"not media".to_vec(), "a.bin", "", None)
+        .await
+        .unwrap();
+    // Its one delivery, given back: the next take dead-letters it.
+    let got = client.pull_events(1, 5).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let event_id = got[0].event.as_ref().unwrap().event_id.clone();
+    client
+        .nack_events(vec![got[0].msg_handle.clone()], Some(0))
+        .await
+        .unwrap();
+    assert!(client.pull_events(1, 0).await.unwrap().is_empty());
+    let dead = client.dead_letter_events(0, "").await.unwrap();
+    let ids: Vec<_> = dead.events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, [event_id.as_str()]);
+    assert_eq!(dead.next_page_token, "");
+
+    assert_eq!(client.redrive_events(None).await.unwrap(), 1);
+    assert!(
+        client
+            .dead_letter_events(0, "")
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    let again = client.pull_events(1, 5).await.unwrap();
+    assert_eq!(again[0].event.as_ref().unwrap().event_id, event_id);
+    client
+        .confirm_events(vec![again[0].msg_handle.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        client.resend_events(vec![event_id.clone()]).await.unwrap(),
+        1
+    );
+    let resent = client.pull_events(1, 5).await.unwrap();
+    assert_eq!(resent[0].event.as_ref().unwrap().event_id, event_id);
+
+    let attempts = client
+        .callback_attempts(vodtask_client::AttemptsOf::Event(&event_id))
+        .await
+        .unwrap();
+    assert!(attempts.is_empty(), "a PULL app makes no callbacks");
+    let e = client.resend_events(Vec::new()).await.expect_err("no ids");
+    assert_eq!(e.code_name(), "INVALID_ARGUMENT");
+
+    let before = client.event_config().await.unwrap().signing_secret;
+    let rotated = client
+        .rotate_signing_secret(Some(std::time::Duration::ZERO))
+        .await
+        .unwrap();
+    assert_ne!(rotated.signing_secret, before);
+    assert_eq!(
+        client.event_config().await.unwrap().signing_secret,
+        rotated.signing_secret
+    );
+}

@@ -781,7 +781,7 @@ pub struct Task {
     pub task_type: String,
     /// 'WAITING', 'PROCESSING', 'FINISH' or 'ABORTED'.
     pub status: String,
-    /// 0 = success (see the README's error codes).
+    /// 0 = success (see docs/api.md, error codes).
     pub err_code: i32,
     pub message: String,
     /// 0..100.
@@ -1086,7 +1086,7 @@ pub fn media_info(m: pb::MediaInfo) -> MediaInfo {
 /// envelope faster than serde_json plus building the object property by
 /// property through N-API would, and on the JS thread rather than a tokio
 /// worker: in consume that cut the consumer's CPU per event by about a
-/// quarter (README, the consumers benchmark).
+/// quarter (docs/benchmarks.md, consumers).
 #[napi(object)]
 pub struct RawEvent {
     /// The same on every redelivery: deduplicate by it.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Endpoint;
-use vodtask_core::SyncMode;
+use vodtask_core::store::SyncMode;
 use vodtask_proto::v1 as pb;
 use vodtask_proto::v1::event_service_client::EventServiceClient;
 use vodtask_proto::v1::media_service_client::MediaServiceClient;
@@ -24,6 +24,15 @@ const CHUNK_BYTES: usize = 1 << 20;
 pub(crate) type Tasks = TaskServiceClient<InterceptedService<Transport, Auth>>;
 pub(crate) type Media = MediaServiceClient<InterceptedService<Transport, Auth>>;
 pub(crate) type Events = EventServiceClient<InterceptedService<Transport, Auth>>;
+
+/// Whose callback attempts to list.
+#[derive(Debug, Clone, Copy)]
+pub enum AttemptsOf<'a> {
+    /// One event, by its id.
+    Event(&'a str),
+    /// Every event of one task.
+    Task(&'a str),
+}
 
 /// How to reach a server.
 #[derive(Debug, Clone)]
@@ -410,6 +419,97 @@ impl Client {
             .events
             .clone()
             .describe_events_state(pb::DescribeEventsStateRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// One page of the dead-letter list (`limit` 0 means 100); pass the
+    /// answer's `next_page_token` for the next, empty at the end.
+    pub async fn dead_letter_events(
+        &self,
+        limit: i32,
+        page_token: &str,
+    ) -> Result<pb::ListDeadLetterEventsResponse> {
+        Ok(self
+            .events
+            .clone()
+            .list_dead_letter_events(pb::ListDeadLetterEventsRequest {
+                limit,
+                page_token: page_token.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Puts dead-lettered events back in the queue: the named ones, or
+    /// every one of the app's with `None`. Returns how many went back.
+    pub async fn redrive_events(&self, event_ids: Option<Vec<String>>) -> Result<i64> {
+        let request = match event_ids {
+            Some(event_ids) => pb::RedriveEventsRequest {
+                event_ids,
+                all: false,
+            },
+            None => pb::RedriveEventsRequest {
+                event_ids: Vec::new(),
+                all: true,
+            },
+        };
+        Ok(self
+            .events
+            .clone()
+            .redrive_events(request)
+            .await?
+            .into_inner()
+            .redriven)
+    }
+
+    /// Delivers events again now, whatever their state (1..1000 ids).
+    /// Returns how many of them exist.
+    pub async fn resend_events(&self, event_ids: Vec<String>) -> Result<i64> {
+        Ok(self
+            .events
+            .clone()
+            .resend_events(pb::ResendEventsRequest { event_ids })
+            .await?
+            .into_inner()
+            .resent)
+    }
+
+    /// The HTTP callback attempts of one event, or of every event of a task.
+    pub async fn callback_attempts(&self, of: AttemptsOf<'_>) -> Result<Vec<pb::CallbackAttempt>> {
+        let request = match of {
+            AttemptsOf::Event(id) => pb::ListCallbackAttemptsRequest {
+                event_id: id.to_owned(),
+                task_id: String::new(),
+            },
+            AttemptsOf::Task(id) => pb::ListCallbackAttemptsRequest {
+                event_id: String::new(),
+                task_id: id.to_owned(),
+            },
+        };
+        Ok(self
+            .events
+            .clone()
+            .list_callback_attempts(request)
+            .await?
+            .into_inner()
+            .attempts)
+    }
+
+    /// A new signing secret for callbacks; the old one keeps signing for
+    /// `overlap` (by default a day; zero ends it now).
+    pub async fn rotate_signing_secret(
+        &self,
+        overlap: Option<Duration>,
+    ) -> Result<pb::RotateSigningSecretResponse> {
+        let overlap_seconds = overlap
+            .map(|d| i64::try_from(d.as_secs()))
+            .transpose()
+            .map_err(|_| Error::InvalidInput("overlap: too long".into()))?;
+        Ok(self
+            .events
+            .clone()
+            .rotate_signing_secret(pb::RotateSigningSecretRequest { overlap_seconds })
             .await?
             .into_inner())
     }

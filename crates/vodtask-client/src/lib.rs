@@ -13,11 +13,11 @@ mod transport;
 mod watch;
 mod webhook;
 
-pub use client::{Client, ConnectOptions, OpenOptions};
+pub use client::{AttemptsOf, Client, ConnectOptions, OpenOptions};
 pub use consumer::{ConsumeOptions, Delivery, Handler, Subscription};
 pub use error::{Error, Result, code_name};
 pub use tokio_util::sync::CancellationToken;
-pub use vodtask_core::SyncMode;
+pub use vodtask_core::store::SyncMode;
 pub use vodtask_proto::v1 as pb;
 pub use watch::{TaskState, TaskWatch};
 pub use webhook::{WebhookEvent, verify_webhook};

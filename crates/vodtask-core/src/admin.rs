@@ -7,8 +7,9 @@ use std::path::Path;
 use crate::app::{ApiKey, App};
 use crate::engine::create_app;
 use crate::error::{Error, Result};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{AppRecord, Store};
+use std::sync::Arc;
+
+use crate::store::{AppRecord, Store, StoreConfig, SyncMode};
 use crate::time;
 
 /// Whether a data dir may be made where there is none (`--init`).
@@ -21,9 +22,9 @@ pub enum Missing {
 /// Opens the store of an existing data dir. A wrong `--data-dir` (run from
 /// another directory, a typo) must not silently make a new, empty data dir
 /// whose keys the running server would never accept.
-pub fn open_data_dir(data_dir: &Path, missing: Missing) -> Result<SqliteStore> {
-    let db = data_dir.join(crate::store::sqlite::DB_FILE);
-    if missing == Missing::Refuse && !db.is_file() {
+pub fn open_data_dir(data_dir: &Path, missing: Missing) -> Result<Arc<dyn Store>> {
+    let config = StoreConfig::default();
+    if missing == Missing::Refuse && !crate::store::exists(&config, data_dir) {
         let why = if !data_dir.exists() {
             "does not exist"
         } else if !data_dir.is_dir() {
@@ -36,13 +37,13 @@ pub fn open_data_dir(data_dir: &Path, missing: Missing) -> Result<SqliteStore> {
             data_dir.display()
         )));
     }
-    SqliteStore::open(data_dir)
+    crate::store::open(&config, data_dir, SyncMode::Full)
 }
 
 /// Creates an app; its key is returned once (only its hash is stored).
 pub async fn create_app_in(data_dir: &Path, name: &str, missing: Missing) -> Result<(App, ApiKey)> {
     let store = open_data_dir(data_dir, missing)?;
-    create_app(&store, name).await
+    create_app(store.as_ref(), name).await
 }
 
 pub async fn list_apps_in(data_dir: &Path) -> Result<Vec<AppRecord>> {

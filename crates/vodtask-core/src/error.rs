@@ -51,12 +51,6 @@ impl Error {
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Storage(Box::new(e))
-    }
-}
-
 /// The message a panic carried, for logs and errors.
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic

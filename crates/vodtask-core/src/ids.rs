@@ -6,8 +6,6 @@ use std::fmt;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::task::TaskType;
-
 /// An app owns tasks, files and (later) an event queue. Internal number;
 /// apps are addressed by name and API key from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -20,17 +18,6 @@ pub struct TaskId(String);
 pub const MAX_TASK_ID_BYTES: usize = 128;
 
 impl TaskId {
-    /// `<type prefix>-<32 hex digits>`, like the platform's `transcode-1edb…`:
-    /// a UUIDv7, so ids grow with time (inserts land at the end of the id
-    /// index instead of on a random page) and still carry 74 random bits.
-    pub fn generate(task_type: TaskType) -> Self {
-        TaskId(format!(
-            "{}-{}",
-            task_type.id_prefix(),
-            uuid::Uuid::now_v7().simple()
-        ))
-    }
-
     /// Wraps a caller-supplied id. Any id of the id alphabet is accepted (an
     /// unknown one is simply not found); it is echoed in messages, so it
     /// must be printable ASCII.

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod app;
 pub mod callbacks;
+mod data_dir;
 mod engine;
 pub mod error;
 pub mod events;
@@ -17,10 +18,10 @@ mod queue;
 pub mod store;
 pub mod task;
 pub mod time;
+mod vital;
 
+pub use callbacks::{CircuitState, EndpointHealth};
 pub use engine::{
-    CircuitState, DEFAULT_APP, EndpointHealth, Engine, EngineConfig, StreamItem, Subscription,
-    TaskUpdate, create_app,
+    DEFAULT_APP, Engine, EngineConfig, StreamItem, Subscription, TaskUpdate, create_app,
 };
 pub use error::{Error, Result};
-pub use store::sqlite::SyncMode;

@@ -11,7 +11,8 @@ use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vodtask_core::outbound::AddressPolicy;
-use vodtask_core::{Engine, EngineConfig, SyncMode};
+use vodtask_core::store::SyncMode;
+use vodtask_core::{Engine, EngineConfig};
 use vodtask_server::{grpc, http};
 
 #[derive(Parser)]

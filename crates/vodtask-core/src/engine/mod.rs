@@ -3,13 +3,10 @@
 //! periodic upkeep (lease recovery, retention).
 
 mod events;
-mod push;
 mod scheduler;
 mod subscription;
-mod vital;
 mod watch;
 
-pub use push::{CircuitState, EndpointHealth};
 pub use subscription::{StreamItem, Subscription};
 
 use std::collections::HashMap;
@@ -22,21 +19,22 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::scheduler::Scheduler;
-use self::vital::Vital;
 use self::watch::TaskChanges;
 pub use self::watch::TaskUpdate;
 use crate::app::{ApiKey, App, KeyHash, validate_app_name};
+use crate::callbacks::worker::PushWorkers;
+use crate::data_dir;
 use crate::error::{Error, Result};
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::{MediaFile, MediaLibrary, Upload};
 use crate::outbound::AddressPolicy;
-use crate::queue::Queues;
-use crate::store::sqlite::{SqliteStore, SyncMode, create_private_dir};
-use crate::store::{Orphans, Store};
+use crate::queue::Hub;
+use crate::store::{Orphans, Store, StoreConfig, SyncMode};
 use crate::task::procedure::{ProcedurePlan, ProcedureSpec};
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery, TimeRange};
 use crate::task::{NewTask, Task, TaskRequest, TaskSpec, TaskStatus, TaskType};
 use crate::time;
+use crate::vital::Vital;
 
 /// The name of the app created on an empty data dir.
 pub const DEFAULT_APP: &str = "default";
@@ -59,6 +57,8 @@ pub struct EngineConfig {
     pub max_upload_bytes: u64,
     /// Which addresses HTTP callbacks and pulls may connect to.
     pub outbound_policy: AddressPolicy,
+    /// Where the engine's state is kept.
+    pub store: StoreConfig,
     /// Whether every commit is fsynced (the default) or only handed to
     /// the OS.
     pub sync: SyncMode,
@@ -77,6 +77,7 @@ impl EngineConfig {
             task_retention: Duration::from_secs(7 * 24 * 3600),
             max_upload_bytes: 10 << 30,
             outbound_policy: AddressPolicy::default(),
+            store: StoreConfig::default(),
             sync: SyncMode::Full,
         }
     }
@@ -94,8 +95,10 @@ struct Inner {
     scheduler: Arc<Scheduler>,
     /// Known keys, with when each was last found in the store.
     keys: RwLock<HashMap<KeyHash, (App, std::time::Instant)>>,
-    queues: Arc<Queues>,
-    pusher: push::Pusher,
+    /// Event delivery: every app's queue.
+    hub: Arc<Hub>,
+    /// The callback workers of apps in PUSH mode.
+    push: PushWorkers,
     /// Cancelled by `shutdown`: upkeep and open streams end.
     closing: CancellationToken,
     vital: Vital,
@@ -131,9 +134,9 @@ impl Engine {
         // A wrong path shows now, not when the first task or upload fails.
         check_tool("ffmpeg", &config.ffmpeg).await?;
         check_tool("ffprobe", &config.ffprobe).await?;
-        create_private_dir(dir)?;
-        let lock = lock_data_dir(dir)?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_with(dir, config.sync)?);
+        data_dir::create_private_dir(dir)?;
+        let lock = data_dir::lock(dir)?;
+        let store = crate::store::open(&config.store, dir, config.sync)?;
         let library = MediaLibrary::open(
             dir,
             config.ffprobe.clone(),
@@ -144,7 +147,7 @@ impl Engine {
         // race this process's own run of the same task on its scratch files.
         let children = crate::exec::Children::open(dir)?;
         children.kill_leftovers();
-        clear_dir(&dir.join("tmp"));
+        data_dir::clear_dir(&dir.join("tmp"));
         // Start-up chores that fail are logged, not fatal: a server that
         // cannot start cannot be told, through its API, what to do instead.
         if let Err(e) = sweep_orphans(store.as_ref(), &library).await {
@@ -153,7 +156,7 @@ impl Engine {
 
         if store.app_count().await? == 0 {
             let (_, key) = create_app(store.as_ref(), DEFAULT_APP).await?;
-            write_key_file(&dir.join("default.key"), key.expose())?;
+            data_dir::write_key_file(&dir.join("default.key"), key.expose())?;
             tracing::info!(
                 "created app {DEFAULT_APP:?}; its API key is in {}",
                 dir.join("default.key").display()
@@ -179,13 +182,21 @@ impl Engine {
 
         let vital = Vital::new();
         let task_changes = Arc::new(TaskChanges::new());
-        let queues = Arc::new(Queues::new());
-        let pusher = push::Pusher::new(config.outbound_policy.clone())?;
+        let hub = Hub::new(Arc::clone(&store));
+        let closing = CancellationToken::new();
+        let upkeep_tasks = TaskTracker::new();
+        let push = PushWorkers::new(
+            Arc::clone(&hub),
+            Arc::clone(&store),
+            config.outbound_policy.clone(),
+            vital.clone(),
+            upkeep_tasks.clone(),
+            closing.clone(),
+        )?;
         let scheduler = Scheduler::start(
             Arc::clone(&store),
             library.clone(),
             config.clone(),
-            Arc::clone(&queues),
             children,
             Arc::clone(&task_changes),
             &vital,
@@ -197,12 +208,12 @@ impl Engine {
                 config,
                 scheduler,
                 keys: RwLock::new(HashMap::new()),
-                queues,
-                pusher,
-                closing: CancellationToken::new(),
+                hub,
+                push,
+                closing,
                 vital,
                 task_changes,
-                upkeep_tasks: TaskTracker::new(),
+                upkeep_tasks,
                 _lock: lock,
             }),
         };
@@ -212,7 +223,10 @@ impl Engine {
             engine.clone().upkeep(),
         );
         for app in engine.inner.store.push_apps().await? {
-            engine.sync_push(app, crate::events::DeliveryMode::Push);
+            engine
+                .inner
+                .push
+                .sync(app, crate::events::DeliveryMode::Push);
         }
         Ok(engine)
     }
@@ -297,7 +311,7 @@ impl Engine {
 
     pub async fn create_task(&self, app: AppId, request: TaskRequest) -> Result<TaskId> {
         let task = NewTask {
-            id: TaskId::generate(request.spec.task_type()),
+            id: request.spec.task_type().new_id(),
             app_id: app,
             request,
             create_time: time::now(),
@@ -348,7 +362,6 @@ impl Engine {
     /// `cancel_requested` set). Ended tasks are returned unchanged.
     pub async fn cancel_task(&self, app: AppId, id: &TaskId) -> Result<Task> {
         let task = self.inner.store.cancel_task(app, id, time::now()).await?;
-        self.inner.queues.committed(app);
         self.inner.task_changes.bump();
         if task.status == TaskStatus::Processing
             && self.inner.scheduler.cancel_local(id, CANCEL_WAIT).await
@@ -380,7 +393,7 @@ impl Engine {
     ) -> Result<(MediaFile, Option<TaskId>)> {
         let media = upload.finish().await?;
         let follow_up = plan.map(|plan| NewTask {
-            id: TaskId::generate(TaskType::Procedure),
+            id: TaskType::Procedure.new_id(),
             app_id: media.app_id,
             request: TaskRequest {
                 spec: TaskSpec::Procedure(ProcedureSpec {
@@ -408,7 +421,6 @@ impl Engine {
             self.inner.library.discard(&media.file_id).await;
             return Err(e);
         }
-        self.inner.queues.committed(media.app_id);
         if procedure.is_some() {
             self.inner.scheduler.wake();
         }
@@ -466,7 +478,6 @@ impl Engine {
                                 "recovered tasks with expired leases"
                             );
                             inner.scheduler.wake();
-                            inner.queues.committed_any();
                             inner.task_changes.bump();
                         }
                         Ok(_) => {}
@@ -474,7 +485,11 @@ impl Engine {
                     }
                 }
                 _ = purge.tick() => {
-                    self.purge_events().await;
+                    match inner.hub.forget_expired().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!("retention deleted {n} events"),
+                        Err(e) => tracing::error!("event retention failed: {e}"),
+                    }
                     let before = time::before(time::now(), inner.config.task_retention);
                     match inner.store.purge_finished(before).await {
                         Ok(0) => {}
@@ -482,34 +497,6 @@ impl Engine {
                         Err(e) => tracing::error!("retention failed: {e}"),
                     }
                 }
-            }
-        }
-    }
-}
-
-impl Engine {
-    /// Event retention: deletes old rows, then forgets them in the queues.
-    async fn purge_events(&self) {
-        let now = time::now();
-        match self.inner.store.purge_events(now).await {
-            Ok(0) => return,
-            Ok(n) => tracing::info!("retention deleted {n} events"),
-            Err(e) => return tracing::error!("event retention failed: {e}"),
-        }
-        for queue in self.inner.queues.loaded() {
-            // A load that read the deleted rows has finished once this is held.
-            let _no_load = queue.loading.lock().await;
-            let wake = {
-                let mut s = queue.lock();
-                let cutoff = time::before(now, s.config.retention);
-                let news = s.leases.forget_before(cutoff, now);
-                s.worth_waking(news)
-            };
-            if wake {
-                // Leased events may be among the forgotten: their streams'
-                // credit is back too.
-                queue.credit_back_all();
-                queue.wake();
             }
         }
     }
@@ -546,25 +533,6 @@ async fn check_tool(name: &str, program: &Path) -> Result<()> {
     }
 }
 
-fn lock_data_dir(dir: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = dir.join("LOCK");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-    file.try_lock().map_err(|_| {
-        Error::FailedPrecondition(format!(
-            "data dir {} is in use by another vodtask process",
-            dir.display()
-        ))
-    })?;
-    Ok(file)
-}
-
 /// Removes media directories without a row: what a crash left between
 /// placing a file and recording it (an upload, a task's outputs), or
 /// between deleting rows and their files. Run while holding the data dir's
@@ -586,35 +554,4 @@ async fn sweep_orphans(store: &dyn Store, library: &MediaLibrary) -> Result<()> 
         }
     }
     Ok(())
-}
-
-fn clear_dir(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let _ = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-        }
-    }
-}
-
-/// Writes the key readable by the owner only, atomically.
-fn write_key_file(path: &Path, key: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("key.tmp");
-    let mut file = File::options()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-    file.write_all(format!("{key}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("rename to {}", path.display()), e))
 }

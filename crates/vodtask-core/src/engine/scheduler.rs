@@ -18,7 +18,8 @@ use crate::events::envelope;
 use crate::exec::{self, Puller, RunContext, RunResult, Step};
 use crate::ids::{FileId, TaskId};
 use crate::media::{MediaFile, MediaLibrary};
-use crate::store::{Claim, Lease, LeaseState, Outcome, Store};
+use crate::store::{Claim, Lease, LeaseState, Store};
+use crate::task::Outcome;
 use crate::task::procedure::{NotifyMode, overall_progress};
 use crate::task::{Task, TaskOutput, TaskSpec};
 use crate::time;
@@ -56,7 +57,6 @@ pub(crate) struct Scheduler {
     running: Mutex<HashMap<TaskId, Running>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    queues: Arc<crate::queue::Queues>,
     /// One permit per worker: a claimed task holds one; a procedure may
     /// borrow free ones for more subtasks at once.
     slots: Arc<Semaphore>,
@@ -71,10 +71,9 @@ impl Scheduler {
         store: Arc<dyn Store>,
         library: MediaLibrary,
         config: EngineConfig,
-        queues: Arc<crate::queue::Queues>,
         children: crate::exec::Children,
         changes: Arc<super::watch::TaskChanges>,
-        vital: &super::vital::Vital,
+        vital: &crate::vital::Vital,
     ) -> crate::Result<Arc<Scheduler>> {
         let scheduler = Arc::new(Scheduler {
             puller: Puller::new(config.outbound_policy.clone())?,
@@ -92,7 +91,6 @@ impl Scheduler {
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
-            queues,
         });
         let run = Arc::clone(&scheduler);
         vital.spawn(&scheduler.tracker, "the task claim loop", run.claim_loop());
@@ -323,8 +321,6 @@ impl Scheduler {
                 }
             }
         };
-        // A finish or abort wrote the task's completion event.
-        self.queues.committed(task.app_id);
         self.changes.bump();
         match recorded {
             Ok(Some(removed)) => {
@@ -419,9 +415,6 @@ impl Scheduler {
         match written {
             Ok(LeaseState::Held { cancel_requested }) => {
                 self.changes.bump();
-                if event {
-                    self.queues.committed(s.task.app_id);
-                }
                 if cancel_requested {
                     s.user_cancelled.store(true, Ordering::SeqCst);
                     s.stop.cancel();

@@ -4,20 +4,16 @@
 //! the subscription is dropped (the stream broke), its leases are released.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::Engine;
-use super::events::{instant_at, next_change};
 use crate::error::Result;
 use crate::events::Delivery;
 use crate::ids::AppId;
-use crate::queue::AppQueue;
-use crate::queue::leases::ConsumerId;
-use crate::time;
+use crate::queue::Consumer;
 
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
@@ -27,11 +23,9 @@ pub enum StreamItem {
 }
 
 pub struct Subscription {
-    engine: Engine,
-    queue: Arc<AppQueue>,
-    consumer: ConsumerId,
-    /// Woken when a confirm or nack gives this stream credit back.
-    credit_back: Arc<Notify>,
+    consumer: Consumer,
+    /// The engine shutting down ends the stream.
+    closing: CancellationToken,
     max_in_flight: u32,
     buffered: VecDeque<Delivery>,
     next_heartbeat: Instant,
@@ -40,13 +34,9 @@ pub struct Subscription {
 impl Engine {
     pub async fn subscribe(&self, app: AppId, max_in_flight: u32) -> Result<Subscription> {
         let max_in_flight = crate::limits::MAX_IN_FLIGHT.check_u32(i64::from(max_in_flight))?;
-        let queue = self.queue(app).await?;
-        let consumer = self.inner.queues.new_consumer();
         Ok(Subscription {
-            engine: self.clone(),
-            credit_back: queue.add_stream(consumer),
-            queue,
-            consumer,
+            consumer: self.inner.hub.consumer(app, true).await?,
+            closing: self.inner.closing.clone(),
             max_in_flight,
             buffered: VecDeque::new(),
             next_heartbeat: Instant::now() + HEARTBEAT_EVERY,
@@ -68,24 +58,14 @@ impl Subscription {
                 self.next_heartbeat = Instant::now() + HEARTBEAT_EVERY;
                 return Ok(Some(StreamItem::Delivery(d)));
             }
-            if self.engine.inner.closing.is_cancelled() {
+            if self.closing.is_cancelled() {
                 return Ok(None);
             }
-            let mut changed = self.queue.subscribe();
+            let mut changed = self.consumer.changes();
             changed.borrow_and_update();
-            let (held, next_expiry) = {
-                let mut s = self.queue.lock();
-                (
-                    s.leases.held_by(self.consumer, time::now()),
-                    s.leases.next_expiry(),
-                )
-            };
-            let credit = self.max_in_flight.saturating_sub(held);
+            let credit = self.max_in_flight.saturating_sub(self.consumer.held());
             if credit > 0 {
-                let got = self
-                    .engine
-                    .take(&self.queue, credit, Some(self.consumer))
-                    .await?;
+                let got = self.consumer.take(credit, None).await?;
                 if !got.is_empty() {
                     self.buffered.extend(got);
                     continue;
@@ -99,33 +79,17 @@ impl Subscription {
             // only credit coming back: a confirm or nack of this stream's
             // (`credit_back`), or one of its leases running out.
             let next = if credit > 0 {
-                next_change(&self.queue)
+                self.consumer.next_change()
             } else {
-                next_expiry.map(instant_at)
+                self.consumer.next_expiry()
             };
             let until = next.map_or(self.next_heartbeat, |t| t.min(self.next_heartbeat));
             tokio::select! {
                 _ = changed.changed(), if credit > 0 => {}
-                _ = self.credit_back.notified() => {}
+                _ = self.consumer.credit_back() => {}
                 _ = tokio::time::sleep_until(until) => {}
-                _ = self.engine.inner.closing.cancelled() => {}
+                _ = self.closing.cancelled() => {}
             }
-        }
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.queue.remove_stream(self.consumer);
-        // Buffered deliveries were leased too; releasing by consumer frees them.
-        let released = self.queue.lock().leases.release(self.consumer, time::now());
-        if released > 0 {
-            tracing::info!(
-                app = self.queue.app.0,
-                released,
-                "stream closed; its events go back"
-            );
-            self.queue.wake();
         }
     }
 }

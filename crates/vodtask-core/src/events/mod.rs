@@ -3,6 +3,7 @@
 //! through a per-app reliable queue with leases, per-task order, backoff and
 //! a dead-letter list.
 
+mod config;
 pub mod envelope;
 mod handle;
 
@@ -11,9 +12,8 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+pub use config::{DeliveryMode, EventConfig, EventConfigPatch, MAX_VISIBILITY_TIMEOUT};
 pub use handle::MsgHandle;
-
-use crate::callbacks::secrets::Secrets;
 
 use crate::error::{Error, Result};
 use crate::time::Timestamp;
@@ -94,113 +94,6 @@ pub enum HandleResult {
     /// The lease ran out (or the event was redelivered): this handle is dead.
     Expired,
     Unknown,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeliveryMode {
-    /// The app pulls (PullEvents) or streams (SubscribeEvents).
-    Pull,
-    /// vodtask POSTs each event to notification_url (HTTP callbacks).
-    Push,
-}
-
-/// Per-app event settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventConfig {
-    pub mode: DeliveryMode,
-    pub notification_url: String,
-    pub disabled_types: Vec<EventType>,
-    pub visibility_timeout: Duration,
-    pub max_deliveries: u32,
-    /// Unconfirmed events are kept at least this long.
-    pub retention: Duration,
-    /// PUSH: how long one callback may take.
-    #[serde(default = "default_callback_timeout")]
-    pub callback_timeout: Duration,
-    /// PUSH: the delay before each attempt, the first included.
-    #[serde(default = "crate::callbacks::schedule::default_schedule")]
-    pub retry_schedule: Vec<Duration>,
-    /// PUSH: the secrets callbacks are signed with.
-    #[serde(default)]
-    pub secrets: Secrets,
-    /// PUSH: an endpoint failing this long without a success is disabled.
-    #[serde(default = "default_disable_after")]
-    pub disable_after: Duration,
-    /// PUSH: set when the endpoint was disabled; no callbacks go out until
-    /// it is enabled again (ModifyEventConfig).
-    #[serde(default)]
-    pub endpoint_disabled: Option<Timestamp>,
-}
-
-fn default_disable_after() -> Duration {
-    Duration::from_secs(5 * 24 * 3600)
-}
-
-fn default_callback_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-/// The longest lease an extend can ask for.
-pub const MAX_VISIBILITY_TIMEOUT: Duration =
-    Duration::from_secs(crate::limits::VISIBILITY_TIMEOUT.max as u64);
-
-impl Default for EventConfig {
-    fn default() -> Self {
-        EventConfig {
-            mode: DeliveryMode::Pull,
-            notification_url: String::new(),
-            disabled_types: Vec::new(),
-            visibility_timeout: Duration::from_secs(30),
-            max_deliveries: 10,
-            retention: Duration::from_secs(4 * 24 * 3600),
-            callback_timeout: default_callback_timeout(),
-            retry_schedule: crate::callbacks::schedule::default_schedule(),
-            secrets: Secrets::default(),
-            disable_after: default_disable_after(),
-            endpoint_disabled: None,
-        }
-    }
-}
-
-impl EventConfig {
-    pub fn enabled(&self, t: EventType) -> bool {
-        !self.disabled_types.contains(&t)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        use crate::limits;
-        limits::VISIBILITY_TIMEOUT.check_duration(self.visibility_timeout)?;
-        limits::MAX_DELIVERIES.check(i64::from(self.max_deliveries))?;
-        limits::RETENTION.check_duration(self.retention)?;
-        if self.notification_url.len() > limits::MAX_URL_BYTES {
-            return Err(Error::invalid(
-                "notification_url",
-                format!("must be at most {} bytes", limits::MAX_URL_BYTES),
-            ));
-        }
-        if !self.notification_url.is_empty() {
-            crate::outbound::validate_url("notification_url", &self.notification_url)?;
-        }
-        if self.mode == DeliveryMode::Push && self.notification_url.is_empty() {
-            return Err(Error::invalid(
-                "notification_url",
-                "is required in PUSH mode",
-            ));
-        }
-        limits::CALLBACK_TIMEOUT.check_duration(self.callback_timeout)?;
-        use crate::callbacks::schedule::MAX_ATTEMPTS;
-        if self.retry_schedule.is_empty() || self.retry_schedule.len() > MAX_ATTEMPTS {
-            return Err(Error::invalid(
-                "retry_schedule_seconds",
-                format!("must hold 1..{MAX_ATTEMPTS} delays"),
-            ));
-        }
-        limits::DISABLE_AFTER.check_duration(self.disable_after)?;
-        for delay in &self.retry_schedule {
-            limits::RETRY_DELAY.check_duration(*delay)?;
-        }
-        Ok(())
-    }
 }
 
 /// Exact counts of an app's queue.

@@ -28,7 +28,7 @@ pub use transcode::transcode_command_line;
 
 use crate::ids::FileId;
 use crate::media::{MediaFile, MediaLibrary, MediaMetadata};
-use crate::store::Outcome;
+use crate::task::Outcome;
 use crate::task::{Task, TaskSpec, errcode};
 
 /// Everything one task run may use.

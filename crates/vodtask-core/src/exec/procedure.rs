@@ -11,7 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{RunContext, RunResult, Source, Stop, cover, snapshot, sprites, transcode};
 use crate::media::MediaFile;
-use crate::store::Outcome;
+use crate::task::Outcome;
 use crate::task::TaskOutput;
 use crate::task::procedure::{
     ProcedureSpec, SubtaskOutput, SubtaskSpec, SubtaskState, SubtaskStatus, overall_progress,

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use super::{RunContext, RunResult, Stop, stored};
 use crate::error::Error;
-use crate::ids::TaskId;
 use crate::media::{Upload, validate_file_name};
 use crate::outbound::{AddressPolicy, Redirects, describe_error, guarded_client, literal_ip};
-use crate::store::Outcome;
+use crate::task::Outcome;
 use crate::task::procedure::ProcedureSpec;
 use crate::task::{NewTask, PullSpec, TaskOutput, TaskRequest, TaskSpec, TaskType, errcode};
 use crate::time;
@@ -82,7 +81,7 @@ pub(super) async fn run(ctx: &RunContext<'_>, spec: &PullSpec) -> Result<RunResu
     // file, so a file never lands without it.
     let follow_up = spec.procedure.as_ref().map(|plan| {
         Box::new(NewTask {
-            id: TaskId::generate(TaskType::Procedure),
+            id: TaskType::Procedure.new_id(),
             app_id: ctx.task.app_id,
             request: TaskRequest {
                 spec: TaskSpec::Procedure(ProcedureSpec {

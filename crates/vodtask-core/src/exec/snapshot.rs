@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::ffmpeg::{self, RunError};
 use super::{RunContext, RunResult, Source, Stop, stored};
 use crate::media::MediaFile;
-use crate::store::Outcome;
+use crate::task::Outcome;
 use crate::task::definitions::{SnapshotDefinition, output_height, snapshot_definition};
 use crate::task::{SnapshotPicture, SnapshotSpec, TaskOutput, errcode};
 

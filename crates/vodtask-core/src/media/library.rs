@@ -13,9 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{
     MAX_FILE_NAME_BYTES, MAX_SOURCE_CONTEXT_BYTES, MediaFile, MediaMetadata, SourceType, probe,
 };
+use crate::data_dir::create_private_dir;
 use crate::error::{Error, Result};
 use crate::ids::{AppId, FileId, TaskId};
-use crate::store::sqlite::create_private_dir;
 use crate::time;
 
 #[derive(Debug, Clone)]

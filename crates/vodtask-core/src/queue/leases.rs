@@ -1,7 +1,28 @@
-//! The in-memory state of one app's queue: which loaded events are waiting
-//! behind an earlier event of their task, which are due (and from when),
-//! which are leased to whom, and which are being settled. Pure and
-//! synchronous; the caller does the durable writes (see `queue/mod.rs`).
+//! Event leasing: which loaded events are waiting behind an earlier event
+//! of their task, which are due (and from when), which are leased to whom,
+//! and which are being settled. This is the in-memory implementation, for a
+//! store that one process owns: pure and synchronous, and lost in a crash
+//! on purpose (every unconfirmed event is then simply delivered again); the
+//! hub does the durable writes (see `queue/hub.rs`).
+//!
+//! The contract any implementation keeps, per event, and what a store
+//! shared by several processes must therefore hold in its rows:
+//! - a lease token per delivery, so that a handle names one delivery: an
+//!   old handle (an expired lease, a redelivery, a handle from before a
+//!   restart) answers EXPIRED or ALREADY_CONFIRMED, never settles a newer
+//!   delivery (here: `token` plus the process `epoch` in the handle);
+//! - visible-at: when the event may be delivered next (its event time, a
+//!   nack's delay, an expired lease's backoff) and, while leased, until
+//!   when (here: `Due(t)` and `Leased { until }`);
+//! - the delivery count, which max_deliveries compares and which grows with
+//!   each lease, whether or not it was confirmed;
+//! - the consumer holding the lease (a stream or a callback worker), so
+//!   that a consumer's leases can be released at once and its credit
+//!   counted;
+//! - head of line per order key (a task): at most one event of a key is
+//!   out at a time, the earliest unsettled one, and the next becomes due
+//!   only when it is settled (a redriven earlier event waits for the one
+//!   out, then goes first).
 //!
 //! Invariants: an entry is in `due` iff its state is `Due`, in `leases` iff
 //! `Leased`; at most one entry of a key is not `Waiting`, and it is the

@@ -5,21 +5,80 @@
 //! are durable; each status change is one `Transition` applied with its
 //! `from` set as a guard, together with the counters, in one transaction.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use std::collections::{HashMap, HashSet};
 
 use crate::app::{App, KeyHash};
+use crate::callbacks::{AttemptsOf, CallbackAttempt};
 use crate::error::Result;
 use crate::events::envelope::Draft;
 use crate::events::{Event, EventConfig};
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::MediaFile;
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery};
-use crate::task::{Inserted, NewTask, Task, TaskOutput};
+use crate::task::{Inserted, NewTask, Outcome, Task, TaskOutput};
 use crate::time::Timestamp;
+
+/// Which store an engine keeps its state in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// SQLite in the data dir: the embedded default, one process at a time.
+    #[default]
+    Embedded,
+}
+
+/// Opens (creating if needed) the configured store of `data_dir`.
+pub fn open(config: &StoreConfig, data_dir: &Path, sync: SyncMode) -> Result<Arc<dyn Store>> {
+    match config {
+        StoreConfig::Embedded => Ok(Arc::new(sqlite::SqliteStore::open_with(data_dir, sync)?)),
+    }
+}
+
+/// Whether `data_dir` holds the configured store already (a data dir that
+/// was set up, rather than a typo).
+pub fn exists(config: &StoreConfig, data_dir: &Path) -> bool {
+    match config {
+        StoreConfig::Embedded => data_dir.join(sqlite::DB_FILE).is_file(),
+    }
+}
+
+/// When an acknowledged write is on disk (for SQLite, `synchronous` on
+/// the writing connection). Media files are fsynced before their row
+/// either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Each commit's WAL is fsynced before anyone is answered: an
+    /// acknowledged write survives a power loss or a crash of the OS.
+    #[default]
+    Full,
+    /// A commit is in the OS's page cache before anyone is answered, so it
+    /// survives the process dying (`kill -9`), not a power loss: the WAL is
+    /// fsynced before each checkpoint, every 200 ms, and a power loss or OS
+    /// crash may take what was acknowledged since (the database stays
+    /// consistent). No fsync per commit.
+    Normal,
+}
+
+/// `full` or `normal`, as the bindings' options spell it.
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<SyncMode, String> {
+        match s {
+            "full" => Ok(SyncMode::Full),
+            "normal" => Ok(SyncMode::Normal),
+            _ => Err(format!("must be 'full' or 'normal', not {s:?}")),
+        }
+    }
+}
 
 /// The right to write a running task's progress and result. `token` is a
 /// fencing token: it grows with every claim, so a worker that lost its lease
@@ -45,27 +104,6 @@ pub enum LeaseState {
     Lost,
 }
 
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// The work ended; `err_code` 0 is success. `new_media` are the output
-    /// files, recorded in the same transaction.
-    Finished {
-        err_code: i32,
-        message: String,
-        output: Option<TaskOutput>,
-        new_media: Vec<MediaFile>,
-        /// A task to queue in the same transaction (the procedure a pull
-        /// starts on the file it created).
-        follow_up: Option<Box<NewTask>>,
-    },
-    /// DeleteMedia: the files' rows and their renditions' go, in the same
-    /// transaction as the task's end, unless a waiting or running task uses
-    /// one of them (then nothing goes and the task fails).
-    Deleted { files: Vec<FileId> },
-    /// The work was stopped by CancelTask.
-    Aborted,
-}
-
 /// Which running tasks `recover` puts back in the queue.
 #[derive(Debug, Clone, Copy)]
 pub enum Orphans {
@@ -78,6 +116,8 @@ pub enum Orphans {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Recovered {
+    /// Queued again (a task whose cancel was requested ends ABORTED
+    /// instead, counted in neither field).
     pub requeued: u64,
     /// Ended with `WORKER_LOST` after too many recoveries.
     pub failed: u64,
@@ -90,47 +130,6 @@ pub struct PendingEvent {
     /// Events of one key (a task) are delivered one at a time, in seq order.
     pub order_key: String,
     pub event: Event,
-}
-
-/// One HTTP callback attempt, as logged.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CallbackAttempt {
-    /// Filled in when read back.
-    pub event_id: String,
-    /// 1, 2, 3… within a round of the retry schedule (a redrive starts a
-    /// new round).
-    pub attempt: u32,
-    pub time: Timestamp,
-    pub url: String,
-    pub http_status: Option<u16>,
-    pub error: String,
-    pub duration: std::time::Duration,
-    pub response: String,
-    pub outcome: AttemptOutcome,
-    /// When the next attempt is due; None when this one was the last.
-    pub next_attempt: Option<Timestamp>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    Delivered,
-    Failed,
-    /// 410 Gone: no more attempts for this event.
-    Gone,
-}
-
-impl CallbackAttempt {
-    /// Whether this attempt ended its round (delivered, gone, or given up).
-    pub fn is_final(&self) -> bool {
-        self.outcome != AttemptOutcome::Failed || self.next_attempt.is_none()
-    }
-}
-
-/// Which attempts to list.
-#[derive(Debug, Clone)]
-pub enum AttemptsOf {
-    Event(String),
-    Task(String),
 }
 
 /// Which settled events `revive_events` puts back.
@@ -183,6 +182,10 @@ pub struct AppRecord {
     pub revoke_time: Option<Timestamp>,
 }
 
+/// Told which apps got new events, after the transaction that wrote them
+/// committed (and before its writers are answered).
+pub type OutboxListener = std::sync::Arc<dyn Fn(&[AppId]) + Send + Sync>;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Why the store can no longer write, if so (a dead writer thread).
@@ -190,10 +193,18 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Sets the one listener of the outbox (the queue hub). Every write that
+    /// adds events tells it, whichever method wrote them, so that no caller
+    /// has to remember to; a store shared by several processes also tells
+    /// it of events other processes committed.
+    fn listen_outbox(&self, listener: OutboxListener);
+
     // Apps.
     async fn create_app(&self, name: &str, key_hash: &KeyHash, now: Timestamp) -> Result<App>;
     /// The app a key belongs to, unless it was revoked.
     async fn app_by_key(&self, key_hash: &KeyHash) -> Result<Option<App>>;
+    /// Every app ever created, revoked ones included (an empty store is
+    /// one that has never had an app).
     async fn app_count(&self) -> Result<u64>;
     async fn list_apps(&self) -> Result<Vec<AppRecord>>;
     /// Revokes the app's key (NotFound for an unknown name); revoking twice
@@ -274,7 +285,11 @@ pub trait Store: Send + Sync + 'static {
     // ends it (finish, abort, recovery giving up), in the same transaction.
     async fn event_config(&self, app: AppId) -> Result<EventConfig>;
     async fn set_event_config(&self, app: AppId, config: &EventConfig) -> Result<()>;
-    /// The app's pending events with seq after `after`, in seq order.
+    /// The app's pending events with seq after `after`, in seq order. An
+    /// event never becomes visible with a seq below one a load has already
+    /// returned (the queue loads past what it has seen): SQLite's single
+    /// writer gives this for free; a store with concurrent writers must
+    /// hold back seqs whose transactions may still commit.
     async fn load_events(&self, app: AppId, after: i64, limit: u32) -> Result<Vec<PendingEvent>>;
     /// Records events as settled, each with its delivery count. Events
     /// already settled (or deleted) are left as they are.

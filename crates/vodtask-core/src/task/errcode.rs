@@ -1,6 +1,6 @@
 //! Stable error codes of finished tasks (0 = success). Negative codes follow
 //! the platform's convention of one range per processing stage; positive 7xxxx
-//! codes are vodtask's own internal failures. Listed in the README.
+//! codes are vodtask's own internal failures. Listed in docs/api.md.
 
 /// The source file could not be read by ffprobe (corrupt, not media).
 pub const PROBE_FAILED: i32 = -43001;

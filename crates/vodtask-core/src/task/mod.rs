@@ -1,13 +1,17 @@
 //! The task domain: identity, state machine, typed input and output.
 
+mod change;
 pub mod definitions;
 pub mod errcode;
+mod outcome;
 mod output;
 pub mod procedure;
 pub mod query;
 mod spec;
 mod status;
 
+pub use change::{Cancel, Change, LeaseUpdate, Orphan, Recoveries};
+pub use outcome::Outcome;
 pub use output::{OutputFile, PlayItem, SnapshotPicture, SpriteSet, TaskOutput};
 pub use spec::{
     ClipSpec, ConcatSpec, DEFAULT_PULL_TIMEOUT_SECONDS, DeleteSpec, FileType, MAX_CONCAT_INPUTS,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::definitions::{snapshot_definition, sprite_definition, transcode_definition};
 use super::procedure::ProcedureSpec;
 use crate::error::{Error, Result};
-use crate::ids::FileId;
+use crate::ids::{FileId, TaskId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TaskType {
@@ -49,6 +49,18 @@ impl TaskType {
 
     pub fn from_code(code: i64) -> Option<Self> {
         TaskType::ALL.into_iter().find(|t| t.code() == code)
+    }
+
+    /// A new id for a task of this type: `<type prefix>-<32 hex digits>`,
+    /// like the platform's `transcode-1edb…`. A UUIDv7, so ids grow with
+    /// time (inserts land at the end of the id index instead of on a random
+    /// page) and still carry 74 random bits.
+    pub fn new_id(self) -> TaskId {
+        TaskId::from_stored(format!(
+            "{}-{}",
+            self.id_prefix(),
+            uuid::Uuid::now_v7().simple()
+        ))
     }
 
     pub fn id_prefix(self) -> &'static str {

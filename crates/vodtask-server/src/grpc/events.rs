@@ -7,10 +7,12 @@ use std::time::Duration;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use vodtask_core::StreamItem;
-use vodtask_core::events::{Delivery, DeliveryMode, Event, EventConfig, EventType, HandleResult};
+use vodtask_core::callbacks::{AttemptOutcome, AttemptsOf, CallbackAttempt};
+use vodtask_core::events::{
+    Delivery, DeliveryMode, Event, EventConfig, EventConfigPatch, EventType, HandleResult,
+};
 use vodtask_core::ids::TaskId;
 use vodtask_core::limits::{self, Bound};
-use vodtask_core::store::{AttemptOutcome, AttemptsOf, CallbackAttempt};
 use vodtask_core::{CircuitState, EndpointHealth, Engine};
 use vodtask_proto::v1 as pb;
 use vodtask_proto::v1::event_service_server::EventService;
@@ -364,55 +366,27 @@ impl EventService for Events {
     ) -> Result<Response<pb::EventConfig>, Status> {
         let app = app_of(&self.engine, req.metadata()).await?;
         let r = req.into_inner();
-        let mut c = self.engine.event_config(app).await.map_err(to_status)?;
-        match pb::DeliveryMode::try_from(r.mode) {
-            Ok(pb::DeliveryMode::Unspecified) => {}
-            Ok(pb::DeliveryMode::Pull) => c.mode = DeliveryMode::Pull,
-            Ok(pb::DeliveryMode::Push) => c.mode = DeliveryMode::Push,
+        let mode = match pb::DeliveryMode::try_from(r.mode) {
+            Ok(pb::DeliveryMode::Unspecified) => None,
+            Ok(pb::DeliveryMode::Pull) => Some(DeliveryMode::Pull),
+            Ok(pb::DeliveryMode::Push) => Some(DeliveryMode::Push),
             Err(_) => return Err(invalid("mode", format!("unknown delivery mode {}", r.mode))),
-        }
-        if let Some(url) = r.notification_url {
-            c.notification_url = url;
-        }
-        for (name, on) in &r.event_types {
-            let t = EventType::parse(&format!("event_types[{name:?}]"), name).map_err(to_status)?;
-            c.disabled_types.retain(|d| *d != t);
-            if !on {
-                c.disabled_types.push(t);
-            }
-        }
-        if let Some(v) = r.visibility_timeout_seconds {
-            c.visibility_timeout = bounded(limits::VISIBILITY_TIMEOUT, v)?;
-        }
-        if let Some(v) = r.max_deliveries {
-            c.max_deliveries = count(limits::MAX_DELIVERIES, v)?;
-        }
-        if let Some(v) = r.retention_seconds {
-            c.retention = bounded(limits::RETENTION, v)?;
-        }
-        if let Some(v) = r.callback_timeout_seconds {
-            c.callback_timeout = bounded(limits::CALLBACK_TIMEOUT, v)?;
-        }
-        if let Some(v) = r.disable_after_seconds {
-            c.disable_after = bounded(limits::DISABLE_AFTER, v)?;
-        }
-        match r.endpoint_enabled {
-            Some(true) => c.endpoint_disabled = None,
-            Some(false) if c.endpoint_disabled.is_none() => {
-                c.endpoint_disabled = Some(vodtask_core::time::now());
-            }
-            _ => {}
-        }
-        if !r.retry_schedule_seconds.is_empty() {
-            c.retry_schedule = r
-                .retry_schedule_seconds
-                .into_iter()
-                .map(|s| bounded(limits::RETRY_DELAY, s))
-                .collect::<Result<_, _>>()?;
-        }
+        };
+        let patch = EventConfigPatch {
+            mode,
+            notification_url: r.notification_url,
+            event_types: r.event_types.into_iter().collect(),
+            visibility_timeout_seconds: r.visibility_timeout_seconds.map(i64::from),
+            max_deliveries: r.max_deliveries.map(i64::from),
+            retention_seconds: r.retention_seconds,
+            callback_timeout_seconds: r.callback_timeout_seconds.map(i64::from),
+            disable_after_seconds: r.disable_after_seconds,
+            endpoint_enabled: r.endpoint_enabled,
+            retry_schedule_seconds: r.retry_schedule_seconds,
+        };
         let config = self
             .engine
-            .set_event_config(app, c)
+            .modify_event_config(app, patch)
             .await
             .map_err(to_status)?;
         Ok(Response::new(self.config_with_health(app, &config)))

@@ -2,7 +2,7 @@
 //! (issue 29): random sequences of commits, takes, confirms, nacks,
 //! extends, clock steps, broken streams, store writes (landing or failing),
 //! redrives and restarts are applied to a `Leases` and to a plain model of
-//! what the README's "Events" section promises; after every step the two
+//! what docs/events.md promises; after every step the two
 //! must agree and the queue's promises must hold.
 //!
 //! The harness plays the engine's part (`engine/events.rs`,

@@ -4,10 +4,11 @@ use rusqlite::{Connection, params};
 
 use super::events::{config, settle};
 use super::rows::one;
+use crate::callbacks::{AttemptOutcome, AttemptsOf, CallbackAttempt};
 use crate::error::Result;
 use crate::events::DeliveryMode;
 use crate::ids::AppId;
-use crate::store::{AttemptOutcome, AttemptsOf, CallbackAttempt, Settled};
+use crate::store::Settled;
 use crate::time::{from_micros, to_micros};
 
 const COLUMNS: &str = "e.event_id, a.attempt, a.time, a.url, a.http_status, a.error, a.duration_us, \

@@ -79,6 +79,7 @@ pub(super) fn emit(conn: &Connection, app: i64, draft: &Draft, now: Timestamp) -
         )?;
     conn.prepare_cached("INSERT INTO event_bodies (seq, content_json) VALUES (?1, ?2)")?
         .execute(params![seq, draft.seal(&event_id, now, task_sequence)])?;
+    super::outbox::emitted(AppId(app));
     Ok(())
 }
 

@@ -6,16 +6,19 @@
 mod attempts;
 mod checkpoint;
 mod events;
+mod outbox;
 mod rows;
 mod schema;
 mod tasks;
 mod writer;
 
 #[cfg(test)]
+mod conformance;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -25,10 +28,11 @@ use rusqlite::{Connection, OpenFlags, params};
 use self::rows::{MEDIA_COLUMNS, one, to_json};
 use self::writer::Writer;
 use super::{
-    AppRecord, AttemptsOf, CallbackAttempt, Claim, EventPage, Lease, LeaseState, Orphans, Outcome,
-    PendingEvent, Recovered, Revive, Settled, Store, Stored, Tail,
+    AppRecord, Claim, EventPage, Lease, LeaseState, Orphans, Outcome, PendingEvent, Recovered,
+    Revive, Settled, Store, Stored, SyncMode, Tail,
 };
 use crate::app::{App, KeyHash};
+use crate::callbacks::{AttemptsOf, CallbackAttempt};
 use crate::error::{Error, Result};
 use crate::events::EventConfig;
 use crate::events::envelope::Draft;
@@ -54,6 +58,12 @@ pub struct SqliteStore {
     readers: Arc<ReadPool>,
 }
 
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Storage(Box::new(e))
+    }
+}
+
 /// Read connections, opened as needed up to `READERS` (each holds a page
 /// cache, so an unbounded pool would grow with the number of concurrent
 /// reads).
@@ -76,41 +86,11 @@ const READER_CACHE_KIB: i64 = 4 * 1024;
 /// still in the WAL are read as before; the writer never maps.)
 const READER_MMAP_BYTES: i64 = 1 << 30;
 
-/// When a commit is on disk: SQLite's `synchronous` on the writing
-/// connection. Media files are fsynced before their row either way.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SyncMode {
-    /// Each commit's WAL is fsynced before anyone is answered: an
-    /// acknowledged write survives a power loss or a crash of the OS.
-    #[default]
-    Full,
-    /// A commit is in the OS's page cache before anyone is answered, so it
-    /// survives the process dying (`kill -9`), not a power loss: the WAL is
-    /// fsynced before each checkpoint, every 200 ms, and a power loss or OS
-    /// crash may take what was acknowledged since (the database stays
-    /// consistent). No fsync per commit.
-    Normal,
-}
-
-/// `full` or `normal`, as the bindings' options spell it.
-impl std::str::FromStr for SyncMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<SyncMode, String> {
-        match s {
-            "full" => Ok(SyncMode::Full),
-            "normal" => Ok(SyncMode::Normal),
-            _ => Err(format!("must be 'full' or 'normal', not {s:?}")),
-        }
-    }
-}
-
-impl SyncMode {
-    fn pragma(self) -> &'static str {
-        match self {
-            SyncMode::Full => "FULL",
-            SyncMode::Normal => "NORMAL",
-        }
+/// SQLite's `synchronous` on the writing connection.
+fn synchronous(sync: SyncMode) -> &'static str {
+    match sync {
+        SyncMode::Full => "FULL",
+        SyncMode::Normal => "NORMAL",
     }
 }
 
@@ -126,7 +106,7 @@ fn open_connection(path: &Path, cache_kib: i64, sync: SyncMode) -> Result<Connec
         "PRAGMA journal_mode = WAL;
          PRAGMA temp_store = MEMORY;",
     )?;
-    conn.pragma_update(None, "synchronous", sync.pragma())?;
+    conn.pragma_update(None, "synchronous", synchronous(sync))?;
     conn.pragma_update(None, "cache_size", -cache_kib)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -140,7 +120,7 @@ impl SqliteStore {
 
     /// `open`, with commits on disk as `sync` says.
     pub fn open_with(dir: &Path, sync: SyncMode) -> Result<SqliteStore> {
-        create_private_dir(dir)?;
+        crate::data_dir::create_private_dir(dir)?;
         let path = dir.join(DB_FILE);
         create_private_db(&path)?;
         let conn = open_connection(&path, WRITER_CACHE_KIB, sync)?;
@@ -200,21 +180,6 @@ impl SqliteStore {
     }
 }
 
-/// Creates `dir` (and missing parents) readable by this user only, or
-/// takes group and other permissions off it if it exists: the data dir
-/// holds the database, with webhook signing secrets in plain text, and the
-/// media. Tightening may fail on a file system without modes; that is
-/// logged, not fatal.
-pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-    make_private(dir, 0o700);
-    Ok(())
-}
-
 /// Creates the database file 0600 before SQLite opens it: SQLite gives the
 /// -wal and -shm files it creates the database file's mode. Files left
 /// looser (by an older vodtask) are tightened.
@@ -230,31 +195,9 @@ fn create_private_db(path: &Path) -> Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let mut name = path.as_os_str().to_os_string();
         name.push(suffix);
-        make_private(Path::new(&name), 0o600);
+        crate::data_dir::make_private(Path::new(&name), 0o600);
     }
     Ok(())
-}
-
-/// Sets `path`'s mode to `mode` if it grants anything to group or others
-/// (a missing path is left alone).
-fn make_private(path: &Path, mode: u32) {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return;
-    };
-    let old = meta.permissions().mode() & 0o7777;
-    if old & 0o077 == 0 {
-        return;
-    }
-    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
-        Ok(()) => tracing::info!(
-            path = %path.display(),
-            "tightened permissions from {old:o} to {mode:o} (readable by this user only)"
-        ),
-        Err(e) => tracing::warn!(
-            path = %path.display(),
-            "cannot tighten permissions {old:o} to {mode:o}: {e}"
-        ),
-    }
 }
 
 fn insert_media(conn: &Connection, m: &MediaFile) -> Result<()> {
@@ -294,6 +237,10 @@ fn app_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
 impl Store for SqliteStore {
     fn failure(&self) -> Option<String> {
         self.writer.failure()
+    }
+
+    fn listen_outbox(&self, listener: crate::store::OutboxListener) {
+        self.writer.listen_outbox(listener);
     }
 
     async fn create_app(&self, name: &str, key_hash: &KeyHash, now: Timestamp) -> Result<App> {

@@ -9,11 +9,13 @@ use crate::error::{Error, Result};
 use crate::events::envelope::Draft;
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::MediaFile;
-use crate::store::{Claim, Lease, LeaseState, Orphans, Outcome, Recovered};
+use crate::store::{Claim, Lease, LeaseState, Orphans, Recovered};
+use crate::task::Outcome;
 use crate::task::errcode;
 use crate::task::query::{HourRange, Overview, Position, SortBy, SortOrder, TaskPage, TaskQuery};
 use crate::task::{
-    Inserted, NewTask, Task, TaskOutput, TaskSpec, TaskStatus, TaskType, Transition,
+    Cancel, Change, Inserted, LeaseUpdate, NewTask, Orphan, Recoveries, Task, TaskOutput, TaskSpec,
+    TaskStatus, TaskType,
 };
 use crate::time::{Timestamp, hour_of, to_micros};
 
@@ -62,15 +64,18 @@ fn not_found(id: &TaskId) -> Error {
     Error::NotFound(format!("task_id: no task {id}"))
 }
 
-/// The one place where a task's status is written. The guard on the old
-/// status and the counters are part of the same statement group.
-fn apply(conn: &Connection, cur: &Current, t: Transition) -> Result<()> {
+/// The one place where a task's status is written: the change's fields,
+/// then the status with the guard on the old one, the counters and, when
+/// the task ends, its completion event, all in the caller's transaction.
+fn apply(conn: &Connection, cur: &Current, change: &Change) -> Result<()> {
+    let t = change.transition;
     if !t.allowed_from(cur.status) {
         return Err(Error::Internal(format!(
             "illegal transition {t:?} from {:?}",
             cur.status
         )));
     }
+    write_fields(conn, cur.seq, change)?;
     let changed = conn
         .prepare_cached("UPDATE tasks SET status = ?1 WHERE seq = ?2 AND status = ?3")?
         .execute(params![t.to().code(), cur.seq, cur.status.code()])?;
@@ -96,6 +101,67 @@ fn apply(conn: &Connection, cur: &Current, t: Transition) -> Result<()> {
     if t.to().is_terminal() {
         emit_ended(conn, cur)?;
     }
+    Ok(())
+}
+
+/// The fields a change sets, in one statement (none: no statement).
+fn write_fields(conn: &Connection, seq: i64, c: &Change) -> Result<()> {
+    let mut sets: Vec<String> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    let mut set = |column: &str, value: Value| {
+        values.push(value);
+        sets.push(format!("{column} = ?{}", values.len()));
+    };
+    let micros = |t: Option<Timestamp>| t.map_or(Value::Null, |t| Value::Integer(to_micros(t)));
+    if let Some(v) = c.err_code {
+        set("err_code", Value::Integer(v.into()));
+    }
+    if let Some(v) = &c.message {
+        set("message", Value::Text(v.clone()));
+    }
+    if let Some(v) = c.progress {
+        set("progress", Value::Integer(v.into()));
+    }
+    if let Some(t) = c.begin_process_time {
+        set("begin_process_time", micros(t));
+    }
+    if let Some(t) = c.finish_time {
+        set("finish_time", micros(t));
+    }
+    if let Some(output) = &c.output {
+        let json = output.as_ref().map(to_json).transpose()?;
+        set("output_json", json.map_or(Value::Null, Value::Text));
+    }
+    if let Some(v) = c.cancel_requested {
+        set("cancel_requested", Value::Integer(v.into()));
+    }
+    match c.lease {
+        Some(LeaseUpdate::Take { until }) => set("lease_expires", micros(Some(until))),
+        Some(LeaseUpdate::Drop) => set("lease_expires", Value::Null),
+        None => {}
+    }
+    if matches!(c.lease, Some(LeaseUpdate::Take { .. })) {
+        sets.push("lease_token = lease_token + 1".into());
+    }
+    if c.next_attempt {
+        sets.push("attempt = attempt + 1".into());
+    }
+    match c.recoveries {
+        Some(Recoveries::Reset) => sets.push("recoveries = 0".into()),
+        Some(Recoveries::OneMore) => sets.push("recoveries = recoveries + 1".into()),
+        None => {}
+    }
+    if sets.is_empty() {
+        return Ok(());
+    }
+    values.push(Value::Integer(seq));
+    let sql = format!(
+        "UPDATE tasks SET {} WHERE seq = ?{}",
+        sets.join(", "),
+        values.len()
+    );
+    conn.prepare_cached(&sql)?
+        .execute(rusqlite::params_from_iter(values))?;
     Ok(())
 }
 
@@ -463,40 +529,26 @@ pub(super) fn overview(conn: &Connection, app: AppId, range: HourRange) -> Resul
 
 pub(super) fn redo(conn: &Connection, app: AppId, id: &TaskId) -> Result<Task> {
     let cur = current_of_app(conn, app, id)?;
-    if !Transition::Redo.allowed_from(cur.status) {
-        return Err(Error::FailedPrecondition(format!(
-            "task_id: task {id} is {:?}; only a FINISH or ABORTED task can be redone",
-            cur.status
-        )));
-    }
+    let change = Change::redo(id, cur.status)?;
+    // The ended attempt is kept as history before the change clears it.
     conn.prepare_cached(
         "INSERT INTO task_attempts (task_seq, attempt, status, err_code, message, begin_process_time, finish_time, output_json)
          SELECT seq, attempt, status, err_code, message, begin_process_time, finish_time, output_json FROM tasks WHERE seq = ?1",
     )?
     .execute([cur.seq])?;
-    conn.prepare_cached(
-        "UPDATE tasks SET attempt = attempt + 1, recoveries = 0, err_code = 0, message = '', progress = 0,
-                          begin_process_time = NULL, finish_time = NULL, output_json = NULL, cancel_requested = 0
-         WHERE seq = ?1",
-    )?
-    .execute([cur.seq])?;
-    apply(conn, &cur, Transition::Redo)?;
+    apply(conn, &cur, &change)?;
     get_existing(conn, app, id)
 }
 
 pub(super) fn cancel(conn: &Connection, app: AppId, id: &TaskId, now: Timestamp) -> Result<Task> {
     let cur = current_of_app(conn, app, id)?;
-    match cur.status {
-        TaskStatus::Waiting => {
-            conn.prepare_cached("UPDATE tasks SET finish_time = ?1, message = 'cancelled by CancelTask' WHERE seq = ?2")?
-                .execute(params![to_micros(now), cur.seq])?;
-            apply(conn, &cur, Transition::Abort)?;
-        }
-        TaskStatus::Processing => {
+    match Change::cancel(cur.status, now) {
+        Cancel::Now(change) => apply(conn, &cur, &change)?,
+        Cancel::Flag => {
             conn.prepare_cached("UPDATE tasks SET cancel_requested = 1 WHERE seq = ?1")?
                 .execute([cur.seq])?;
         }
-        TaskStatus::Finish | TaskStatus::Aborted => {}
+        Cancel::Nothing => {}
     }
     get_existing(conn, app, id)
 }
@@ -513,13 +565,7 @@ pub(super) fn claim_next(
         return Ok(None);
     };
     let cur = current_by(conn, "task_id = ?1", &id.as_str())?.ok_or_else(|| not_found(&id))?;
-    conn.prepare_cached(
-        "UPDATE tasks SET lease_token = lease_token + 1, lease_expires = ?1, begin_process_time = ?2, progress = 0,
-                          cancel_requested = 0, output_json = NULL
-         WHERE seq = ?3",
-    )?
-    .execute(params![to_micros(lease_until), to_micros(now), cur.seq])?;
-    apply(conn, &cur, Transition::Start)?;
+    apply(conn, &cur, &Change::claim(now, lease_until))?;
     let task = get(conn, AppId(cur.app_id), &id, false)?.ok_or_else(|| not_found(&id))?;
     Ok(Some(Claim {
         task,
@@ -643,18 +689,11 @@ pub(super) fn finish(
             Err((err_code, message)) => (err_code, message, None),
         },
         Outcome::Aborted => {
-            abort_running(conn, &cur, now)?;
+            apply(conn, &cur, &Change::abort_running(now))?;
             return Ok(Some(removed));
         }
     };
-    let output = output.as_ref().map(to_json).transpose()?;
-    conn.prepare_cached(
-        "UPDATE tasks SET err_code = ?1, message = ?2, output_json = ?3, finish_time = ?4, lease_expires = NULL,
-                          progress = CASE WHEN ?1 = 0 THEN 100 ELSE progress END
-         WHERE seq = ?5",
-    )?
-    .execute(params![err_code, message, output, to_micros(now), cur.seq])?;
-    apply(conn, &cur, Transition::Finish)?;
+    apply(conn, &cur, &Change::finish(err_code, message, output, now))?;
     Ok(Some(removed))
 }
 
@@ -693,30 +732,12 @@ fn delete_files(
     Ok(Ok(all))
 }
 
-/// A running task whose cancel was requested ends ABORTED.
-fn abort_running(conn: &Connection, cur: &Current, now: Timestamp) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE tasks SET message = 'cancelled by CancelTask while running', finish_time = ?1,
-                          lease_expires = NULL, cancel_requested = 0
-         WHERE seq = ?2",
-    )?
-    .execute(params![to_micros(now), cur.seq])?;
-    apply(conn, cur, Transition::Abort)
-}
-
 pub(super) fn release(conn: &Connection, lease: &Lease) -> Result<bool> {
     let Some(cur) = held(conn, lease)? else {
         return Ok(false);
     };
-    if cur.cancel_requested {
-        abort_running(conn, &cur, crate::time::now())?;
-        return Ok(true);
-    }
-    conn.prepare_cached(
-        "UPDATE tasks SET progress = 0, lease_expires = NULL, begin_process_time = NULL WHERE seq = ?1",
-    )?
-    .execute([cur.seq])?;
-    apply(conn, &cur, Transition::Requeue)?;
+    let change = Change::release(cur.cancel_requested, crate::time::now());
+    apply(conn, &cur, &change)?;
     Ok(true)
 }
 
@@ -747,29 +768,14 @@ pub(super) fn recover(
         let Some(cur) = current_by(conn, "task_id = ?1", &id)? else {
             continue;
         };
-        if cur.cancel_requested {
-            abort_running(conn, &cur, now)?;
-        } else if cur.recoveries >= i64::from(max_recoveries) {
-            conn.prepare_cached(
-                "UPDATE tasks SET err_code = ?1, message = ?2, finish_time = ?3, lease_expires = NULL WHERE seq = ?4",
-            )?
-            .execute(params![
-                errcode::WORKER_LOST,
-                format!("the worker running this task was lost {} times", cur.recoveries + 1),
-                to_micros(now),
-                cur.seq
-            ])?;
-            apply(conn, &cur, Transition::Finish)?;
-            recovered.failed += 1;
-        } else {
-            conn.prepare_cached(
-                "UPDATE tasks SET attempt = attempt + 1, recoveries = recoveries + 1, progress = 0,
-                                  lease_expires = NULL, begin_process_time = NULL
-                 WHERE seq = ?1",
-            )?
-            .execute([cur.seq])?;
-            apply(conn, &cur, Transition::Requeue)?;
-            recovered.requeued += 1;
+        let recoveries = u32::try_from(cur.recoveries).unwrap_or(u32::MAX);
+        let (orphan, change) =
+            Change::orphaned(cur.cancel_requested, recoveries, max_recoveries, now);
+        apply(conn, &cur, &change)?;
+        match orphan {
+            Orphan::Requeued => recovered.requeued += 1,
+            Orphan::Failed => recovered.failed += 1,
+            Orphan::Aborted => {}
         }
     }
     Ok(recovered)

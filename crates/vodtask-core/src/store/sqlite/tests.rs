@@ -7,7 +7,8 @@ use super::{SqliteStore, SyncMode};
 use crate::app::KeyHash;
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::{MediaFile, SourceType};
-use crate::store::{LeaseState, Orphans, Outcome, Store};
+use crate::store::{LeaseState, Orphans, Store};
+use crate::task::Outcome;
 use crate::task::query::HourRange;
 use crate::task::{NewTask, TaskRequest, TaskSpec, TaskStatus, TranscodeSpec, errcode};
 use crate::time;
@@ -43,7 +44,7 @@ async fn queue(store: &SqliteStore, app: AppId, priority: i32) -> TaskId {
         definitions: vec![100010],
     });
     let request = TaskRequest::new(spec, priority, String::new(), String::new()).unwrap();
-    let id = TaskId::generate(request.spec.task_type());
+    let id = request.spec.task_type().new_id();
     store
         .insert_task(NewTask {
             id: id.clone(),

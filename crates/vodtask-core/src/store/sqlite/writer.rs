@@ -10,7 +10,9 @@ use std::sync::{Arc, OnceLock, mpsc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::outbox;
 use crate::error::{Error, Result, panic_message};
+use crate::store::OutboxListener;
 
 /// Upper bound of writes per transaction, to keep commit latency bounded.
 const MAX_BATCH: usize = 1024;
@@ -75,6 +77,7 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 fn in_savepoint<T>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
     run_cached(conn, "SAVEPOINT job")?;
+    let events_from = outbox::mark();
     // A panicking write is a bug, but it must cost only that write: were
     // the thread to unwind, every later write of every app would fail while
     // the server still looked healthy.
@@ -87,6 +90,7 @@ fn in_savepoint<T>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<T
     match &result {
         Ok(_) => run_cached(conn, "RELEASE job")?,
         Err(_) => {
+            outbox::roll_back_to(events_from);
             run_cached(conn, "ROLLBACK TO job")?;
             run_cached(conn, "RELEASE job")?;
         }
@@ -99,6 +103,8 @@ pub(super) struct Writer {
     /// Set if the thread itself died (its jobs' panics are caught one by
     /// one, so this is a bug in the loop): no write can succeed any more.
     died: Arc<OnceLock<String>>,
+    /// Told after each commit which apps got events in it.
+    listener: Arc<OnceLock<OutboxListener>>,
 }
 
 impl Writer {
@@ -106,10 +112,13 @@ impl Writer {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let died = Arc::new(OnceLock::new());
         let record = Arc::clone(&died);
+        let listener = Arc::new(OnceLock::new());
+        let tell = Arc::clone(&listener);
         std::thread::Builder::new()
             .name(super::WRITER_THREAD.into())
             .spawn(move || {
-                if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| run(conn, queue)))
+                if let Err(panic) =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| run(conn, queue, &tell)))
                 {
                     let _ = record.set(format!(
                         "the SQLite writer panicked: {}",
@@ -118,7 +127,18 @@ impl Writer {
                 }
             })
             .map_err(|e| Error::io("start the SQLite writer thread", e))?;
-        Ok(Writer { jobs, died })
+        Ok(Writer {
+            jobs,
+            died,
+            listener,
+        })
+    }
+
+    /// Sets the outbox listener; only the first one set is kept.
+    pub(super) fn listen_outbox(&self, listener: OutboxListener) {
+        if self.listener.set(listener).is_err() {
+            tracing::error!("the store's outbox already has a listener; the new one is ignored");
+        }
     }
 
     /// Why no write can succeed any more, if so.
@@ -142,7 +162,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
+fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>, listener: &OnceLock<OutboxListener>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -157,8 +177,16 @@ fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
             continue;
         }
         let replies: Vec<_> = batch.into_iter().map(|job| job.run(&conn)).collect();
+        let emitted = outbox::take();
         match run_cached(&conn, "COMMIT") {
-            Ok(()) => replies.into_iter().for_each(|r| r.complete(Ok(()))),
+            Ok(()) => {
+                // Before the answers: a writer that sees its write done
+                // finds its events already announced.
+                if let Some(tell) = listener.get().filter(|_| !emitted.is_empty()) {
+                    tell(&emitted);
+                }
+                replies.into_iter().for_each(|r| r.complete(Ok(())));
+            }
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
                 let reason = format!("commit failed: {e}");
@@ -222,6 +250,44 @@ mod tests {
         assert_eq!(
             rows, 2,
             "rows 1 and 3; the panicking write's row 2 was rolled back"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_outbox_listener_hears_of_committed_events_only() {
+        use std::sync::Mutex;
+
+        use crate::ids::AppId;
+
+        let (_dir, writer) = writer_of_one_table();
+        let heard: Arc<Mutex<Vec<Vec<AppId>>>> = Arc::default();
+        let log = Arc::clone(&heard);
+        writer.listen_outbox(Arc::new(move |apps: &[AppId]| {
+            log.lock().expect("log").push(apps.to_vec());
+        }));
+        let kept = writer.write(|c| {
+            c.execute("INSERT INTO t VALUES (1)", [])?;
+            outbox::emitted(AppId(7));
+            outbox::emitted(AppId(7));
+            Ok(())
+        });
+        let rolled_back = writer.write(|c| -> Result<()> {
+            outbox::emitted(AppId(8));
+            c.execute("INSERT INTO t VALUES (1)", [])?;
+            Ok(())
+        });
+        let (kept, rolled_back) = tokio::join!(kept, rolled_back);
+        kept.expect("the first write commits");
+        assert!(rolled_back.is_err(), "the duplicate row fails its write");
+        writer
+            .write(|c| Ok(c.execute("INSERT INTO t VALUES (2)", [])?))
+            .await
+            .expect("a write without events");
+        assert_eq!(
+            *heard.lock().expect("log"),
+            vec![vec![AppId(7)]],
+            "told once, of app 7 only: app 8's event rolled back with its write, \
+             and a commit without events is not announced"
         );
     }
 }

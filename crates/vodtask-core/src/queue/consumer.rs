@@ -1,0 +1,145 @@
+//! A consumer that holds leases over time: a stream (SubscribeEvents) or
+//! an app's callback worker. Its in-flight count is its used credit, and
+//! its leases are released together when it is dropped (the stream broke,
+//! the worker stopped).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use super::app_queue::{AppQueue, instant_at};
+use super::hub::{Hub, settled};
+use super::leases::{ConsumerId, LeaseChange, TakeRules};
+use crate::error::Result;
+use crate::events::{Delivery, EventConfig, MsgHandle};
+use crate::ids::AppId;
+use crate::store::Settled;
+use crate::time;
+
+pub(crate) struct Consumer {
+    hub: Arc<Hub>,
+    queue: Arc<AppQueue>,
+    id: ConsumerId,
+    /// A stream's wake-up when a confirm or nack gives it credit back.
+    credit_back: Option<Arc<Notify>>,
+}
+
+impl Consumer {
+    pub(super) fn new(hub: Arc<Hub>, queue: Arc<AppQueue>, id: ConsumerId, stream: bool) -> Self {
+        let credit_back = stream.then(|| queue.add_stream(id));
+        Consumer {
+            hub,
+            queue,
+            id,
+            credit_back,
+        }
+    }
+
+    pub(crate) fn app(&self) -> AppId {
+        self.queue.app
+    }
+
+    /// Events leased to this consumer and not yet settled or expired.
+    pub(crate) fn held(&self) -> u32 {
+        self.queue.lock().leases.held_by(self.id, time::now())
+    }
+
+    /// The app's event config as last written.
+    pub(crate) fn config(&self) -> EventConfig {
+        self.queue.lock().config.clone()
+    }
+
+    /// Leases up to `max` due events to this consumer; see [`Hub::take`].
+    pub(crate) async fn take(&self, max: u32, rules: Option<TakeRules>) -> Result<Vec<Delivery>> {
+        self.hub.take(&self.queue, max, Some(self.id), rules).await
+    }
+
+    /// Changes whenever events may have become due.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.queue.subscribe()
+    }
+
+    /// Completes when this stream's credit comes back (never for a worker).
+    pub(crate) async fn credit_back(&self) {
+        match &self.credit_back {
+            Some(notify) => notify.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// When something in the queue changes by itself (a delay or lease ends).
+    pub(crate) fn next_change(&self) -> Option<Instant> {
+        self.queue.next_change()
+    }
+
+    /// When the earliest lease (of anyone) runs out: credit may come back.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.queue.lock().leases.next_expiry().map(instant_at)
+    }
+
+    /// The event goes back to the queue, due again after `wait`.
+    pub(crate) fn give_back(&self, handle: MsgHandle, wait: Duration) {
+        self.queue.lock().leases.change(
+            &[Some(handle)],
+            LeaseChange::Nack(Some(wait)),
+            time::now(),
+        );
+        self.queue.wake();
+    }
+
+    /// Whether ResendEvents named this event since it was last asked.
+    pub(crate) fn resend_requested(&self, seq: i64) -> bool {
+        self.queue.lock().resend.remove(&seq)
+    }
+
+    /// Settles a leased event through `write`, the caller's one durable
+    /// write: it gets `Some(settle)` while this consumer still holds the
+    /// lease (and must record the settle in the same transaction as the
+    /// rest), or None when the lease was lost meanwhile (the event is then
+    /// left to its next delivery).
+    pub(crate) async fn settle_with<F, Fut>(
+        &self,
+        handle: MsgHandle,
+        settle: Settled,
+        write: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Option<Settled>) -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        let v = self
+            .queue
+            .lock()
+            .leases
+            .change(&[Some(handle)], LeaseChange::Settle, time::now());
+        let settle = (!v.confirm.is_empty()).then_some(settle);
+        let written = write(settle).await;
+        if settle.is_some() {
+            settled(&self.queue, &[handle.seq], written.is_ok());
+        }
+        written
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if self.credit_back.is_some() {
+            self.queue.remove_stream(self.id);
+        }
+        // Buffered deliveries were leased too; releasing by consumer frees them.
+        let released = self.queue.lock().leases.release(self.id, time::now());
+        if released > 0 {
+            if self.credit_back.is_some() {
+                tracing::info!(
+                    app = self.queue.app.0,
+                    released,
+                    "stream closed; its events go back"
+                );
+            }
+            self.queue.wake();
+        }
+    }
+}
