@@ -17,10 +17,10 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use vodtask_proto::v1 as pb;
 
-use crate::events::Rate;
-use crate::events::queue::preload_as;
-use crate::server::{AppHandle, Server, ServerArgs};
-use crate::stats::thousands;
+use crate::harness::measure::{self, Rate};
+use crate::harness::queue::preload;
+use crate::harness::report::{thousands, verdict};
+use crate::harness::server::{AppHandle, Server, ServerArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -38,6 +38,10 @@ pub struct Args {
 }
 
 const TARGET_PER_SECOND: f64 = 5_000.0;
+/// Give up on a run slower than this many callbacks per second.
+const SLOWEST_RATE: u64 = 100;
+/// How often the server's memory is read.
+const MEMORY_EVERY: Duration = Duration::from_millis(50);
 
 /// A receiver that answers 200 at once and counts, or never answers.
 async fn receiver(answer: bool) -> anyhow::Result<(String, Arc<AtomicU64>)> {
@@ -119,7 +123,7 @@ async fn drain(count: &AtomicU64, target: u64, pid: u32) -> anyhow::Result<(Rate
         start: rss_kib(pid).unwrap_or(0),
         ..Memory::default()
     };
-    let deadline = started + Duration::from_secs(60 + target / 100);
+    let deadline = started + measure::deadline(target, SLOWEST_RATE);
     let mut quarter = 0;
     loop {
         let done = count.load(Ordering::Relaxed);
@@ -136,16 +140,9 @@ async fn drain(count: &AtomicU64, target: u64, pid: u32) -> anyhow::Result<(Rate
             Instant::now() < deadline,
             "only {done} of {target} callbacks arrived"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(MEMORY_EVERY).await;
     }
-    let elapsed = started.elapsed();
-    Ok((
-        Rate {
-            count: target,
-            elapsed,
-        },
-        memory,
-    ))
+    Ok((Rate::since(started, target), memory))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -159,34 +156,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ];
 
     // One app, a receiver that answers at once.
-    let server = Server::start(&args.server, &flags).await?;
-    let pid = server.pid().context("the server's pid")?;
-    let app = server.default_app();
-    println!("pre-loading {} events…", args.events);
-    preload_as(&app, args.events, args.upload_clients).await?;
-    let (url, count) = receiver(true).await?;
-    push_to(&app, &url, 5, &[0, 1, 5]).await?;
-    let (fast, fast_mem) = drain(&count, args.events, pid).await?;
-    server.stop().await?;
+    let (fast, fast_mem) = Server::with(&args.server, &flags, async |server| {
+        let pid = server.pid().context("the server's pid")?;
+        let app = server.default_app();
+        println!("pre-loading {} events…", args.events);
+        preload(&app, args.events, args.upload_clients).await?;
+        let (url, count) = receiver(true).await?;
+        push_to(&app, &url, 5, &[0, 1, 5]).await?;
+        drain(&count, args.events, pid).await
+    })
+    .await?;
 
     // Two apps: A's endpoint never answers, B's answers at once.
-    let server = Server::start(&args.server, &flags).await?;
-    let pid = server.pid().context("the server's pid")?;
-    let a = server.default_app();
-    let b = server.as_new_app("b")?;
-    println!(
-        "pre-loading {} events for each of two apps…",
-        args.beside_dead
-    );
-    preload_as(&a, args.beside_dead, args.upload_clients).await?;
-    preload_as(&b, args.beside_dead, args.upload_clients).await?;
-    let (dead_url, dead_count) = receiver(false).await?;
-    let (url, count) = receiver(true).await?;
-    push_to(&a, &dead_url, 5, &[0, 3600]).await?;
-    push_to(&b, &url, 5, &[0, 1, 5]).await?;
-    let (beside, beside_mem) = drain(&count, args.beside_dead, pid).await?;
-    let dead_tried = dead_count.load(Ordering::Relaxed);
-    server.stop().await?;
+    let (beside, beside_mem, dead_tried) = Server::with(&args.server, &flags, async |server| {
+        let pid = server.pid().context("the server's pid")?;
+        let a = server.default_app();
+        let b = server.as_new_app("b")?;
+        println!(
+            "pre-loading {} events for each of two apps…",
+            args.beside_dead
+        );
+        preload(&a, args.beside_dead, args.upload_clients).await?;
+        preload(&b, args.beside_dead, args.upload_clients).await?;
+        let (dead_url, dead_count) = receiver(false).await?;
+        let (url, count) = receiver(true).await?;
+        push_to(&a, &dead_url, 5, &[0, 3600]).await?;
+        push_to(&b, &url, 5, &[0, 1, 5]).await?;
+        let (beside, memory) = drain(&count, args.beside_dead, pid).await?;
+        Ok((beside, memory, dead_count.load(Ordering::Relaxed)))
+    })
+    .await?;
 
     println!();
     println!(
@@ -198,11 +197,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         fast.elapsed.as_secs_f64(),
         thousands(fast.per_second()),
         thousands(TARGET_PER_SECOND),
-        if fast.per_second() >= TARGET_PER_SECOND {
-            "met"
-        } else {
-            "MISSED"
-        }
+        verdict(fast.per_second() >= TARGET_PER_SECOND)
     );
     println!("    {fast_mem}");
     println!(

@@ -12,10 +12,10 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
-use crate::events::queue;
-use crate::events::{Drained, Mode};
-use crate::server::{ClientTransport, Server, ServerArgs};
-use crate::stats;
+use crate::harness::measure::{CpuPerEvent, Drained, Mode, median, median_over};
+use crate::harness::queue;
+use crate::harness::report::{self, Table, thousands};
+use crate::harness::server::{ClientTransport, Server, ServerArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -66,10 +66,6 @@ impl Run {
     fn rate(&self) -> f64 {
         self.drained.rate.per_second()
     }
-
-    fn cpu(&self) -> Option<(f64, f64)> {
-        self.drained.cpu_per_event()
-    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -94,10 +90,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     eprintln!("pre-loading {} events with A", args.events);
     let loader = Server::start(&args.server, &["--workers", "0", "--ffprobe", "true"]).await?;
-    let loaded = queue::preload_as(&loader.default_app(), args.events, args.upload_clients).await;
+    let loaded = queue::preload(&loader.default_app(), args.events, args.upload_clients).await;
     let template = loader.kill_keeping_dir().await?;
     let preload = loaded?;
-    eprintln!("  {}/s", stats::thousands(preload.per_second()));
+    eprintln!("  {}/s", thousands(preload.per_second()));
     let data = template.path().join("data");
 
     // runs[mode][binary]: one per round.
@@ -114,10 +110,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 )
                 .await?;
                 server.client_transport = [args.client_a, args.client_b][side];
-                let outcome = queue::drain(&server, args.consumers, args.events, mode).await;
-                let stopped = server.stop().await;
-                let (drained, tally) = outcome?;
-                stopped?;
+                let (drained, tally) = server
+                    .run(async |server| {
+                        queue::drain(server, args.consumers, args.events, mode).await
+                    })
+                    .await?;
                 if tally.not_confirmed() > 0 {
                     bail!(
                         "{} drain of round {}: {} confirm results were not CONFIRMED",
@@ -135,9 +132,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     round + 1,
                     mode.short(),
                     ["A", "B"][side],
-                    stats::thousands(run.rate()),
-                    run.cpu()
-                        .map_or("n/a".into(), |(s, c)| format!("{s:.1}+{c:.1}")),
+                    thousands(run.rate()),
+                    run.drained
+                        .cpu_per_event()
+                        .map_or("n/a".into(), |c| format!("{:.1}+{:.1}", c.server, c.client)),
                     run.drained
                         .writer_per_event()
                         .map_or("n/a".into(), |w| format!("{w:.1}"))
@@ -150,9 +148,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(args: &Args, binaries: &[PathBuf; 2], runs: &[[Vec<Run>; 2]]) {
-    println!();
-    println!("vodtask-bench compare");
+fn report<'a>(args: &Args, binaries: &[PathBuf; 2], runs: &'a [[Vec<Run>; 2]]) {
     let flags = |extra: &[String]| {
         let all: Vec<&str> = args
             .server
@@ -167,61 +163,75 @@ fn report(args: &Args, binaries: &[PathBuf; 2], runs: &[[Vec<Run>; 2]]) {
             format!(" {}", all.join(" "))
         }
     };
-    println!(
-        "  A: {}{} ({:?} client)",
-        binaries[0].display(),
-        flags(&[]),
-        args.client_a
+    report::print_heading(
+        "vodtask-bench compare",
+        &[
+            (
+                "A",
+                format!(
+                    "{}{} ({:?} client)",
+                    binaries[0].display(),
+                    flags(&[]),
+                    args.client_a
+                ),
+            ),
+            (
+                "B",
+                format!(
+                    "{}{} ({:?} client)",
+                    binaries[1].display(),
+                    flags(&args.server_flags_b),
+                    args.client_b
+                ),
+            ),
+            (
+                "",
+                format!(
+                    "{} events pre-loaded once; each drain on a fresh copy of that database, by \
+                     {} consumers; {} rounds, A and B alternating",
+                    args.events, args.consumers, args.rounds
+                ),
+            ),
+        ],
     );
-    println!(
-        "  B: {}{} ({:?} client)",
-        binaries[1].display(),
-        flags(&args.server_flags_b),
-        args.client_b
-    );
-    println!(
-        "  {} events pre-loaded once; each drain on a fresh copy of that database, by {} \
-         consumers; {} rounds, A and B alternating",
-        args.events, args.consumers, args.rounds
-    );
-    println!();
-    println!(
-        "{:<12}{:>14}{:>14}{:>8}   {:>22}{:>22}{:>12}",
+    let mut table = Table::new(&[
         "mode",
         "A events/s",
         "B events/s",
         "B/A",
         "A CPU µs/ev srv+cli",
         "B CPU µs/ev srv+cli",
-        "B/A srv"
-    );
+        "B/A srv",
+    ]);
     let mut notes = Vec::new();
     for (m, mode) in args.modes.iter().enumerate() {
         let [a, b] = &runs[m];
-        let rate = |side: &[Run]| stats::median(&side.iter().map(Run::rate).collect::<Vec<_>>());
-        let cpu = |side: &[Run], pick: fn((f64, f64)) -> f64| {
-            let values: Option<Vec<f64>> = side.iter().map(|r| r.cpu().map(pick)).collect();
-            values.and_then(|v| stats::median(&v))
+        let drains = |side: &'a [Run]| side.iter().map(|r| &r.drained);
+        let rate = |side| {
+            median(
+                &drains(side)
+                    .map(|d| d.rate.per_second())
+                    .collect::<Vec<_>>(),
+            )
         };
         let (a_rate, b_rate) = (rate(a).unwrap_or(0.0), rate(b).unwrap_or(0.0));
-        let a_cpu = cpu(a, |c| c.0).zip(cpu(a, |c| c.1));
-        let b_cpu = cpu(b, |c| c.0).zip(cpu(b, |c| c.1));
-        let shown = |c: Option<(f64, f64)>| {
-            c.map_or("n/a".into(), |(s, c)| format!("{:.1}={s:.1}+{c:.1}", s + c))
-        };
+        let (a_cpu, b_cpu) = (
+            CpuPerEvent::median(drains(a)),
+            CpuPerEvent::median(drains(b)),
+        );
+        let shown = |c: Option<CpuPerEvent>| c.map_or("n/a".into(), |c| c.to_string());
         let server_ratio = a_cpu
             .zip(b_cpu)
-            .map_or("n/a".into(), |(a, b)| format!("{:.2}", b.0 / a.0));
-        println!(
-            "{:<12}{:>14}{:>14}{:>8.2}   {:>22}{:>22}{:>12}",
+            .map_or("n/a".into(), |(a, b)| format!("{:.2}", b.server / a.server));
+        table.row([
             mode.short(),
-            stats::thousands(a_rate),
-            stats::thousands(b_rate),
-            b_rate / a_rate.max(1e-9),
+            thousands(a_rate),
+            thousands(b_rate),
+            format!("{:.2}", b_rate / a_rate.max(1e-9)),
             shown(a_cpu),
             shown(b_cpu),
-            server_ratio
-        );
+            server_ratio,
+        ]);
         let per_round: Vec<String> = a
             .iter()
             .zip(b)
@@ -232,11 +242,8 @@ fn report(args: &Args, binaries: &[PathBuf; 2], runs: &[[Vec<Run>; 2]]) {
             let calls: u64 = side.iter().map(|r| r.confirm_calls).sum();
             events as f64 / calls.max(1) as f64
         };
-        let writer = |side: &[Run]| {
-            let values: Option<Vec<f64>> =
-                side.iter().map(|r| r.drained.writer_per_event()).collect();
-            values
-                .and_then(|v| stats::median(&v))
+        let writer = |side| {
+            median_over(drains(side), Drained::writer_per_event)
                 .map_or("n/a".into(), |w| format!("{w:.1}"))
         };
         notes.push(format!(
@@ -250,12 +257,11 @@ fn report(args: &Args, binaries: &[PathBuf; 2], runs: &[[Vec<Run>; 2]]) {
             writer(b)
         ));
     }
-    println!();
-    for note in notes {
-        println!("  - {note}");
-    }
-    println!(
-        "  - Rates and CPU are medians over the rounds; CPU is user plus system time of the \
+    table.print();
+    notes.push(
+        "Rates and CPU are medians over the rounds; CPU is user plus system time of the \
          server and of this benchmark's consumers, in 10 ms ticks."
+            .into(),
     );
+    report::print_notes(&notes);
 }

@@ -24,10 +24,10 @@ use tokio::process::Command;
 use tokio::sync::Mutex;
 use vodtask_client::{CancellationToken, Client, ConnectOptions, ConsumeOptions, pb};
 
-use crate::cpu;
-use crate::events::queue::preload_as;
-use crate::server::{AppHandle, Server, ServerArgs};
-use crate::stats;
+use crate::harness::cpu;
+use crate::harness::measure::median;
+use crate::harness::queue::preload;
+use crate::harness::server::{AppHandle, Server, ServerArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -86,7 +86,14 @@ impl Consumer<'_> {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     // The events do not depend on the probe; `true` keeps pre-loading fast.
-    let server = Server::start(&args.server, &["--workers", "0", "--ffprobe", "true"]).await?;
+    let flags = ["--workers", "0", "--ffprobe", "true"];
+    Server::with(&args.server, &flags, async |server| {
+        rounds(&args, server).await
+    })
+    .await
+}
+
+async fn rounds(args: &Args, server: &Server) -> anyhow::Result<()> {
     let mut consumers = vec![Consumer::Rust];
     for (name, command) in [
         ("Python package", &args.python),
@@ -111,7 +118,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // The server's first drain runs slower than the later ones (cold caches,
     // structures still growing): whichever client came first in round 1
     // paid for it. One drain by the Rust client, not counted, goes first.
-    let warm_up = loaded(&server, "warm-up", args.events).await?;
+    let warm_up = loaded(server, "warm-up", args.events).await?;
     rust_consume(&warm_up, args.events, flow).await?;
     for round in 0..args.rounds.max(1) {
         let mut order: Vec<usize> = (0..consumers.len()).collect();
@@ -120,7 +127,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         for i in order {
             let consumer = consumers[i];
             let slug = consumer.name().to_lowercase().replace(' ', "-");
-            let app = loaded(&server, &format!("{slug}-{round}"), args.events).await?;
+            let app = loaded(server, &format!("{slug}-{round}"), args.events).await?;
             let server_cpu = server.pid().and_then(cpu::of);
             let (rate, consumer_cpu) = match consumer {
                 Consumer::Rust => rust_consume(&app, args.events, flow).await?,
@@ -162,19 +169,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.rounds.max(1)
     );
     for (i, consumer) in consumers.iter().enumerate() {
-        let median = |f: fn(&Run) -> f64| {
-            stats::median(&runs[i].iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+        let of_runs = |f: fn(&Run) -> f64| {
+            median(&runs[i].iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
         };
         println!(
             "  {:<16} {:>10.0} events/s   {:>5.2} of the Rust client (target >= 0.80)   cpu {:.1} + {:.1}",
             consumer.name(),
-            median(|r| r.rate),
-            stats::median(&ratios[i]).unwrap_or(f64::NAN),
-            median(|r| r.consumer_us),
-            median(|r| r.server_us),
+            of_runs(|r| r.rate),
+            median(&ratios[i]).unwrap_or(f64::NAN),
+            of_runs(|r| r.consumer_us),
+            of_runs(|r| r.server_us),
         );
     }
-    server.stop().await
+    Ok(())
 }
 
 /// One consumer's run: its rate and its and the server's CPU per event.
@@ -188,7 +195,7 @@ struct Run {
 async fn loaded(server: &Server, name: &str, events: u64) -> anyhow::Result<AppHandle> {
     let app = server.as_new_app(&format!("consume-{name}"))?;
     eprintln!("pre-loading {events} events for {name}");
-    preload_as(&app, events, 8).await?;
+    preload(&app, events, 8).await?;
     Ok(app)
 }
 

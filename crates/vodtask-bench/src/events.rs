@@ -11,26 +11,22 @@
 //! arrival at a consumer that was already waiting, one event at a time.
 
 mod floor;
-pub mod queue;
+mod jetstream;
+mod vodtask;
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
-use tokio::sync::mpsc;
+use anyhow::bail;
 
-use crate::cpu;
-use crate::jetstream::{self, Yardstick};
-use crate::server::ServerArgs;
-use crate::stats::{self, Latencies};
+use crate::harness::measure::{
+    self, CpuPerEvent, Drained, LatencyRun, Mode, PULL_WINDOW_BATCHES, Rate, WARMUP_SAMPLES,
+};
+use crate::harness::queue::Sizes;
+use crate::harness::report::{self, Table, millis, per_second, thousands, verdict};
+use crate::harness::server::ServerArgs;
+use jetstream::Yardstick;
+use vodtask::{ConsumePlan, ConsumeRun, Waiter};
 
-/// Untimed events before each latency measurement (connections, caches).
-const WARMUP_SAMPLES: usize = 20;
-/// How long one latency sample may take before the run gives up.
-const SAMPLE_DEADLINE: Duration = Duration::from_secs(10);
-/// Between latency samples, so that the consumer is back in its long poll
-/// (or its stream is idle again) before the next event is committed.
-const SAMPLE_PAUSE: Duration = Duration::from_millis(5);
 /// The target from the issue: commit-to-delivery p99 below this.
 const LATENCY_TARGET: Duration = Duration::from_millis(5);
 /// The smallest latency the table shows (0.01 ms).
@@ -85,191 +81,6 @@ pub struct Args {
     server: ServerArgs,
 }
 
-/// How consumers take events.
-#[derive(Debug, Clone, Copy)]
-pub enum Mode {
-    /// vodtask: SubscribeEvents with this max_in_flight per stream.
-    /// JetStream: a continuous pull (`messages()`) with batches this size and
-    /// as many unacknowledged messages per consumer.
-    Stream { max_in_flight: u32 },
-    /// vodtask: PullEvents with this max_events. JetStream: pull requests for
-    /// batches this size.
-    Pull { batch: u32 },
-}
-
-impl std::str::FromStr for Mode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Mode, String> {
-        let bad = || format!("{s:?}: expected stream:N or pull:N with N in 1..=1000");
-        let (kind, n) = s.split_once(':').ok_or_else(bad)?;
-        let n: u32 = n.parse().map_err(|_| bad())?;
-        if !(1..=1000).contains(&n) {
-            return Err(bad());
-        }
-        match kind {
-            "stream" => Ok(Mode::Stream { max_in_flight: n }),
-            "pull" => Ok(Mode::Pull { batch: n }),
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl Mode {
-    /// As `--modes` spells it.
-    pub fn short(self) -> String {
-        match self {
-            Mode::Stream { max_in_flight } => format!("stream:{max_in_flight}"),
-            Mode::Pull { batch } => format!("pull:{batch}"),
-        }
-    }
-
-    pub fn label(self) -> String {
-        match self {
-            Mode::Stream { max_in_flight } => format!("consume, stream, {max_in_flight} in flight"),
-            Mode::Pull { batch } => format!("consume, pull, batch {batch}"),
-        }
-    }
-
-    /// The unconfirmed events one consumer may hold: the stream's own limit,
-    /// or a few batches so that confirms overlap the next pull.
-    pub fn window(self) -> u32 {
-        match self {
-            Mode::Stream { max_in_flight } => max_in_flight,
-            Mode::Pull { batch } => batch * queue::PULL_WINDOW_BATCHES,
-        }
-    }
-
-    /// The fewest unary calls per event a vodtask consumer can make: a
-    /// stream's consumer holds at most N unconfirmed, so it confirms at
-    /// least every N; a pull consumer pulls and confirms each batch.
-    pub fn least_calls_per_event(self) -> f64 {
-        match self {
-            Mode::Stream { max_in_flight } => 1.0 / f64::from(max_in_flight),
-            Mode::Pull { batch } => 2.0 / f64::from(batch),
-        }
-    }
-
-    /// The events a consumer takes per step: in flight, or per pull.
-    fn depth(self) -> u32 {
-        match self {
-            Mode::Stream { max_in_flight } => max_in_flight,
-            Mode::Pull { batch } => batch,
-        }
-    }
-
-    fn same_kind(self, other: Mode) -> bool {
-        matches!(
-            (self, other),
-            (Mode::Stream { .. }, Mode::Stream { .. }) | (Mode::Pull { .. }, Mode::Pull { .. })
-        )
-    }
-
-    /// The least CPU per event this mode can cost, given what a deeper mode
-    /// of the same kind cost and what one unary call costs: the deeper
-    /// mode's figure with its own share of calls swapped for this mode's.
-    fn least_cpu_per_event(self, deeper: Mode, deeper_cpu: f64, per_call: f64) -> f64 {
-        deeper_cpu + per_call * (self.least_calls_per_event() - deeper.least_calls_per_event())
-    }
-}
-
-/// A count over a time.
-#[derive(Debug, Clone, Copy)]
-pub struct Rate {
-    pub count: u64,
-    pub elapsed: Duration,
-}
-
-impl Rate {
-    pub fn per_second(self) -> f64 {
-        let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 {
-            self.count as f64 / secs
-        } else {
-            0.0
-        }
-    }
-}
-
-/// One consume run: its rate and, where /proc could tell, the CPU time of
-/// the server and of this process over it.
-#[derive(Debug, Clone, Copy)]
-pub struct Drained {
-    pub rate: Rate,
-    pub cpu: Option<cpu::Usage>,
-}
-
-impl Drained {
-    /// Server and client CPU µs per event, where /proc could tell.
-    pub fn cpu_per_event(&self) -> Option<(f64, f64)> {
-        let n = self.rate.count.max(1) as f64;
-        self.cpu.map(|u| {
-            (
-                u.server.as_secs_f64() * 1e6 / n,
-                u.client.as_secs_f64() * 1e6 / n,
-            )
-        })
-    }
-
-    /// The server's SQLite writer thread's CPU µs per event, where /proc
-    /// could tell (a vodtask server only).
-    pub fn writer_per_event(&self) -> Option<f64> {
-        let n = self.rate.count.max(1) as f64;
-        Some(self.cpu?.server_writer?.as_secs_f64() * 1e6 / n)
-    }
-}
-
-/// Sequential commit-to-delivery samples.
-#[derive(Clone, Default)]
-pub struct LatencyRun {
-    pub latencies: Latencies,
-    /// Deliveries that reached the consumer before the producer had its
-    /// acknowledgement (recorded as zero).
-    pub early: u64,
-}
-
-/// A delivery as the waiting consumer saw it.
-pub struct Arrival {
-    pub at: Instant,
-    /// Holds the key that the producer returned for this sample.
-    pub body: String,
-}
-
-/// Times `samples` events (after a warm-up) from the acknowledgement of
-/// `produce(n)`, which returns a key found in the body of its delivery, to
-/// their arrival on `arrivals`.
-pub async fn sample_latency<F, Fut>(
-    samples: usize,
-    arrivals: &mut mpsc::Receiver<Arrival>,
-    mut produce: F,
-) -> anyhow::Result<LatencyRun>
-where
-    F: FnMut(u64) -> Fut,
-    Fut: Future<Output = anyhow::Result<String>>,
-{
-    let mut run = LatencyRun::default();
-    for n in 0..(WARMUP_SAMPLES + samples) as u64 {
-        tokio::time::sleep(SAMPLE_PAUSE).await;
-        let key = produce(n).await?;
-        let acked = Instant::now();
-        let arrival = tokio::time::timeout(SAMPLE_DEADLINE, arrivals.recv())
-            .await
-            .with_context(|| format!("sample {n} was not delivered within {SAMPLE_DEADLINE:?}"))?
-            .context("the waiting consumer stopped")?;
-        if !arrival.body.contains(&key) {
-            bail!("sample {n}: expected the delivery of {key}, got another event");
-        }
-        if n >= WARMUP_SAMPLES as u64 {
-            run.latencies
-                .record(arrival.at.saturating_duration_since(acked));
-            if arrival.at < acked {
-                run.early += 1;
-            }
-        }
-    }
-    Ok(run)
-}
-
 /// Everything one side measured.
 struct Side {
     /// vodtask: with the real ffprobe.
@@ -282,22 +93,13 @@ struct Side {
     stream_latency: LatencyRun,
 }
 
-/// Median CPU microseconds per event over the rounds of one mode.
-#[derive(Debug, Clone, Copy)]
-struct CpuPerEvent {
-    server: f64,
-    client: f64,
-}
-
-impl CpuPerEvent {
-    fn total(self) -> f64 {
-        self.server + self.client
-    }
-}
-
 impl Side {
     /// The consume runs of mode `index`, one per round.
-    fn rounds<'a>(&'a self, args: &Args, index: usize) -> impl Iterator<Item = &'a Drained> {
+    fn rounds<'a>(
+        &'a self,
+        args: &Args,
+        index: usize,
+    ) -> impl Iterator<Item = &'a Drained> + Clone {
         self.consume.iter().skip(index).step_by(args.modes.len())
     }
 
@@ -311,31 +113,13 @@ impl Side {
     /// Median over the rounds of mode `index`; None when a round has no
     /// reading.
     fn writer_per_event(&self, args: &Args, index: usize) -> Option<f64> {
-        let per_round: Option<Vec<f64>> = self
-            .rounds(args, index)
-            .map(Drained::writer_per_event)
-            .collect();
-        stats::median(&per_round?)
+        measure::median_over(self.rounds(args, index), Drained::writer_per_event)
     }
 
     /// None when a round has no CPU reading.
     fn cpu_per_event(&self, args: &Args, index: usize) -> Option<CpuPerEvent> {
-        let per_event: Option<Vec<(f64, f64)>> = self
-            .rounds(args, index)
-            .map(Drained::cpu_per_event)
-            .collect();
-        let per_event = per_event?;
-        let server: Vec<f64> = per_event.iter().map(|p| p.0).collect();
-        let client: Vec<f64> = per_event.iter().map(|p| p.1).collect();
-        Some(CpuPerEvent {
-            server: stats::median(&server)?,
-            client: stats::median(&client)?,
-        })
+        CpuPerEvent::median(self.rounds(args, index))
     }
-}
-
-fn per_second(rate: Option<f64>) -> String {
-    rate.map_or("n/a".into(), |r| format!("{}/s", stats::thousands(r)))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -362,8 +146,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.produce_events
     );
     let produce =
-        queue::produce_run(&args.server, args.produce_events, args.upload_clients).await?;
-    eprintln!("  {}/s", stats::thousands(produce.per_second()));
+        vodtask::produce_run(&args.server, args.produce_events, args.upload_clients).await?;
+    eprintln!("  {}/s", thousands(produce.per_second()));
 
     // The first vodtask run tells the size of an event, which JetStream's
     // messages copy; every later vodtask run comes right before JetStream's
@@ -389,10 +173,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     eprintln!("vodtask: commit-to-delivery latency");
-    let pull_latency =
-        queue::latency_run(&args.server, args.samples, queue::Waiter::LongPoll).await?;
-    let stream_latency =
-        queue::latency_run(&args.server, args.samples, queue::Waiter::Stream).await?;
+    let pull_latency = vodtask::latency_run(&args.server, args.samples, Waiter::LongPoll).await?;
+    let stream_latency = vodtask::latency_run(&args.server, args.samples, Waiter::Stream).await?;
     eprintln!("vodtask: the CPU of a trivial unary call");
     let call_floor = floor::call_floor(&args.server, args.floor_calls).await?;
 
@@ -401,7 +183,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         count: 0,
         elapsed: Duration::ZERO,
     };
-    let mut sizes = queue::Sizes::default();
+    let mut sizes = Sizes::default();
     let mut not_confirmed = 0;
     for run in &runs {
         preload.count += run.preload.count;
@@ -441,14 +223,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// vodtask's consume run of mode `index` in `round`.
-async fn vodtask_run(args: &Args, round: usize, index: usize) -> anyhow::Result<queue::ConsumeRun> {
+async fn vodtask_run(args: &Args, round: usize, index: usize) -> anyhow::Result<ConsumeRun> {
     let mode = args.modes[index];
     eprintln!("vodtask: {}, round {}", mode.label(), round + 1);
-    let run = queue::consume_run(&args.server, args, mode).await?;
+    let plan = ConsumePlan {
+        events: args.events,
+        consumers: args.consumers,
+        upload_clients: args.upload_clients,
+        ffprobe: &args.preload_ffprobe,
+    };
+    let run = vodtask::consume_run(&args.server, &plan, mode).await?;
     eprintln!(
         "  pre-load {}/s, consume {}/s, {:.1} events per ConfirmEvents",
-        stats::thousands(run.preload.per_second()),
-        stats::thousands(run.consume.rate.per_second()),
+        thousands(run.preload.per_second()),
+        thousands(run.consume.rate.per_second()),
         run.consume.rate.count as f64 / run.confirm_calls.max(1) as f64
     );
     Ok(run)
@@ -458,7 +246,7 @@ struct Report<'a> {
     args: &'a Args,
     binary: String,
     stream_name: String,
-    sizes: queue::Sizes,
+    sizes: Sizes,
     payload_len: usize,
     not_confirmed: u64,
     call_floor: Drained,
@@ -479,60 +267,80 @@ struct Line {
 impl Report<'_> {
     fn print(&self) {
         let args = self.args;
-        println!();
-        println!("vodtask-bench events");
         let flags: String = args
             .server
             .server_flags
             .iter()
             .map(|f| format!(" {f}"))
             .collect();
-        println!(
-            "  vodtask:    {} serve --workers 0{flags}, a fresh server and data dir per run",
-            self.binary
+        report::print_heading(
+            "vodtask-bench events",
+            &[
+                (
+                    "vodtask",
+                    format!(
+                        "{} serve --workers 0{flags}, a fresh server and data dir per run",
+                        self.binary
+                    ),
+                ),
+                (
+                    "JetStream",
+                    format!(
+                        "{}, stream {} (FILE storage, deleted at the end), durable pull \
+                         consumers with explicit ack",
+                        args.nats_url, self.stream_name
+                    ),
+                ),
+                (
+                    "cores",
+                    format!(
+                        "{} (shared by vodtask, nats-server and this benchmark)",
+                        report::cores()
+                    ),
+                ),
+                (
+                    "events",
+                    format!(
+                        "{} per consume run; vodtask pre-loads them with {} concurrent \
+                         UploadMedia calls, JetStream publishes them with {} acks in flight",
+                        thousands(args.events as f64),
+                        args.upload_clients,
+                        jetstream::PUBLISH_WINDOW
+                    ),
+                ),
+                (
+                    "event size",
+                    format!(
+                        "vodtask content_json {:.0} bytes on average (min {}, max {}, over {} \
+                         deliveries); JetStream payload {} bytes",
+                        self.sizes.average(),
+                        self.sizes.min,
+                        self.sizes.max,
+                        thousands(self.sizes.count as f64),
+                        self.payload_len
+                    ),
+                ),
+                (
+                    "consumers",
+                    format!(
+                        "{} per consume run, each on its own connection; pull consumers keep \
+                         up to {PULL_WINDOW_BATCHES} batches unconfirmed so that confirms \
+                         overlap the next pull",
+                        args.consumers
+                    ),
+                ),
+                (
+                    "latency",
+                    format!(
+                        "{} sequential events per line after {WARMUP_SAMPLES} untimed ones, \
+                         one at a time, each to a consumer already waiting",
+                        args.samples
+                    ),
+                ),
+            ],
         );
-        println!(
-            "  JetStream:  {}, stream {} (FILE storage, deleted at the end), durable pull \
-             consumers with explicit ack",
-            args.nats_url, self.stream_name
-        );
-        println!(
-            "  cores:      {} (shared by vodtask, nats-server and this benchmark)",
-            std::thread::available_parallelism().map_or(0, |n| n.get())
-        );
-        println!(
-            "  events:     {} per consume run; vodtask pre-loads them with {} concurrent \
-             UploadMedia calls, JetStream publishes them with {} acks in flight",
-            stats::thousands(args.events as f64),
-            args.upload_clients,
-            jetstream::PUBLISH_WINDOW
-        );
-        println!(
-            "  event size: vodtask content_json {:.0} bytes on average (min {}, max {}, over {} \
-             deliveries); JetStream payload {} bytes",
-            self.sizes.average(),
-            self.sizes.min,
-            self.sizes.max,
-            stats::thousands(self.sizes.count as f64),
-            self.payload_len
-        );
-        println!(
-            "  consumers:  {} per consume run, each on its own connection; pull consumers keep \
-             up to {} batches unconfirmed so that confirms overlap the next pull",
-            args.consumers,
-            queue::PULL_WINDOW_BATCHES
-        );
-        println!(
-            "  latency:    {} sequential events per line after {WARMUP_SAMPLES} untimed ones, \
-             one at a time, each to a consumer already waiting",
-            args.samples
-        );
-        println!();
         print_lines(&self.lines());
-        println!();
-        for note in self.notes() {
-            println!("  - {note}");
-        }
+        report::print_notes(&self.notes());
     }
 
     fn lines(&self) -> Vec<Line> {
@@ -563,12 +371,12 @@ impl Report<'_> {
             };
             let (vr, jr) = (v.rates(self.args, index), j.rates(self.args, index));
             let ratios: Vec<f64> = vr.iter().zip(&jr).map(|(v, j)| v / j).collect();
-            let met = stats::median(&ratios).is_some_and(|r| r >= 1.0);
+            let met = measure::median(&ratios).is_some_and(|r| r >= 1.0);
             lines.push(Line {
                 what,
-                vodtask: per_second(stats::median(&vr)),
-                jetstream: per_second(stats::median(&jr)),
-                ratio: stats::median(&ratios).map_or("n/a".into(), |r| format!("{r:.2}")),
+                vodtask: per_second(measure::median(&vr)),
+                jetstream: per_second(measure::median(&jr)),
+                ratio: measure::median(&ratios).map_or("n/a".into(), |r| format!("{r:.2}")),
                 target: ">= JetStream".into(),
                 verdict: verdict(met),
             });
@@ -578,11 +386,7 @@ impl Report<'_> {
                 v.cpu_per_event(self.args, index),
                 j.cpu_per_event(self.args, index),
             );
-            let show = |c: Option<CpuPerEvent>| {
-                c.map_or("n/a".into(), |c| {
-                    format!("{:.1}={:.1}+{:.1}", c.total(), c.server, c.client)
-                })
-            };
+            let show = |c: Option<CpuPerEvent>| c.map_or("n/a".into(), |c| c.to_string());
             lines.push(Line {
                 what: format!("CPU us/event (server+client): {}", mode.short()),
                 vodtask: show(vc),
@@ -597,9 +401,10 @@ impl Report<'_> {
         }
         lines.push(Line {
             what: "CPU us per unary call (health check), server+client".into(),
-            vodtask: self.call_floor().map_or("n/a".into(), |(server, client)| {
-                format!("{:.1}={server:.1}+{client:.1}", server + client)
-            }),
+            vodtask: self
+                .call_floor
+                .cpu_per_event()
+                .map_or("n/a".into(), |c| c.to_string()),
             jetstream: "n/a".into(),
             ratio: String::new(),
             target: "(info)".into(),
@@ -614,8 +419,8 @@ impl Report<'_> {
                 let jq = jl.latencies.quantile(q);
                 let mut line = Line {
                     what: format!("commit->delivery {label}, {name}"),
-                    vodtask: stats::millis(vq),
-                    jetstream: stats::millis(jq),
+                    vodtask: millis(vq),
+                    jetstream: millis(jq),
                     // Below what the table shows, JetStream's figure is the
                     // histogram's floor: a ratio to it would mean nothing.
                     ratio: if jq < VISIBLE_LATENCY {
@@ -627,7 +432,7 @@ impl Report<'_> {
                     verdict: String::new(),
                 };
                 if label == "p99" {
-                    line.target = format!("< {}", stats::millis(LATENCY_TARGET));
+                    line.target = format!("< {}", millis(LATENCY_TARGET));
                     line.verdict = verdict(vq < LATENCY_TARGET);
                 }
                 lines.push(line);
@@ -636,29 +441,22 @@ impl Report<'_> {
         lines
     }
 
-    /// Server and client CPU µs of one trivial unary call.
-    fn call_floor(&self) -> Option<(f64, f64)> {
-        self.call_floor.cpu_per_event()
-    }
-
     fn call_floor_note(&self) -> String {
-        let Some((server, client)) = self.call_floor() else {
+        let Some(per_call) = self.call_floor.cpu_per_event().map(CpuPerEvent::total) else {
             return "The unary call's CPU could not be read from /proc.".into();
         };
-        let per_call = server + client;
         let modes = &self.args.modes;
         let floor = self.per_mode(", ", |index| {
-            format!("{:.1}", per_call * modes[index].least_calls_per_event())
+            format!("{:.1}", per_call * least_calls_per_event(modes[index]))
         });
         format!(
-            "The per-call floor: a trivial unary call (grpc.health.v1 Health/Check, no auth, no \
-             store; {} calls from {} connections with {} in flight each) costs the server and \
-             this client {per_call:.1} µs of CPU together. A stream consumer confirms at least \
-             once per max_in_flight events, as it may hold no more unconfirmed; a pull consumer \
-             makes a PullEvents and a ConfirmEvents per batch. So at least this much of each \
-             vodtask CPU line above, in µs/event, is that floor: {}. JetStream asks for a batch \
-             with one message and acks with one-way messages that get no answer.{}",
-            stats::thousands(self.args.floor_calls as f64),
+            "The per-call floor: a trivial unary call (grpc.health.v1 Health/Check; {} calls \
+             from {} connections with {} in flight each) costs the server and this client \
+             {per_call:.1} µs of CPU together. A stream consumer confirms at least once per \
+             max_in_flight events, a pull consumer makes a PullEvents and a ConfirmEvents per \
+             batch, so at least this much of each vodtask CPU line above, in µs/event, is that \
+             floor: {}.{}",
+            thousands(self.args.floor_calls as f64),
             floor::CONNECTIONS,
             floor::IN_FLIGHT,
             floor,
@@ -683,7 +481,7 @@ impl Report<'_> {
                     .max_by_key(|(_, m)| m.depth())?;
                 let deep_cpu = self.vodtask.cpu_per_event(self.args, deep_index)?.total();
                 let js = self.jetstream.cpu_per_event(self.args, index)?.total();
-                let bound = mode.least_cpu_per_event(deep, deep_cpu, per_call);
+                let bound = least_cpu_per_event(mode, deep, deep_cpu, per_call);
                 let verdict = if bound > js {
                     "above JetStream's, so here the calls alone rule the target out"
                 } else {
@@ -728,8 +526,7 @@ impl Report<'_> {
         });
         format!(
             "Of vodtask's server CPU us/event above, its SQLite writer thread (the group \
-             commits that each ConfirmEvents waits for) took: {writer}. The rest is its tokio \
-             workers, read pool and checkpoint thread."
+             commits that each ConfirmEvents waits for) took: {writer}."
         )
     }
 
@@ -737,32 +534,24 @@ impl Report<'_> {
         let v = &self.vodtask;
         let early = |side: &Side| side.pull_latency.early + side.stream_latency.early;
         let mut notes = vec![
-            "Latency runs from the commit acknowledgement (UploadMedia returning, the event \
-             committed before it returns; the publish ack for JetStream) to the arrival at the \
-             consumer in this process, not from the commit itself."
+            "Latency runs from the commit acknowledgement (UploadMedia's return; JetStream's \
+             publish ack) to the arrival at the consumer in this process."
                 .to_string(),
             format!(
-                "Deliveries that reached the consumer before the producer had its \
-                 acknowledgement, counted as 0 ms: vodtask {} of {samples}, JetStream {} of \
-                 {samples} (JetStream often delivers before its publish ack is back; a ratio to \
-                 a JetStream latency under 0.01 ms is shown as n/a).",
+                "Delivered before the producer had its acknowledgement, counted as 0 ms: vodtask \
+                 {} of {samples}, JetStream {} of {samples}; a ratio to a JetStream latency under \
+                 0.01 ms is n/a.",
                 early(v),
                 early(&self.jetstream),
                 samples = 2 * self.args.samples,
             ),
-            "vodtask's confirms are durable writes: each ConfirmEvents is a SQLite \
-             transaction (group commit) answered once committed, which with the server's \
-             default `--sync full` means after its fsync, and with `--sync normal` once the OS \
-             has it (it survives kill -9; the WAL is fsynced at the next checkpoint); the \
-             server's flags are above. Leases \
-             live in memory (a pull or a stream refill writes nothing). JetStream's acks are \
-             fire-and-forget messages, and nats-server with its default settings does not \
-             fsync each publish or ack (it syncs the file store periodically): its figures \
-             carry no per-message fsync."
+            "Each vodtask ConfirmEvents is answered once its SQLite group commit is done \
+             (fsynced under the default `--sync full`; the server's flags are above); leases \
+             live in memory. JetStream's acks are fire-and-forget and nats-server does not \
+             fsync each message."
                 .to_string(),
-            "A consume rate counts events whose confirm (vodtask: CONFIRMED results) or ack \
-             (JetStream: consumer with no ack pending) was done, from the first request to the \
-             last."
+            "A consume rate counts confirmed (vodtask) or acked (JetStream) events from the \
+             first request to the last."
                 .to_string(),
             {
                 let ratios = self.per_mode("; ", |index| {
@@ -781,23 +570,21 @@ impl Report<'_> {
                     self.args.rounds,
                 )
             },
-            "CPU us/event: user plus system CPU time over a consume run, per event, of the \
-             server (vodtask, or nats-server) plus this benchmark's consumers; other load on \
-             the machine moves the rates but hardly this. Whole process times, in 10 ms ticks."
+            "CPU us/event: user plus system time of the server (vodtask or nats-server) and of \
+             this benchmark's consumers over a consume run, per event, in 10 ms ticks."
                 .to_string(),
             self.writer_note(),
             self.call_floor_note(),
             format!(
-                "vodtask's produce rate ({} uploads on a fresh server) includes writing each \
-                 uploaded file, fsyncing it and running the real ffprobe on it; it is there for \
-                 information, beside a bare publish. The pre-loads that fill the queues for the \
-                 consume runs run `--ffprobe {}` instead, which changes nothing in the events.",
+                "vodtask's produce rate ({} uploads) includes writing, fsyncing and probing each \
+                 file with the real ffprobe; the pre-loads run `--ffprobe {}`, which changes \
+                 nothing in the events.",
                 self.args.produce_events, self.args.preload_ffprobe
             ),
             format!(
                 "Targets: vodtask consumes at least at JetStream's rate; commit-to-delivery p99 \
                  under {}.",
-                stats::millis(LATENCY_TARGET)
+                millis(LATENCY_TARGET)
             ),
         ];
         if self.not_confirmed > 0 {
@@ -815,8 +602,8 @@ fn rate_line(what: String, vodtask: Rate, jetstream: Rate, target: bool) -> Line
     let (v, j) = (vodtask.per_second(), jetstream.per_second());
     Line {
         what,
-        vodtask: format!("{}/s", stats::thousands(v)),
-        jetstream: format!("{}/s", stats::thousands(j)),
+        vodtask: format!("{}/s", thousands(v)),
+        jetstream: format!("{}/s", thousands(j)),
         ratio: ratio(v, j),
         target: if target { ">= JetStream" } else { "(info)" }.into(),
         verdict: if target {
@@ -835,58 +622,43 @@ fn ratio(vodtask: f64, jetstream: f64) -> String {
     }
 }
 
-fn verdict(met: bool) -> String {
-    if met { "met" } else { "MISSED" }.into()
+/// The fewest unary calls per event a vodtask consumer can make: a
+/// stream's consumer holds at most N unconfirmed, so it confirms at least
+/// every N; a pull consumer pulls and confirms each batch.
+fn least_calls_per_event(mode: Mode) -> f64 {
+    match mode {
+        Mode::Stream { max_in_flight } => 1.0 / f64::from(max_in_flight),
+        Mode::Pull { batch } => 2.0 / f64::from(batch),
+    }
+}
+
+/// The least CPU per event `mode` can cost, given what a `deeper` mode of
+/// the same kind cost and what one unary call costs: the deeper mode's
+/// figure with its own share of calls swapped for this mode's.
+fn least_cpu_per_event(mode: Mode, deeper: Mode, deeper_cpu: f64, per_call: f64) -> f64 {
+    deeper_cpu + per_call * (least_calls_per_event(mode) - least_calls_per_event(deeper))
 }
 
 fn print_lines(lines: &[Line]) {
-    let header = [
+    let mut table = Table::new(&[
         "measurement",
         "vodtask",
         "JetStream",
         "vodtask/JS",
         "target",
         "",
-    ];
-    let cells: Vec<[&str; 6]> = lines
-        .iter()
-        .map(|l| {
-            [
-                l.what.as_str(),
-                &l.vodtask,
-                &l.jetstream,
-                &l.ratio,
-                &l.target,
-                &l.verdict,
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
+    ]);
+    for l in lines {
+        table.row([
+            l.what.clone(),
+            l.vodtask.clone(),
+            l.jetstream.clone(),
+            l.ratio.clone(),
+            l.target.clone(),
+            l.verdict.clone(),
+        ]);
     }
-    let print_row = |row: &[&str; 6]| {
-        let mut out = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-            // The measurement left-aligned, the figures right-aligned.
-            if i == 0 {
-                out.push_str(&format!("{cell:<width$}"));
-            } else {
-                out.push_str(&format!("  {cell:>width$}"));
-            }
-        }
-        println!("{}", out.trim_end());
-    };
-    print_row(&header);
-    println!(
-        "{}",
-        "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
-    );
-    for row in &cells {
-        print_row(row);
-    }
+    table.print();
 }
 
 #[cfg(test)]
@@ -901,16 +673,9 @@ mod tests {
     fn the_least_cost_swaps_the_deeper_modes_calls_for_the_shallow_ones() {
         // A stream confirms once per 16 instead of once per 256; a puller
         // makes two calls per batch.
-        let stream = mode("stream:16").least_cpu_per_event(mode("stream:256"), 13.0, 36.5);
+        let stream = least_cpu_per_event(mode("stream:16"), mode("stream:256"), 13.0, 36.5);
         assert!((stream - 15.14).abs() < 0.01, "{stream}");
-        let pull = mode("pull:16").least_cpu_per_event(mode("pull:256"), 13.8, 36.5);
+        let pull = least_cpu_per_event(mode("pull:16"), mode("pull:256"), 13.8, 36.5);
         assert!((pull - 18.08).abs() < 0.01, "{pull}");
-    }
-
-    #[test]
-    fn only_modes_of_one_kind_bound_each_other() {
-        assert!(mode("stream:16").same_kind(mode("stream:256")));
-        assert!(!mode("stream:16").same_kind(mode("pull:256")));
-        assert_eq!(mode("pull:256").depth(), 256);
     }
 }

@@ -1,16 +1,14 @@
 //! `vodtask-bench`: benchmarks of the real `vodtask` binary. Each subcommand
-//! starts its own server on a fresh data dir, drives it over gRPC and prints
-//! figures beside the targets; nothing is asserted.
+//! is a module on `harness`: it starts its own server on a fresh data dir,
+//! drives it over gRPC and prints figures beside the targets; nothing is
+//! asserted.
 
 mod callbacks;
 mod compare;
 mod consumers;
-mod cpu;
 mod events;
-mod jetstream;
+mod harness;
 mod media;
-mod server;
-mod stats;
 mod tasks;
 
 use clap::{Parser, Subcommand};

@@ -16,9 +16,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::Command;
 use vodtask_proto::v1 as pb;
-use vodtask_proto::v1::upload_media_request::Part;
 
-use crate::server::{EventClient, Server, ServerArgs, TaskClient};
+use crate::harness::measure::median;
+use crate::harness::queue;
+use crate::harness::report::Table;
+use crate::harness::server::{self, EventClient, Server, ServerArgs, TaskClient};
+
+/// The longest one task may take.
+const TASK_DEADLINE: Duration = Duration::from_secs(3600);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -52,93 +57,106 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn overhead(args: &Args, source: &Path, dir: &Path) -> anyhow::Result<()> {
-    let server = Server::start(&args.server, &["--workers", "1"]).await?;
-    let file_id = upload(&server, source).await?;
-    let (mut tasks, mut events) = (server.task_client().await?, server.event_client().await?);
-    // Drain the upload's event so that only completions are waited for.
-    drain(&mut events).await?;
-    let line = vodtask_core::exec::transcode_command_line(source, 720, &args.definitions, dir)?;
+    Server::with(&args.server, &["--workers", "1"], async |server| {
+        let file_id = upload(server, source).await?;
+        let (mut tasks, mut events) = (server.task_client().await?, server.event_client().await?);
+        // Drain the upload's event so that only completions are waited for.
+        drain(&mut events).await?;
+        let line = vodtask_core::exec::transcode_command_line(source, 720, &args.definitions, dir)?;
+        let mut served =
+            async || through_vodtask(&mut tasks, &mut events, &file_id, &args.definitions).await;
 
-    // One warm-up of each, so that page caches and ffmpeg's libraries are
-    // loaded for both.
-    direct(&line).await?;
-    through_vodtask(&mut tasks, &mut events, &file_id, &args.definitions).await?;
+        // One warm-up of each, so that page caches and ffmpeg's libraries are
+        // loaded for both.
+        direct(&line).await?;
+        served().await?;
 
-    let (mut plain, mut served) = (Vec::new(), Vec::new());
-    for round in 0..args.rounds {
-        // Alternate which goes first, so drift in the machine hits both.
-        if round % 2 == 0 {
-            plain.push(direct(&line).await?);
-            served
-                .push(through_vodtask(&mut tasks, &mut events, &file_id, &args.definitions).await?);
-        } else {
-            served
-                .push(through_vodtask(&mut tasks, &mut events, &file_id, &args.definitions).await?);
-            plain.push(direct(&line).await?);
+        let (mut plain, mut through) = (Vec::new(), Vec::new());
+        for round in 0..args.rounds {
+            // Alternate which goes first, so drift in the machine hits both.
+            if round % 2 == 0 {
+                plain.push(direct(&line).await?);
+                through.push(served().await?);
+            } else {
+                through.push(served().await?);
+                plain.push(direct(&line).await?);
+            }
+            eprintln!(
+                "  round {}: ffmpeg {:.3} s, vodtask {:.3} s",
+                round + 1,
+                plain[plain.len() - 1],
+                through[through.len() - 1]
+            );
         }
-        eprintln!(
-            "  round {}: ffmpeg {:.3} s, vodtask {:.3} s",
-            round + 1,
-            secs(plain[plain.len() - 1]),
-            secs(served[served.len() - 1])
+        let (p, s) = (
+            median(&plain).unwrap_or_default(),
+            median(&through).unwrap_or_default(),
         );
-    }
-    let (p, s) = (median(&plain), median(&served));
-    println!("\noverhead ({} rounds, medians)", args.rounds);
-    println!("  ffmpeg directly        {:>8.3} s", secs(p));
-    println!(
-        "  through vodtask        {:>8.3} s   (CreateTask -> TranscodeComplete pulled)",
-        secs(s)
-    );
-    println!(
-        "  overhead               {:>+8.3} s = {:+.2} %   (target < 3 %)",
-        secs(s) - secs(p),
-        (secs(s) / secs(p) - 1.0) * 100.0
-    );
-    server.stop().await
+        println!("\noverhead ({} rounds, medians)", args.rounds);
+        println!("  ffmpeg directly        {p:>8.3} s");
+        println!("  through vodtask        {s:>8.3} s   (CreateTask -> TranscodeComplete pulled)");
+        println!(
+            "  overhead               {:>+8.3} s = {:+.2} %   (target < 3 %)",
+            s - p,
+            (s / p - 1.0) * 100.0
+        );
+        Ok(())
+    })
+    .await
 }
 
 async fn concurrency(args: &Args, source: &Path) -> anyhow::Result<()> {
     println!(
         "\nconcurrency (N tasks submitted at once, N workers; per-task ffmpeg time from begin to finish)"
     );
-    println!(
-        "  {:>3}  {:>12}  {:>10}  {:>14}",
-        "N", "mean task s", "vs N=1", "tasks/min"
-    );
+    let mut table = Table::new(&["N", "mean task s", "vs N=1", "tasks/min"]);
     let mut alone = None;
     for &n in &args.concurrency {
         let workers = n.to_string();
-        let server = Server::start(&args.server, &["--workers", &workers]).await?;
-        let file_id = upload(&server, source).await?;
-        let mut tasks = server.task_client().await?;
-        let started = Instant::now();
-        let mut ids = Vec::new();
-        for _ in 0..n {
-            ids.push(create(&mut tasks, &file_id, &args.definitions).await?);
-        }
-        let mut task_secs = Vec::new();
-        for id in &ids {
-            let t = wait_ended(&mut tasks, id).await?;
-            if t.err_code != 0 {
-                bail!("task {id} failed: {}", t.message);
-            }
-            let (Some(b), Some(f)) = (t.begin_process_time, t.finish_time) else {
-                bail!("task {id} has no begin or finish time");
-            };
-            task_secs.push((f.seconds - b.seconds) as f64 + f64::from(f.nanos - b.nanos) / 1e9);
-        }
-        let wall = started.elapsed();
-        let mean = task_secs.iter().sum::<f64>() / task_secs.len() as f64;
+        let (mean, wall) = Server::with(&args.server, &["--workers", &workers], async |server| {
+            at_once(server, source, n, &args.definitions).await
+        })
+        .await?;
         let base = *alone.get_or_insert(mean);
-        println!(
-            "  {n:>3}  {mean:>12.2}  {:>9.2}x  {:>14.1}",
-            mean / base,
-            n as f64 / wall.as_secs_f64() * 60.0
-        );
-        server.stop().await?;
+        table.row([
+            n.to_string(),
+            format!("{mean:.2}"),
+            format!("{:.2}x", mean / base),
+            format!("{:.1}", n as f64 / wall.as_secs_f64() * 60.0),
+        ]);
     }
+    table.print();
     Ok(())
+}
+
+/// `n` transcodes submitted at once: the mean of their ffmpeg times (begin to
+/// finish, in seconds) and the time until the last ended.
+async fn at_once(
+    server: &Server,
+    source: &Path,
+    n: usize,
+    definitions: &[i32],
+) -> anyhow::Result<(f64, Duration)> {
+    let file_id = upload(server, source).await?;
+    let mut tasks = server.task_client().await?;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(create(&mut tasks, &file_id, definitions).await?);
+    }
+    let mut task_secs = Vec::new();
+    for id in &ids {
+        let t = wait_ended(&mut tasks, id).await?;
+        if t.err_code != 0 {
+            bail!("task {id} failed: {}", t.message);
+        }
+        let (Some(b), Some(f)) = (t.begin_process_time, t.finish_time) else {
+            bail!("task {id} has no begin or finish time");
+        };
+        task_secs.push((f.seconds - b.seconds) as f64 + f64::from(f.nanos - b.nanos) / 1e9);
+    }
+    let mean = task_secs.iter().sum::<f64>() / task_secs.len() as f64;
+    Ok((mean, started.elapsed()))
 }
 
 async fn make_source(path: &Path, seconds: u32) -> anyhow::Result<()> {
@@ -177,8 +195,8 @@ async fn make_source(path: &Path, seconds: u32) -> anyhow::Result<()> {
 }
 
 /// Runs ffmpeg with vodtask's command line; its progress output is read
-/// and dropped, as vodtask reads it.
-async fn direct(line: &[std::ffi::OsString]) -> anyhow::Result<Duration> {
+/// and dropped, as vodtask reads it. Returns its seconds.
+async fn direct(line: &[std::ffi::OsString]) -> anyhow::Result<f64> {
     let started = Instant::now();
     let out = Command::new("ffmpeg")
         .args(line)
@@ -189,7 +207,7 @@ async fn direct(line: &[std::ffi::OsString]) -> anyhow::Result<Duration> {
     if !out.status.success() {
         bail!("ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(started.elapsed())
+    Ok(started.elapsed().as_secs_f64())
 }
 
 async fn through_vodtask(
@@ -197,18 +215,11 @@ async fn through_vodtask(
     events: &mut EventClient,
     file_id: &str,
     definitions: &[i32],
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     let id = create(tasks, file_id, definitions).await?;
     loop {
-        let got = events
-            .pull_events(pb::PullEventsRequest {
-                max_events: 16,
-                wait_seconds: Some(20),
-            })
-            .await?
-            .into_inner()
-            .events;
+        let got = queue::pull(events, 16, 20).await?;
         let mut done = false;
         let mut handles = Vec::new();
         for d in got {
@@ -216,14 +227,8 @@ async fn through_vodtask(
             let e = d.event.context("delivery without event")?;
             done |= e.task_id == id && e.event_type == "TranscodeComplete";
         }
-        let elapsed = started.elapsed();
-        if !handles.is_empty() {
-            events
-                .confirm_events(pb::ConfirmEventsRequest {
-                    msg_handles: handles,
-                })
-                .await?;
-        }
+        let elapsed = started.elapsed().as_secs_f64();
+        queue::confirm_all(events, handles).await?;
         if done {
             let received = std::time::SystemTime::now();
             let t = describe(tasks, &id).await?;
@@ -246,29 +251,20 @@ async fn through_vodtask(
             );
             return Ok(elapsed);
         }
-        if started.elapsed() > Duration::from_secs(3600) {
-            bail!("task {id} did not finish within an hour");
+        if started.elapsed() > TASK_DEADLINE {
+            bail!("task {id} did not finish within {TASK_DEADLINE:?}");
         }
     }
 }
 
 async fn drain(events: &mut EventClient) -> anyhow::Result<()> {
     loop {
-        let got = events
-            .pull_events(pb::PullEventsRequest {
-                max_events: 1000,
-                wait_seconds: Some(1),
-            })
-            .await?
-            .into_inner()
-            .events;
+        let got = queue::pull(events, 1000, 1).await?;
         if got.is_empty() {
             return Ok(());
         }
-        let msg_handles = got.into_iter().map(|d| d.msg_handle).collect();
-        events
-            .confirm_events(pb::ConfirmEventsRequest { msg_handles })
-            .await?;
+        let handles = got.into_iter().map(|d| d.msg_handle).collect();
+        queue::confirm_all(events, handles).await?;
     }
 }
 
@@ -305,8 +301,8 @@ async fn wait_ended(tasks: &mut TaskClient, id: &str) -> anyhow::Result<pb::Task
         if t.status == pb::TaskStatus::Finish as i32 || t.status == pb::TaskStatus::Aborted as i32 {
             return Ok(t);
         }
-        if started.elapsed() > Duration::from_secs(3600) {
-            bail!("task {id} did not end within an hour");
+        if started.elapsed() > TASK_DEADLINE {
+            bail!("task {id} did not end within {TASK_DEADLINE:?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -314,33 +310,6 @@ async fn wait_ended(tasks: &mut TaskClient, id: &str) -> anyhow::Result<pb::Task
 
 async fn upload(server: &Server, path: &Path) -> anyhow::Result<String> {
     let bytes = tokio::fs::read(path).await.context("read the source")?;
-    let mut parts = vec![pb::UploadMediaRequest {
-        part: Some(Part::Header(pb::UploadMediaHeader {
-            file_name: "source.mp4".into(),
-            source_context: String::new(),
-            procedure: None,
-        })),
-    }];
-    for chunk in bytes.chunks(1 << 20) {
-        parts.push(pb::UploadMediaRequest {
-            part: Some(Part::Chunk(chunk.to_vec())),
-        });
-    }
-    let response = server
-        .media_client()
-        .await?
-        .upload_media(tokio_stream::iter(parts))
-        .await
-        .context("UploadMedia")?;
-    Ok(response.into_inner().file_id)
-}
-
-fn median(v: &[Duration]) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
+    let mut media = server.media_client().await?;
+    server::upload(&mut media, "source.mp4".into(), String::new(), &bytes).await
 }

@@ -5,7 +5,6 @@
 //! The server runs with `--workers 0`, so every task stays WAITING: the
 //! figures are those of the API and its store, not of ffmpeg.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -18,10 +17,10 @@ use rand::{Rng, SeedableRng};
 use tokio::task::JoinSet;
 use vodtask_proto::v1 as pb;
 use vodtask_proto::v1::task_spec::Kind;
-use vodtask_proto::v1::upload_media_request::Part;
 
-use crate::server::{Server, ServerArgs, TaskClient};
-use crate::stats::{self, Latencies, Row, Target};
+use crate::harness::measure::{Latencies, Rate, time_calls};
+use crate::harness::report::{self, Row, Target, thousands};
+use crate::harness::server::{self, Server, ServerArgs, TaskClient};
 
 /// Task ids kept for DescribeTask, sampled evenly over the whole run.
 const SAMPLED_IDS: u64 = 10_000;
@@ -62,11 +61,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.clients == 0 || args.samples == 0 || args.create_count == 0 {
         bail!("--clients, --samples and --create-count must be at least 1");
     }
-    let server = Server::start(&args.server, &["--workers", "0"]).await?;
-    let outcome = bench(&args, &server).await;
-    let stopped = server.stop().await;
-    outcome?;
-    stopped
+    Server::with(&args.server, &["--workers", "0"], async |server| {
+        bench(&args, server).await
+    })
+    .await
 }
 
 async fn bench(args: &Args, server: &Server) -> anyhow::Result<()> {
@@ -79,7 +77,7 @@ async fn bench(args: &Args, server: &Server) -> anyhow::Result<()> {
     eprintln!(
         "Latency: {} sequential calls per operation on {} tasks",
         args.samples,
-        stats::thousands(in_store as f64)
+        thousands(in_store as f64)
     );
     let mut task_ids = create.task_ids.clone();
     let mut rows = vec![
@@ -87,7 +85,7 @@ async fn bench(args: &Args, server: &Server) -> anyhow::Result<()> {
             format!("CreateTask ({} clients)", args.clients),
             create.latencies.clone(),
         )
-        .rate(create.rate())
+        .rate(create.rate.per_second())
         .target(CREATE_TARGET),
     ];
     if let Some(fill) = &fill {
@@ -97,44 +95,55 @@ async fn bench(args: &Args, server: &Server) -> anyhow::Result<()> {
                 format!("CreateTask, fill ({} clients)", args.clients),
                 fill.latencies.clone(),
             )
-            .rate(fill.rate()),
+            .rate(fill.rate.per_second()),
         );
     }
     rows.extend(latency_rows(client, &task_ids, args.samples).await?);
 
-    println!();
-    println!("vodtask-bench tasks");
-    println!(
-        "  server:         {} serve --workers 0",
-        server.binary.display()
-    );
-    println!(
-        "  cores:          {} (shared by the server and this benchmark)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!(
-        "  tasks in store: {} (GetTaskOverview total)",
-        stats::thousands(in_store as f64)
-    );
-    for (name, phase) in [("create", Some(&create)), ("fill", fill.as_ref())] {
+    let mut heading = vec![
+        (
+            "server",
+            format!("{} serve --workers 0", server.binary.display()),
+        ),
+        (
+            "cores",
+            format!(
+                "{} (shared by the server and this benchmark)",
+                report::cores()
+            ),
+        ),
+        (
+            "tasks in store",
+            format!("{} (GetTaskOverview total)", thousands(in_store as f64)),
+        ),
+    ];
+    for (name, phase) in [
+        ("create phase", Some(&create)),
+        ("fill phase", fill.as_ref()),
+    ] {
         if let Some(phase) = phase {
-            println!(
-                "  {:<16}{} tasks in {:.1} s ({}/s)",
-                format!("{name} phase:"),
-                stats::thousands(phase.count() as f64),
-                phase.elapsed.as_secs_f64(),
-                stats::thousands(phase.rate()),
-            );
+            heading.push((
+                name,
+                format!(
+                    "{} tasks in {:.1} s ({}/s)",
+                    thousands(phase.rate.count as f64),
+                    phase.rate.elapsed.as_secs_f64(),
+                    thousands(phase.rate.per_second()),
+                ),
+            ));
         }
     }
     if u64::try_from(in_store).unwrap_or(0) < TARGET_SCALE {
-        println!(
-            "  note:           the targets are for {} tasks",
-            stats::thousands(TARGET_SCALE as f64)
-        );
+        heading.push((
+            "note",
+            format!(
+                "the targets are for {} tasks",
+                thousands(TARGET_SCALE as f64)
+            ),
+        ));
     }
-    println!();
-    stats::print_table(&rows);
+    report::print_heading("vodtask-bench tasks", &heading);
+    report::print_rows(&rows);
     Ok(())
 }
 
@@ -154,7 +163,7 @@ async fn create_and_fill(
 
     eprintln!(
         "CreateTask: {} transcode tasks from {} clients",
-        stats::thousands(args.create_count as f64),
+        thousands(args.create_count as f64),
         args.clients
     );
     let create = create_tasks(
@@ -169,7 +178,7 @@ async fn create_and_fill(
         },
     )
     .await?;
-    eprintln!("  done in {:.1} s", create.elapsed.as_secs_f64());
+    eprintln!("  done in {:.1} s", create.rate.elapsed.as_secs_f64());
 
     let fill_count = args.total.saturating_sub(args.create_count);
     if fill_count == 0 {
@@ -177,7 +186,7 @@ async fn create_and_fill(
     }
     eprintln!(
         "Filling the store to {} tasks (1 in {SNAPSHOT_EVERY} a snapshot)",
-        stats::thousands(args.total as f64)
+        thousands(args.total as f64)
     );
     let fill = create_tasks(
         &clients,
@@ -191,31 +200,14 @@ async fn create_and_fill(
         },
     )
     .await?;
-    eprintln!("  done in {:.1} s", fill.elapsed.as_secs_f64());
+    eprintln!("  done in {:.1} s", fill.rate.elapsed.as_secs_f64());
     Ok((create, Some(fill)))
 }
 
 /// CreateTask only checks that the file exists, so a few bytes do.
 async fn upload_file(server: &Server) -> anyhow::Result<String> {
-    let parts = vec![
-        pb::UploadMediaRequest {
-            part: Some(Part::Header(pb::UploadMediaHeader {
-                file_name: "bench.bin".into(),
-                source_context: String::new(),
-                procedure: None,
-            })),
-        },
-        pb::UploadMediaRequest {
-            part: Some(Part::Chunk(vec![0; 4096])),
-        },
-    ];
-    let response = server
-        .media_client()
-        .await?
-        .upload_media(tokio_stream::iter(parts))
-        .await
-        .context("UploadMedia")?;
-    Ok(response.into_inner().file_id)
+    let mut media = server.media_client().await?;
+    server::upload(&mut media, "bench.bin".into(), String::new(), &[0; 4096]).await
 }
 
 /// One create phase: the tasks numbered `first..first + count` in the run.
@@ -251,23 +243,8 @@ impl CreatePhase {
 
 struct Created {
     latencies: Latencies,
-    elapsed: Duration,
+    rate: Rate,
     task_ids: Vec<String>,
-}
-
-impl Created {
-    fn count(&self) -> u64 {
-        self.latencies.count()
-    }
-
-    fn rate(&self) -> f64 {
-        let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 {
-            self.count() as f64 / secs
-        } else {
-            0.0
-        }
-    }
 }
 
 /// Creates the phase's tasks from every client at once; each client takes
@@ -296,11 +273,11 @@ async fn create_tasks(clients: &[TaskClient], phase: CreatePhase) -> anyhow::Res
         latencies.merge(&client_latencies);
         task_ids.extend(client_ids);
     }
-    let elapsed = started.elapsed();
+    let rate = Rate::since(started, latencies.count());
     progress.abort_all();
     Ok(Created {
         latencies,
-        elapsed,
+        rate,
         task_ids,
     })
 }
@@ -350,9 +327,9 @@ async fn report_progress(phase: Arc<CreatePhase>, done: Arc<AtomicU64>) {
         eprintln!(
             "  {}: {} / {} ({}/s)",
             phase.name,
-            stats::thousands(n as f64),
-            stats::thousands(phase.count as f64),
-            stats::thousands(n as f64 / started.elapsed().as_secs_f64())
+            thousands(n as f64),
+            thousands(phase.count as f64),
+            thousands(n as f64 / started.elapsed().as_secs_f64())
         );
     }
 }
@@ -369,7 +346,7 @@ async fn latency_rows(
     let mut rows = Vec::new();
 
     let mut rng = StdRng::from_rng(&mut rand::rng());
-    let describe = measure(samples, || {
+    let describe = time_calls(WARMUP_CALLS, samples, || {
         let mut client = client.clone();
         let task_id = task_ids.choose(&mut rng).cloned().unwrap_or_default();
         async move {
@@ -410,7 +387,10 @@ async fn latency_rows(
         ("ListTasks status=WAITING, limit 100", waiting),
         ("ListTasks type=SNAPSHOT, limit 100", snapshots),
     ] {
-        let latencies = measure(samples, || list(client.clone(), request.clone())).await?;
+        let latencies = time_calls(WARMUP_CALLS, samples, || {
+            list(client.clone(), request.clone())
+        })
+        .await?;
         rows.push(Row::new(name, latencies).target(LIST_TARGET));
     }
     rows.push(
@@ -420,7 +400,10 @@ async fn latency_rows(
         )
         .target(LIST_TARGET),
     );
-    let latencies = measure(samples, || list(client.clone(), middle.clone())).await?;
+    let latencies = time_calls(WARMUP_CALLS, samples, || {
+        list(client.clone(), middle.clone())
+    })
+    .await?;
     rows.push(Row::new("ListTasks asc, middle half, limit 100", latencies).target(LIST_TARGET));
 
     let last_day = last_24_hours();
@@ -428,7 +411,7 @@ async fn latency_rows(
         ("GetTaskOverview all time", None),
         ("GetTaskOverview last 24 h", Some(last_day)),
     ] {
-        let latencies = measure(samples, || {
+        let latencies = time_calls(WARMUP_CALLS, samples, || {
             let client = client.clone();
             async move {
                 overview(client, range).await?;
@@ -439,26 +422,6 @@ async fn latency_rows(
         rows.push(Row::new(name, latencies).target(OVERVIEW_TARGET));
     }
     Ok(rows)
-}
-
-/// Times `samples` sequential calls after a few untimed ones.
-async fn measure<F, Fut>(samples: usize, mut call: F) -> anyhow::Result<Latencies>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    for _ in 0..WARMUP_CALLS {
-        call().await?;
-    }
-    let mut latencies = Latencies::default();
-    for _ in 0..samples {
-        // The future does nothing until awaited; only the call is timed.
-        let pending = call();
-        let started = Instant::now();
-        pending.await?;
-        latencies.record(started.elapsed());
-    }
-    Ok(latencies)
 }
 
 async fn list(mut client: TaskClient, request: pb::ListTasksRequest) -> anyhow::Result<()> {

@@ -13,9 +13,9 @@ use tokio::task::JoinSet;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::{Drained, Rate};
-use crate::cpu;
-use crate::server::{Server, ServerArgs};
+use crate::harness::cpu;
+use crate::harness::measure::{Drained, Rate};
+use crate::harness::server::{Server, ServerArgs};
 
 /// Connections, and calls in flight on each: as many calls at once as the
 /// consume runs keep going with their default four consumers.
@@ -24,32 +24,23 @@ pub const IN_FLIGHT: usize = 4;
 
 /// `calls` health checks (after as many untimed ones) on a fresh server.
 pub async fn call_floor(server_args: &ServerArgs, calls: u64) -> anyhow::Result<Drained> {
-    let server = Server::start(server_args, &["--workers", "0"]).await?;
-    let outcome = measure(&server, calls).await;
-    let stopped = server.stop().await;
-    let floor = outcome?;
-    stopped?;
-    Ok(floor)
-}
-
-async fn measure(server: &Server, calls: u64) -> anyhow::Result<Drained> {
-    let mut clients = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
-        clients.push(HealthClient::new(server.channel().await?));
-    }
-    // The warm-up fills the connections' buffers and HPACK tables.
-    call_all(&clients, calls).await?;
-    let meter = cpu::Meter::start(server.pid());
-    let started = Instant::now();
-    call_all(&clients, calls).await?;
-    let elapsed = started.elapsed();
-    Ok(Drained {
-        rate: Rate {
-            count: calls,
-            elapsed,
-        },
-        cpu: meter.stop(),
+    Server::with(server_args, &["--workers", "0"], async |server| {
+        let mut clients = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
+            clients.push(HealthClient::new(server.channel().await?));
+        }
+        // The warm-up fills the connections' buffers and HPACK tables.
+        call_all(&clients, calls).await?;
+        let meter = cpu::Meter::start(server.pid());
+        let started = Instant::now();
+        call_all(&clients, calls).await?;
+        let rate = Rate::since(started, calls);
+        Ok(Drained {
+            rate,
+            cpu: meter.stop(),
+        })
     })
+    .await
 }
 
 async fn call_all(

@@ -1,5 +1,6 @@
-//! Starts the real `vodtask` binary on a fresh data dir and hands out
-//! authenticated gRPC clients to it.
+//! Starts the real `vodtask` binary on a fresh data dir, hands out
+//! authenticated gRPC clients to it, and stops it whatever the benchmark
+//! on it returned.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,12 +13,16 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use vodtask_proto::v1 as pb;
 use vodtask_proto::v1::event_service_client::EventServiceClient;
 use vodtask_proto::v1::media_service_client::MediaServiceClient;
 use vodtask_proto::v1::task_service_client::TaskServiceClient;
+use vodtask_proto::v1::upload_media_request::Part;
 
 /// How long the server may take to print its addresses.
 const START_DEADLINE: Duration = Duration::from_secs(30);
+/// The size of the chunks an upload is sent in.
+const UPLOAD_CHUNK: usize = 1 << 20;
 
 pub type TaskClient = TaskServiceClient<InterceptedService<Channel, Bearer>>;
 pub type MediaClient = MediaServiceClient<InterceptedService<Channel, Bearer>>;
@@ -94,6 +99,28 @@ impl Server {
         Server::start_with(args.binary()?, None, args.keep_data, &flags).await
     }
 
+    /// `start`s a server, runs `bench` on it, and stops it whatever `bench`
+    /// returned.
+    pub async fn with<T>(
+        args: &ServerArgs,
+        extra: &[&str],
+        bench: impl AsyncFnOnce(&Server) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        Server::start(args, extra).await?.run(bench).await
+    }
+
+    /// Runs `bench` on this server, then stops it whatever `bench` returned.
+    pub async fn run<T>(
+        self,
+        bench: impl AsyncFnOnce(&Server) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let outcome = bench(&self).await;
+        let stopped = self.stop().await;
+        let value = outcome?;
+        stopped?;
+        Ok(value)
+    }
+
     /// `start` with this binary and, given `copy_of`, on a copy of that
     /// server data dir's database and key (not its media files).
     pub async fn start_with(
@@ -153,9 +180,7 @@ impl Server {
         let key_path = data_dir.join("default.key");
         let key = std::fs::read_to_string(&key_path)
             .with_context(|| format!("read {}", key_path.display()))?;
-        let key = format!("Bearer {}", key.trim())
-            .parse()
-            .context("the API key is not a valid header value")?;
+        let key = bearer_header(&key)?;
 
         Ok(Server {
             child,
@@ -175,10 +200,7 @@ impl Server {
     }
 
     pub async fn task_client(&self) -> anyhow::Result<TaskClient> {
-        Ok(TaskServiceClient::with_interceptor(
-            self.channel().await?,
-            self.bearer(),
-        ))
+        self.default_app().task_client().await
     }
 
     pub async fn media_client(&self) -> anyhow::Result<MediaClient> {
@@ -187,10 +209,6 @@ impl Server {
 
     pub async fn event_client(&self) -> anyhow::Result<EventClient> {
         self.default_app().event_client().await
-    }
-
-    fn bearer(&self) -> Bearer {
-        Bearer(self.key.clone())
     }
 
     /// The server's process id (for its memory).
@@ -211,9 +229,7 @@ impl Server {
             bail!("vodtask apps create {name} failed");
         }
         let key = String::from_utf8(out.stdout).context("the key is not UTF-8")?;
-        let key = format!("Bearer {}", key.trim())
-            .parse()
-            .context("the API key is not a valid header value")?;
+        let key = bearer_header(&key)?;
         Ok(AppHandle {
             grpc_addr: self.grpc_addr.clone(),
             key,
@@ -282,19 +298,58 @@ impl AppHandle {
         .with_context(|| format!("connect to {}", self.grpc_addr))
     }
 
+    pub async fn task_client(&self) -> anyhow::Result<TaskClient> {
+        let channel = self.channel().await?;
+        Ok(TaskServiceClient::with_interceptor(channel, self.bearer()))
+    }
+
     pub async fn media_client(&self) -> anyhow::Result<MediaClient> {
-        Ok(MediaServiceClient::with_interceptor(
-            self.channel().await?,
-            Bearer(self.key.clone()),
-        ))
+        let channel = self.channel().await?;
+        Ok(MediaServiceClient::with_interceptor(channel, self.bearer()))
     }
 
     pub async fn event_client(&self) -> anyhow::Result<EventClient> {
-        Ok(EventServiceClient::with_interceptor(
-            self.channel().await?,
-            Bearer(self.key.clone()),
-        ))
+        let channel = self.channel().await?;
+        Ok(EventServiceClient::with_interceptor(channel, self.bearer()))
     }
+
+    fn bearer(&self) -> Bearer {
+        Bearer(self.key.clone())
+    }
+}
+
+/// Uploads `bytes` as `file_name`; returns the file id.
+pub async fn upload(
+    client: &mut MediaClient,
+    file_name: String,
+    source_context: String,
+    bytes: &[u8],
+) -> anyhow::Result<String> {
+    let header = pb::UploadMediaRequest {
+        part: Some(Part::Header(pb::UploadMediaHeader {
+            file_name,
+            source_context,
+            procedure: None,
+        })),
+    };
+    let chunks = bytes
+        .chunks(UPLOAD_CHUNK)
+        .map(|chunk| pb::UploadMediaRequest {
+            part: Some(Part::Chunk(chunk.to_vec())),
+        });
+    let parts: Vec<_> = std::iter::once(header).chain(chunks).collect();
+    let response = client
+        .upload_media(tokio_stream::iter(parts))
+        .await
+        .context("UploadMedia")?;
+    Ok(response.into_inner().file_id)
+}
+
+/// `Bearer <key>`, as the authorization header carries it.
+fn bearer_header(key: &str) -> anyhow::Result<MetadataValue<Ascii>> {
+    format!("Bearer {}", key.trim())
+        .parse()
+        .context("the API key is not a valid header value")
 }
 
 /// Copies the files at the top of a data dir (the SQLite database and its

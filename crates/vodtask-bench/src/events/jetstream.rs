@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
@@ -15,11 +14,13 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::stream::{self, StorageType};
 use async_nats::jetstream::{self as js, Context};
 use futures::StreamExt;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::cpu;
-use crate::events::{Arrival, Drained, LatencyRun, Mode, Rate, sample_latency};
+use crate::harness::measure::{
+    self, Arrival, Countdown, Drained, LatencyRun, Mode, Rate, sample_latency,
+};
+use crate::harness::{cpu, report};
 
 /// Publishes awaiting their ack at once while loading the stream.
 pub const PUBLISH_WINDOW: usize = 256;
@@ -27,10 +28,11 @@ pub const PUBLISH_WINDOW: usize = 256;
 const DRAIN_PULL_EXPIRES: Duration = Duration::from_secs(1);
 /// The latency consumer's pending pull request, like vodtask's long poll.
 const LONG_POLL: Duration = Duration::from_secs(20);
-const LATENCY_BATCH: usize = 16;
+const LATENCY_BATCH: u32 = 16;
 /// Give up on a load or a drain slower than this many messages per second.
 const SLOWEST_RATE: u64 = 100;
-const SLACK: Duration = Duration::from_secs(60);
+/// How long the acks of a finished drain may take to reach the server.
+const ACK_DEADLINE: Duration = Duration::from_secs(60);
 /// How often a finished drain asks whether every ack has reached the server.
 const ACK_POLL: Duration = Duration::from_millis(2);
 
@@ -154,7 +156,7 @@ impl Yardstick {
                 let drain = round * plan.modes.len() + index;
                 let drained = self.drain(stream, plan, mode, drain).await?;
                 let rate = drained.rate.per_second();
-                eprintln!("  consume {}/s", crate::stats::thousands(rate));
+                eprintln!("  consume {}/s", report::thousands(rate));
                 consume.push(drained);
             }
         }
@@ -176,7 +178,7 @@ impl Yardstick {
     async fn publish_all(&self, count: u64, payload_len: usize) -> anyhow::Result<Rate> {
         let payload = payload(0, payload_len).into_bytes();
         let started = Instant::now();
-        let deadline = deadline_for(count);
+        let deadline = measure::deadline(count, SLOWEST_RATE);
         tokio::time::timeout(deadline, async {
             let mut acks: VecDeque<PublishAckFuture> = VecDeque::with_capacity(PUBLISH_WINDOW);
             for _ in 0..count {
@@ -199,10 +201,7 @@ impl Yardstick {
         })
         .await
         .with_context(|| format!("publishing {count} messages took more than {deadline:?}"))??;
-        Ok(Rate {
-            count,
-            elapsed: started.elapsed(),
-        })
+        Ok(Rate::since(started, count))
     }
 
     /// A fresh durable consumer reads the whole stream with `--consumers`
@@ -238,7 +237,7 @@ impl Yardstick {
             fetchers.push(fetcher);
         }
 
-        let acked = Arc::new(Acked::new(plan.messages));
+        let acked = Arc::new(Countdown::new(plan.messages));
         let meter = cpu::Meter::start(cpu::find("nats-server"));
         let started = Instant::now();
         // Dropping the set stops the fetchers.
@@ -246,21 +245,14 @@ impl Yardstick {
         for fetcher in fetchers {
             running.spawn(fetch(fetcher, mode, Arc::clone(&acked)));
         }
-        let deadline = deadline_for(plan.messages);
-        tokio::select! {
-            _ = acked.done.notified() => {}
-            Some(joined) = running.join_next() => {
-                joined.context("a JetStream fetcher failed")??;
-                bail!("a JetStream fetcher stopped before the stream was read");
-            }
-            _ = tokio::time::sleep(deadline) => bail!(
-                "reading {} messages took more than {deadline:?}",
-                plan.messages
-            ),
-        }
+        let deadline = measure::deadline(plan.messages, SLOWEST_RATE);
+        acked
+            .wait(&mut running, "a JetStream fetcher", deadline)
+            .await
+            .with_context(|| format!("reading {} messages", plan.messages))?;
         // Acks are fire-and-forget: count the drain done once the server
         // has them all, as vodtask's is once every confirm has committed.
-        tokio::time::timeout(SLACK, async {
+        tokio::time::timeout(ACK_DEADLINE, async {
             loop {
                 let info = consumer.info().await.context("JetStream consumer info")?;
                 if info.num_ack_pending == 0 && info.num_pending == 0 {
@@ -271,7 +263,7 @@ impl Yardstick {
         })
         .await
         .context("the acks did not all reach the server")??;
-        let elapsed = started.elapsed();
+        let rate = Rate::since(started, plan.messages);
         let cpu = meter.stop();
         running.abort_all();
         // A finished drain's consumer would stay on the stream for the
@@ -280,13 +272,7 @@ impl Yardstick {
             .delete_consumer(&name)
             .await
             .context("delete the JetStream consumer")?;
-        Ok(Drained {
-            rate: Rate {
-                count: plan.messages,
-                elapsed,
-            },
-            cpu,
-        })
+        Ok(Drained { rate, cpu })
     }
 
     /// Publish-ack to delivery, one message at a time, to a consumer that
@@ -312,11 +298,8 @@ impl Yardstick {
             .get_consumer_from_stream(&name, self.stream_name())
             .await
             .context("look up the JetStream consumer")?;
-        let (arrived, mut arrivals) = mpsc::channel(1);
-        // Dropping the set stops the waiter.
-        let mut waiting = JoinSet::new();
-        waiting.spawn(wait(consumer, waiter, arrived));
-        let run = sample_latency(plan.samples, &mut arrivals, |n| async move {
+        let waiting = |arrived| wait(consumer, waiter, arrived);
+        sample_latency(plan.samples, waiting, |n| async move {
             let body = payload(n, plan.payload_len);
             self.context
                 .publish(self.subject(), body.into_bytes().into())
@@ -326,15 +309,8 @@ impl Yardstick {
                 .context("publish ack")?;
             Ok(sample_key(n))
         })
-        .await;
-        if run.is_err() {
-            // The waiter's own error says more than "the consumer stopped".
-            waiting.abort_all();
-            if let Some(Ok(Err(e))) = waiting.join_next().await {
-                return Err(e).with_context(|| format!("the JetStream {waiter:?} consumer"));
-            }
-        }
-        run
+        .await
+        .with_context(|| format!("JetStream, {waiter:?} consumer"))
     }
 }
 
@@ -343,11 +319,6 @@ async fn connect(url: &str) -> anyhow::Result<Context> {
         .await
         .with_context(|| format!("connect to NATS at {url}"))?;
     Ok(js::new(client))
-}
-
-/// The longest a load or a drain of `count` messages may take.
-fn deadline_for(count: u64) -> Duration {
-    SLACK + Duration::from_secs(count / SLOWEST_RATE)
 }
 
 fn sample_key(n: u64) -> String {
@@ -364,65 +335,13 @@ fn payload(n: u64, len: usize) -> String {
     text
 }
 
-/// Acks sent in one drain.
-struct Acked {
-    target: u64,
-    count: AtomicU64,
-    /// Signalled once `count` reaches `target`.
-    done: Notify,
-}
-
-impl Acked {
-    fn new(target: u64) -> Self {
-        Acked {
-            target,
-            count: AtomicU64::new(0),
-            done: Notify::new(),
-        }
-    }
-
-    fn one(&self) {
-        if self.count.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
-            // Stores a permit if the waiter is not waiting yet.
-            self.done.notify_one();
-        }
-    }
-}
-
 /// One fetcher of a drain: acks every message as it arrives.
-async fn fetch(consumer: PullConsumer, mode: Mode, acked: Arc<Acked>) -> anyhow::Result<()> {
-    match mode {
-        Mode::Pull { batch } => loop {
-            let mut messages = consumer
-                .batch()
-                .max_messages(batch as usize)
-                .expires(DRAIN_PULL_EXPIRES)
-                .messages()
-                .await
-                .context("JetStream pull request")?;
-            while let Some(message) = messages.next().await {
-                message.map_err(nats)?.ack().await.map_err(nats)?;
-                acked.one();
-            }
-        },
-        Mode::Stream { max_in_flight } => {
-            let mut messages = consumer
-                .stream()
-                .max_messages_per_batch(max_in_flight as usize)
-                .messages()
-                .await
-                .context("JetStream continuous pull")?;
-            while let Some(message) = messages.next().await {
-                message
-                    .context("JetStream message")?
-                    .ack()
-                    .await
-                    .map_err(nats)?;
-                acked.one();
-            }
-            bail!("the JetStream message stream ended")
-        }
-    }
+async fn fetch(consumer: PullConsumer, mode: Mode, acked: Arc<Countdown>) -> anyhow::Result<()> {
+    take(consumer, mode, DRAIN_PULL_EXPIRES, |_, _| {
+        acked.add(1);
+        std::future::ready(Ok(()))
+    })
+    .await
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -433,54 +352,76 @@ enum Waiter {
     Stream,
 }
 
+/// The latency consumer: hands each arrival to the sampler once acked.
 async fn wait(
     consumer: PullConsumer,
     waiter: Waiter,
     arrived: mpsc::Sender<Arrival>,
 ) -> anyhow::Result<()> {
-    match waiter {
-        Waiter::LongPoll => loop {
+    let mode = match waiter {
+        Waiter::LongPoll => Mode::Pull { batch: 1 },
+        Waiter::Stream => Mode::Stream {
+            max_in_flight: LATENCY_BATCH,
+        },
+    };
+    take(consumer, mode, LONG_POLL, |message, at| {
+        let arrived = arrived.clone();
+        async move {
+            let body = String::from_utf8_lossy(&message.payload).into_owned();
+            arrived
+                .send(Arrival { at, body })
+                .await
+                .context("the sampler stopped")
+        }
+    })
+    .await
+}
+
+/// Takes messages as `mode` says (pull requests that wait up to `expires`
+/// to fill their batch, or a continuous pull), acks each and hands it to
+/// `then` with the moment it arrived.
+async fn take<F, Fut>(
+    consumer: PullConsumer,
+    mode: Mode,
+    expires: Duration,
+    mut then: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut(js::Message, Instant) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    match mode {
+        Mode::Pull { batch } => loop {
             let mut messages = consumer
                 .batch()
-                .max_messages(1)
-                .expires(LONG_POLL)
+                .max_messages(batch as usize)
+                .expires(expires)
                 .messages()
                 .await
                 .context("JetStream pull request")?;
             while let Some(message) = messages.next().await {
                 let at = Instant::now();
-                report(message.map_err(nats)?, at, &arrived).await?;
+                let message = message.map_err(nats)?;
+                message.ack().await.map_err(nats)?;
+                then(message, at).await?;
             }
         },
-        Waiter::Stream => {
+        Mode::Stream { max_in_flight } => {
             let mut messages = consumer
                 .stream()
-                .max_messages_per_batch(LATENCY_BATCH)
+                .max_messages_per_batch(max_in_flight as usize)
                 .messages()
                 .await
                 .context("JetStream continuous pull")?;
             while let Some(message) = messages.next().await {
                 let at = Instant::now();
-                report(message.context("JetStream message")?, at, &arrived).await?;
+                let message = message.context("JetStream message")?;
+                message.ack().await.map_err(nats)?;
+                then(message, at).await?;
             }
             bail!("the JetStream message stream ended")
         }
     }
-}
-
-/// Acks, then hands the arrival to the sampler.
-async fn report(
-    message: js::Message,
-    at: Instant,
-    arrived: &mpsc::Sender<Arrival>,
-) -> anyhow::Result<()> {
-    message.ack().await.map_err(nats)?;
-    let body = String::from_utf8_lossy(&message.payload).into_owned();
-    arrived
-        .send(Arrival { at, body })
-        .await
-        .context("the sampler stopped")?;
-    Ok(())
 }
 
 #[cfg(test)]
