@@ -14,7 +14,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use prost::Message;
 use tower::ServiceExt;
-use vodtask_core::{Engine, EngineConfig, SyncMode};
+use vodtask_core::store::SyncMode;
+use vodtask_core::{Engine, EngineConfig};
 use vodtask_proto::v1 as pb;
 
 /// gRPC status codes the targets look at.

@@ -9,10 +9,9 @@
 //! with an id (`(ids, events) => void`). It settles each handler's outcome
 //! itself and hands back the outcomes of one turn of the event loop in one
 //! `settle` call. So one threadsafe-function call and one wake-up serve a
-//! batch each way, and the acks share a ConfirmEvents. (Awaiting each
-//! handler's Promise from Rust cost two wake-ups of a tokio worker per
-//! event; a threadsafe-function call per event, about 3 µs of the
-//! consumer's CPU per event more than a batch.)
+//! batch each way, and the acks share a ConfirmEvents (awaiting each
+//! handler's Promise from Rust would cost two wake-ups of a tokio worker
+//! per event).
 //! `consume` itself (the concurrency limit, acking and nacking, keep-alives,
 //! stopping) stays in the client.
 

@@ -1085,8 +1085,7 @@ pub fn media_info(m: pb::MediaInfo) -> MediaInfo {
 /// which index.js parses from `content_json` with JSON.parse. V8 parses an
 /// envelope faster than serde_json plus building the object property by
 /// property through N-API would, and on the JS thread rather than a tokio
-/// worker: in consume that cut the consumer's CPU per event by about a
-/// quarter (docs/benchmarks.md, consumers).
+/// worker (docs/benchmarks.md, consumers).
 #[napi(object)]
 pub struct RawEvent {
     /// The same on every redelivery: deduplicate by it.

@@ -22,8 +22,7 @@ use convert::*;
 /// would start one per core. The work here is I/O for a single-threaded JS
 /// program; with two workers the one that finds nothing to do parks and is
 /// woken again for nearly every event, and those context switches cost
-/// more than the work (consume: 39 → 28 µs of CPU per event, with the lazy
-/// `data` of index.js). If the runtime cannot be built, napi-rs builds its
+/// more than the work. If the runtime cannot be built, napi-rs builds its
 /// default one at first use.
 #[napi_derive::module_init]
 fn init() {

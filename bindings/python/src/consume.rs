@@ -14,12 +14,10 @@
 //! pending wakes the loop by writing one byte into a socket whose other end
 //! the loop watches (`add_reader`): no tokio thread takes the GIL. It wakes
 //! it after the tokio thread has run whatever else was ready (one yield), so
-//! that the events that came in with it join the drain. (It used
-//! to take it for `call_soon_threadsafe`, and a tokio worker that asks for
-//! the GIL while the loop thread runs Python blocks, the tasks behind it
-//! included, until the loop lets go: dropping that cut the consumer's CPU
-//! per event by about 30 %. `call_soon_threadsafe` stays for loops that
-//! cannot watch fds.) The loop's reader calls the handler for every event
+//! that the events that came in with it join the drain. (A tokio worker
+//! that asks for the GIL while the loop thread runs Python blocks, the
+//! tasks behind it included, until the loop lets go; `call_soon_threadsafe`,
+//! which needs the GIL, stays only for loops that cannot watch fds.) The loop's reader calls the handler for every event
 //! queued by then and starts each coroutine as a task whose done callback
 //! sends the outcome back through a oneshot channel; on 3.12+ the task starts
 //! eagerly, and one that finishes at once sends it without a callback. Under

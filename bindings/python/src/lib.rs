@@ -19,8 +19,8 @@ fn _vodtask(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // pyo3-async-runtimes would start one per core. The work here is I/O
     // for one event loop; with two workers the one that finds nothing to do
     // parks and is woken again for nearly every event, and those context
-    // switches cost more than the work (consume: 28 → 25 µs of CPU per
-    // event). Set before the first call builds the runtime.
+    // switches cost more than the work. Set before the first call builds
+    // the runtime.
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.worker_threads(1).enable_all();
     pyo3_async_runtimes::tokio::init(runtime);
