@@ -81,6 +81,8 @@ pub struct OpenOptions {
 /// embedded engine).
 #[derive(Clone)]
 pub struct Client {
+    /// For calls by name (`call_json`); the typed clients below wrap the same.
+    pub(crate) grpc: tonic::client::Grpc<InterceptedService<Transport, Auth>>,
     pub(crate) tasks: Tasks,
     pub(crate) media: Media,
     pub(crate) events: Events,
@@ -191,6 +193,10 @@ impl Client {
             .map_err(|_| Error::InvalidInput("api_key: not a valid header value".into()))?;
         let auth = Auth(header);
         Ok(Client {
+            grpc: tonic::client::Grpc::new(InterceptedService::new(
+                transport.clone(),
+                auth.clone(),
+            )),
             tasks: TaskServiceClient::with_interceptor(transport.clone(), auth.clone()),
             media: MediaServiceClient::with_interceptor(transport.clone(), auth.clone())
                 .max_encoding_message_size(16 << 20),

@@ -3,12 +3,14 @@
 //! engine opened on a data dir in this process (`Client::open`), which runs
 //! the server's own service code without sockets. On top: a reliable event
 //! consumer (`subscribe`, `consume`), a waiter for one task (`watch_task`,
-//! `wait_task`) and `verify_webhook` for HTTP callbacks.
+//! `wait_task`), `verify_webhook` for HTTP callbacks, and every message and
+//! unary call as a JSON tree (`json`, `Client::call_json`) for the bindings.
 //! The Python and Node packages wrap this crate and nothing else.
 
 mod client;
 mod consumer;
 mod error;
+pub mod json;
 mod transport;
 mod watch;
 mod webhook;
