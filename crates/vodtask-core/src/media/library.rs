@@ -1,15 +1,14 @@
-//! Files on disk: `<data-dir>/media/<file_id>/<stored_name>`, served over HTTP
-//! at `<public base URL>/files/<file_id>/<stored_name>`. Partial uploads live
-//! in `<data-dir>/tmp` so that they are never served.
+//! What a media file is: its id, its name, its size and MD5 (measured on
+//! the way in), its probe, and its URL, `<public base URL>/files/<file_id>/
+//! <stored_name>`. Its bytes are kept by the storage (`storage/`).
 
-use std::io::ErrorKind;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
 use tokio::fs;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
+use super::storage::{LocalStorage, LocalWriter};
 use super::{
     MAX_FILE_NAME_BYTES, MAX_SOURCE_CONTEXT_BYTES, MediaFile, MediaMetadata, SourceType, probe,
 };
@@ -20,7 +19,7 @@ use crate::time;
 
 #[derive(Debug, Clone)]
 pub struct MediaLibrary {
-    media_dir: PathBuf,
+    storage: LocalStorage,
     tmp_dir: PathBuf,
     ffprobe: PathBuf,
     public_base_url: String,
@@ -34,13 +33,11 @@ impl MediaLibrary {
         public_base_url: &str,
         max_upload_bytes: u64,
     ) -> Result<Self> {
-        let media_dir = data_dir.join("media");
         let tmp_dir = data_dir.join("tmp");
-        for dir in [&media_dir, &tmp_dir] {
-            create_private_dir(dir)?;
-        }
+        create_private_dir(&tmp_dir)?;
+        let storage = LocalStorage::open(data_dir.join("media"), tmp_dir.clone())?;
         Ok(MediaLibrary {
-            media_dir,
+            storage,
             tmp_dir,
             ffprobe,
             public_base_url: public_base_url.trim_end_matches('/').to_string(),
@@ -49,7 +46,7 @@ impl MediaLibrary {
     }
 
     pub fn media_dir(&self) -> &Path {
-        &self.media_dir
+        self.storage.root()
     }
 
     pub fn max_upload_bytes(&self) -> u64 {
@@ -61,7 +58,7 @@ impl MediaLibrary {
     }
 
     pub fn path_of(&self, file_id: &FileId, stored_name: &str) -> PathBuf {
-        self.media_dir.join(file_id.as_str()).join(stored_name)
+        self.storage.path_of(file_id, stored_name)
     }
 
     pub fn url_of(&self, file_id: &FileId, stored_name: &str) -> String {
@@ -86,7 +83,7 @@ impl MediaLibrary {
     ) -> Result<Upload> {
         validate_file_name("header.file_name", file_name)?;
         validate_source_context("header.source_context", source_context)?;
-        self.begin(app_id, file_name, source_context, None).await
+        self.begin(app_id, file_name, source_context, None)
     }
 
     /// Starts receiving a file that a pull task downloads.
@@ -98,10 +95,9 @@ impl MediaLibrary {
         source_context: &str,
     ) -> Result<Upload> {
         self.begin(app_id, file_name, source_context, Some(task_id.clone()))
-            .await
     }
 
-    async fn begin(
+    fn begin(
         &self,
         app_id: AppId,
         file_name: &str,
@@ -109,27 +105,16 @@ impl MediaLibrary {
         pulled_by: Option<TaskId>,
     ) -> Result<Upload> {
         let file_id = FileId::generate();
-        let tmp = TempFile {
-            path: self.tmp_dir.join(format!("upload-{file_id}")),
-            armed: true,
-        };
-        // Created without an await between it and its guard: a future
-        // dropped while a blocking-pool create was in flight would leave a
-        // file its guard had already failed to remove.
-        let file = std::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp.path)
-            .map_err(|e| Error::io(format!("create {}", tmp.path.display()), e))?;
+        let stored_name = stored_upload_name(file_name);
+        let writer = self.storage.writer(&file_id, &stored_name)?;
         Ok(Upload {
             library: self.clone(),
             app_id,
             file_id,
             file_name: file_name.to_string(),
+            stored_name,
             source_context: source_context.to_string(),
-            file: fs::File::from_std(file),
-            tmp,
+            writer,
             size: 0,
             md5: Md5::new(),
             pulled_by,
@@ -146,8 +131,8 @@ impl MediaLibrary {
     ) -> Result<MediaFile> {
         let (size, md5) = digest_file(src).await?;
         let file_id = FileId::generate();
-        let dest = self.place(&file_id, stored_name, src).await?;
-        let metadata = probe::probe(&self.ffprobe, &dest).await;
+        self.storage.put_file(&file_id, stored_name, src).await?;
+        let metadata = self.probe(&file_id, stored_name).await;
         Ok(task_output(
             file_id,
             app_id,
@@ -161,7 +146,8 @@ impl MediaLibrary {
 
     /// Moves a directory a task wrote (an HLS playlist with its segments,
     /// sprite images with their WebVTT index) into the library as one media
-    /// file: `main_name` is what its URL points at; size counts every file.
+    /// file: `main_name` is what its URL points at, and its MD5 the file's;
+    /// size counts every file.
     pub async fn adopt_output_dir(
         &self,
         app_id: AppId,
@@ -170,60 +156,25 @@ impl MediaLibrary {
         main_name: &str,
     ) -> Result<MediaFile> {
         let (_, md5) = digest_file(&src_dir.join(main_name)).await?;
-        let mut size = 0;
-        let mut entries = fs::read_dir(src_dir)
-            .await
-            .map_err(|e| Error::io(format!("read {}", src_dir.display()), e))?;
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| Error::io(format!("read {}", src_dir.display()), e))?
-        {
-            let path = entry.path();
-            size += digest_file(&path).await?.0;
-        }
+        let size = dir_size(src_dir).await?;
         let file_id = FileId::generate();
-        let dest_dir = self.media_dir.join(file_id.as_str());
-        fs::rename(src_dir, &dest_dir).await.map_err(|e| {
-            Error::io(
-                format!("move {} to {}", src_dir.display(), dest_dir.display()),
-                e,
-            )
-        })?;
-        sync_dir(&dest_dir).await?;
-        sync_dir(&self.media_dir).await?;
-        let metadata = probe::probe(&self.ffprobe, &dest_dir.join(main_name)).await;
+        self.storage.put_dir(&file_id, src_dir).await?;
+        let metadata = self.probe(&file_id, main_name).await;
         Ok(task_output(
             file_id, app_id, task_id, main_name, size, md5, metadata,
         ))
     }
 
-    /// Renames `src` to its place in the library and syncs both directories,
-    /// so that the file survives a crash once this returns. On an error the
-    /// file's directory is removed again (its row will not be written).
-    async fn place(&self, file_id: &FileId, stored_name: &str, src: &Path) -> Result<PathBuf> {
-        let dir = self.media_dir.join(file_id.as_str());
-        fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let dest = dir.join(stored_name);
-        let placed = async {
-            fs::rename(src, &dest).await.map_err(|e| {
-                Error::io(format!("move {} to {}", src.display(), dest.display()), e)
-            })?;
-            sync_dir(&dir).await?;
-            sync_dir(&self.media_dir).await
-        };
-        if let Err(e) = placed.await {
-            let _ = fs::remove_dir_all(&dir).await;
-            return Err(e);
-        }
-        Ok(dest)
+    async fn probe(&self, file_id: &FileId, name: &str) -> Result<MediaMetadata, String> {
+        probe::probe(&self.ffprobe, &self.storage.path_of(file_id, name)).await
     }
 
-    /// Removes a file's directory (used when its database row could not be written).
+    /// Removes a file's bytes (used when its database row could not be
+    /// written, or was deleted).
     pub async fn discard(&self, file_id: &FileId) {
-        let _ = fs::remove_dir_all(self.media_dir.join(file_id.as_str())).await;
+        if let Err(e) = self.storage.delete_file(file_id).await {
+            tracing::warn!(%file_id, "cannot remove a media file's bytes: {e}");
+        }
     }
 }
 
@@ -252,17 +203,17 @@ fn task_output(
     }
 }
 
-/// An upload in progress. Dropped before `finish` has moved its bytes into
-/// the library (cancelled, failed, or its future dropped at any await), it
-/// removes its temp file at once.
+/// An upload in progress, measured on the way (size limit, MD5). Dropped
+/// before `finish` (cancelled, failed, or its future dropped at any await),
+/// it leaves nothing behind.
 pub struct Upload {
     library: MediaLibrary,
     app_id: AppId,
     file_id: FileId,
     file_name: String,
+    stored_name: String,
     source_context: String,
-    file: fs::File,
-    tmp: TempFile,
+    writer: LocalWriter,
     size: u64,
     md5: Md5,
     /// Set when a pull task downloads the file.
@@ -283,23 +234,20 @@ impl Upload {
             )));
         }
         self.md5.update(chunk);
-        self.file
-            .write_all(chunk)
-            .await
-            .map_err(|e| Error::io(format!("write {}", self.tmp.path.display()), e))
+        self.writer.write(chunk).await
     }
 
-    /// Makes the bytes durable, moves them into the library and probes them.
-    /// The caller records the returned file in the store.
+    /// Makes the bytes durable in storage and probes them. The caller
+    /// records the returned file in the store.
     pub async fn finish(self) -> Result<MediaFile> {
         let Upload {
             library,
             app_id,
             file_id,
             file_name,
+            stored_name,
             source_context,
-            mut file,
-            tmp,
+            writer,
             size,
             md5,
             pulled_by,
@@ -307,20 +255,8 @@ impl Upload {
         if size == 0 {
             return Err(Error::invalid("chunk", "the upload carried no bytes"));
         }
-        // `write_all` may leave its last write in flight: `flush` waits for
-        // it and reports its error, which `sync_all` would not.
-        let synced = async {
-            file.flush().await?;
-            file.sync_all().await
-        };
-        synced
-            .await
-            .map_err(|e| Error::io(format!("sync {}", tmp.path.display()), e))?;
-        drop(file);
-        let stored_name = stored_upload_name(&file_name);
-        let dest = library.place(&file_id, &stored_name, &tmp.path).await?;
-        tmp.disarm();
-        let metadata = probe::probe(&library.ffprobe, &dest).await;
+        writer.finish().await?;
+        let metadata = library.probe(&file_id, &stored_name).await;
         Ok(MediaFile {
             file_id,
             app_id,
@@ -337,36 +273,6 @@ impl Upload {
             source_task_id: pulled_by,
             metadata,
         })
-    }
-}
-
-/// Owns an upload's temp file from its creation until `place` has moved it
-/// into the library: dropped before that, it removes the file.
-struct TempFile {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl TempFile {
-    /// The file has been moved into the library; nothing to remove.
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        // Blocking, but one unlink; never panics.
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %self.path.display(), "cannot remove an unfinished upload: {e}")
-            }
-        }
     }
 }
 
@@ -419,6 +325,7 @@ fn stored_upload_name(file_name: &str) -> String {
     }
 }
 
+/// Size and MD5 of a local file (a task's output), read once.
 async fn digest_file(path: &Path) -> Result<(u64, String)> {
     let mut file = fs::File::open(path)
         .await
@@ -437,19 +344,27 @@ async fn digest_file(path: &Path) -> Result<(u64, String)> {
         size += n as u64;
         md5.update(&buf[..n]);
     }
-    file.sync_all()
-        .await
-        .map_err(|e| Error::io(format!("sync {}", path.display()), e))?;
     Ok((size, hex::encode(md5.finalize())))
 }
 
-async fn sync_dir(dir: &Path) -> Result<()> {
-    let d = fs::File::open(dir)
+/// The bytes of every file in a directory a task wrote (no subdirectories).
+async fn dir_size(dir: &Path) -> Result<u64> {
+    let mut size = 0;
+    let mut entries = fs::read_dir(dir)
         .await
-        .map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
-    d.sync_all()
+        .map_err(|e| Error::io(format!("read {}", dir.display()), e))?;
+    while let Some(entry) = entries
+        .next_entry()
         .await
-        .map_err(|e| Error::io(format!("sync {}", dir.display()), e))
+        .map_err(|e| Error::io(format!("read {}", dir.display()), e))?
+    {
+        let meta = entry
+            .metadata()
+            .await
+            .map_err(|e| Error::io(format!("stat {}", entry.path().display()), e))?;
+        size += meta.len();
+    }
+    Ok(size)
 }
 
 #[cfg(test)]
@@ -552,13 +467,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let lib =
             MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 1 << 20).expect("open");
-        assert_eq!(mode(&lib.media_dir), 0o700);
+        assert_eq!(mode(lib.media_dir()), 0o700);
         assert_eq!(mode(&lib.tmp_dir), 0o700);
         let up = lib
             .begin_upload(AppId(1), "a.bin", "")
             .await
             .expect("begin");
-        assert_eq!(mode(&up.tmp.path), 0o600);
+        assert_eq!(mode(up.writer.temp_path()), 0o600);
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 
 mod library;
 pub mod probe;
+mod storage;
 
 pub use library::{MediaLibrary, Upload, validate_file_name, validate_source_context};
 pub use probe::{MediaMetadata, MediaStream};
