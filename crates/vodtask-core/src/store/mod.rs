@@ -240,7 +240,9 @@ pub trait Store: Send + Sync + 'static {
     async fn cancel_task(&self, app: AppId, id: &TaskId, now: Timestamp) -> Result<Task>;
 
     // Scheduler.
-    /// Claims the queued task with the highest priority, oldest first.
+    /// Claims the queued task with the highest priority; within a priority,
+    /// in the order the tasks were created (a redone task keeps its place,
+    /// so it runs before tasks created after it).
     async fn claim_next(&self, lease_until: Timestamp, now: Timestamp) -> Result<Option<Claim>>;
     async fn heartbeat(
         &self,
@@ -271,7 +273,8 @@ pub trait Store: Send + Sync + 'static {
     /// (graceful shutdown).
     async fn release(&self, lease: &Lease) -> Result<bool>;
     /// Requeues orphaned running tasks with attempt + 1; one recovered more
-    /// than `max_recoveries` times ends FINISH with `WORKER_LOST`.
+    /// than `max_recoveries` times ends FINISH with `WORKER_LOST`. A redo
+    /// starts the count again.
     async fn recover(
         &self,
         orphans: Orphans,
