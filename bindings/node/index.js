@@ -1,8 +1,13 @@
 // The Node package `vodtask`: the native binding (vodtask.node, built from
-// src/*.rs over the Rust crate vodtask-client) in JS clothes: errors with a
-// gRPC `code`, an async iterator for subscriptions, an AbortSignal for
-// consume, Dates for time ranges, arguments checked first (args.js). No
-// logic of its own.
+// src/*.rs over the Rust crate vodtask-client) in JS clothes. A method
+// builds its request, a plain camelCase object, and the addon's generic
+// `call(method, request)` sends it to that RPC of the contract; the answer
+// comes back as a plain object. Requests and answers cross as JSON text
+// (see src/lib.rs), converted to and from the proto messages in Rust
+// through the descriptors: no message has a shape in this package besides
+// its TypeScript declaration (index.d.ts). Errors get a gRPC `code`;
+// subscriptions and watches are async iterators, consume takes an
+// AbortSignal; JS's own arguments are checked first (args.js).
 'use strict'
 
 const native = require('./vodtask.node')
@@ -10,8 +15,8 @@ const { checkArguments, invalidArgument } = require('./args')
 
 const CODED = /^([A-Z_]+): ([\s\S]*)$/
 
-// The codes napi-rs gives the errors of its own argument conversion. args.js
-// refuses such arguments first; this maps whatever it would miss.
+// napi's codes for argument errors: the converter's refusals of a request
+// (InvalidArg, see src/lib.rs) and napi-rs's own argument conversion.
 const NAPI_ARGUMENT_CODES = new Set([
   'InvalidArg', 'ObjectExpected', 'StringExpected', 'NameExpected', 'FunctionExpected', 'NumberExpected',
   'BooleanExpected', 'ArrayExpected', 'BigintExpected', 'DateExpected', 'ArrayBufferExpected',
@@ -19,26 +24,49 @@ const NAPI_ARGUMENT_CODES = new Set([
 
 /**
  * The native layer sends `"<GRPC_CODE>: <message>"`; make it an Error with
- * `code`. napi-rs's argument errors become INVALID_ARGUMENT.
+ * `code`. Argument errors become INVALID_ARGUMENT with the call's name in
+ * front, as args.js's own are.
  */
 function coded(e, name) {
   if (e instanceof Error && typeof e.message === 'string') {
+    if (NAPI_ARGUMENT_CODES.has(e.code)) return invalidArgument(`${name}: ${e.message}`)
     const m = CODED.exec(e.message)
     if (m) {
       const err = new Error(m[2])
       err.code = m[1]
       return err
     }
-    if (NAPI_ARGUMENT_CODES.has(e.code)) return invalidArgument(`${name}: ${e.message}`)
   }
   return e
 }
 
 /**
- * An event, from the native RawEvent (src/convert.rs). `data` is parsed from
- * contentJson when first read (by V8's JSON.parse, which builds it faster
- * than N-API could), as the Python package's `Event.data` is: a handler that
- * reads only the envelope's fields pays no parse (about 3 µs per 1 KiB).
+ * JSON.stringify's replacer for requests. A Date is already its RFC 3339
+ * text (Date.prototype.toJSON), but an invalid one would become null, i.e.
+ * unset, and drop a filter without a word: it goes as text the converter
+ * refuses, naming the field. A BigInt (which JSON.stringify refuses) goes
+ * as a number when exact, else as text, which the converter refuses.
+ */
+function replacer(key, value) {
+  if (value === null) {
+    const raw = this[key]
+    if (raw instanceof Date) return 'Invalid Date'
+  } else if (typeof value === 'bigint') {
+    return Number.isSafeInteger(Number(value)) ? Number(value) : String(value)
+  }
+  return value
+}
+
+function encode(request) {
+  return JSON.stringify(request ?? {}, replacer)
+}
+
+/**
+ * An event, from the native RawEvent (src/consume.rs) or a message of the
+ * JSON tree. `data` is parsed from contentJson when first read (by V8's
+ * JSON.parse, which builds it faster than N-API could), as the Python
+ * package's `Event.data` is: a handler that reads only the envelope's
+ * fields pays no parse (about 3 µs per 1 KiB).
  */
 class Event {
   #data = undefined
@@ -46,7 +74,8 @@ class Event {
     this.eventId = raw.eventId
     this.eventType = raw.eventType
     this.taskId = raw.taskId
-    this.eventTime = raw.eventTime
+    // Unset: null, as in every message of the JSON tree (napi leaves it out).
+    this.eventTime = raw.eventTime ?? null
     this.taskSequence = raw.taskSequence
     this.contentJson = raw.contentJson
     this.deliveryCount = raw.deliveryCount
@@ -95,15 +124,6 @@ function callSync(name, args, f) {
   } catch (e) {
     throw coded(e, name)
   }
-}
-
-function iso(t) {
-  return t instanceof Date ? t.toISOString() : t
-}
-
-function range(r) {
-  if (r == null) return r
-  return { after: iso(r.after), before: iso(r.before) }
 }
 
 class Delivery {
@@ -157,8 +177,9 @@ class TaskWatch {
     this._inner = inner
   }
   /** The next state, or null after the one in which the task ended. */
-  next() {
-    return call('taskWatch.next', [], () => this._inner.next())
+  async next() {
+    const text = await call('taskWatch.next', [], () => this._inner.next())
+    return text == null ? null : JSON.parse(text)
   }
   /** Stops following the task. */
   close() {
@@ -178,6 +199,16 @@ class TaskWatch {
   }
 }
 
+/** `[{status: 'FINISH', count: 3}]` as `{FINISH: 3}`. */
+function counts(list, key) {
+  return Object.fromEntries(list.map((c) => [c[key], c.count]))
+}
+
+/** The unary RPC `method` of the native client `inner` with `request`; resolves to the response. */
+async function rpc(inner, method, request) {
+  return JSON.parse(await inner.call(method, encode(request)))
+}
+
 class Client {
   constructor(inner) {
     this._inner = inner
@@ -189,66 +220,113 @@ class Client {
     return call('close', [], () => this._inner.close())
   }
   uploadFile(path, options) {
-    return call('uploadFile', [path, options], () => this._inner.uploadFile(path, options))
+    return call('uploadFile', [path, options], async () =>
+      JSON.parse(await this._inner.uploadFile(path, encode(options))),
+    )
   }
   uploadBytes(bytes, fileName, options) {
-    return call('uploadBytes', [bytes, fileName, options], () =>
-      this._inner.uploadBytes(Buffer.from(bytes), fileName, options),
+    return call('uploadBytes', [bytes, fileName, options], async () =>
+      JSON.parse(await this._inner.uploadBytes(Buffer.from(bytes), encode({ ...options, fileName }))),
     )
   }
   describeMedia(fileId) {
-    return call('describeMedia', [fileId], () => this._inner.describeMedia(fileId))
+    return call('describeMedia', [fileId], () => rpc(this._inner, 'DescribeMedia', { fileId }))
   }
   createTask(spec, options) {
-    return call('createTask', [spec, options], () => this._inner.createTask(spec, options))
+    return call('createTask', [spec, options], async () => (await rpc(this._inner, 'CreateTask', { ...options, spec })).taskId)
   }
   describeTask(taskId) {
-    return call('describeTask', [taskId], () => this._inner.describeTask(taskId))
+    return call('describeTask', [taskId], () => rpc(this._inner, 'DescribeTask', { taskId }))
   }
+  /**
+   * Every matching task, fetched a page (`limit` tasks) at a time as the
+   * loop goes: `for await (const t of client.listTasks({ status: 'FINISH' }))`.
+   * A bad options bag throws at once; the rest fails the loop.
+   */
   listTasks(options) {
-    return call('listTasks', [options], () =>
-      this._inner.listTasks(
-        options && { ...options, createTime: range(options.createTime), finishTime: range(options.finishTime) },
-      ),
-    )
+    checkArgumentsNow('listTasks', [options])
+    const self = this
+    return (async function* tasks() {
+      let request = options
+      for (;;) {
+        const page = await call('listTasks', [request], () => rpc(self._inner, 'ListTasks', request))
+        yield* page.tasks
+        if (!page.scrollToken) return
+        request = { ...request, scrollToken: page.scrollToken }
+      }
+    })()
+  }
+  /** One page: `{ tasks, scrollToken }`; pass `scrollToken` back for the next, empty at the end. */
+  listTasksPage(options) {
+    return call('listTasksPage', [options], () => rpc(this._inner, 'ListTasks', options))
   }
   taskOverview(options) {
-    return call('taskOverview', [options], () => this._inner.taskOverview(range(options && options.createTime)))
+    return call('taskOverview', [options], async () => {
+      const r = await rpc(this._inner, 'GetTaskOverview', options)
+      return { ...r, byStatus: counts(r.byStatus, 'status'), byType: counts(r.byType, 'taskType') }
+    })
   }
   redoTask(taskId) {
-    return call('redoTask', [taskId], () => this._inner.redoTask(taskId))
+    return call('redoTask', [taskId], () => rpc(this._inner, 'RedoTask', { taskId }))
   }
   cancelTask(taskId) {
-    return call('cancelTask', [taskId], () => this._inner.cancelTask(taskId))
+    return call('cancelTask', [taskId], () => rpc(this._inner, 'CancelTask', { taskId }))
   }
   waitTask(taskId) {
-    return call('waitTask', [taskId], () => this._inner.waitTask(taskId))
+    return call('waitTask', [taskId], async () => JSON.parse(await this._inner.waitTask(taskId)))
   }
   watchTask(taskId) {
     return new TaskWatch(callSync('watchTask', [taskId], () => this._inner.watchTask(taskId)))
   }
-  async pullEvents(options) {
-    const { maxEvents, waitSeconds } = options || {}
-    const pulled = await call('pullEvents', [options], () => this._inner.pullEvents(maxEvents, waitSeconds))
-    return pulled.map((p) => ({ msgHandle: p.msgHandle, event: new Event(p.event) }))
+  pullEvents(options) {
+    return call('pullEvents', [options], async () => {
+      const { events } = await rpc(this._inner, 'PullEvents', options)
+      return events.filter((d) => d.event != null).map((d) => ({ msgHandle: d.msgHandle, event: new Event(d.event) }))
+    })
   }
   confirmEvents(msgHandles) {
-    return call('confirmEvents', [msgHandles], () => this._inner.confirmEvents(msgHandles))
+    return call('confirmEvents', [msgHandles], async () => (await rpc(this._inner, 'ConfirmEvents', { msgHandles })).results)
   }
   extendEvents(msgHandles, seconds) {
-    return call('extendEvents', [msgHandles, seconds], () => this._inner.extendEvents(msgHandles, seconds))
+    return call('extendEvents', [msgHandles, seconds], async () =>
+      (await rpc(this._inner, 'ExtendEvents', { msgHandles, seconds })).results)
   }
   nackEvents(msgHandles, delaySeconds) {
-    return call('nackEvents', [msgHandles, delaySeconds], () => this._inner.nackEvents(msgHandles, delaySeconds))
+    return call('nackEvents', [msgHandles, delaySeconds], async () =>
+      (await rpc(this._inner, 'NackEvents', { msgHandles, delaySeconds })).results)
   }
   eventConfig() {
-    return call('eventConfig', [], () => this._inner.eventConfig())
+    return call('eventConfig', [], () => rpc(this._inner, 'GetEventConfig', {}))
   }
   modifyEventConfig(changes) {
-    return call('modifyEventConfig', [changes], () => this._inner.modifyEventConfig(changes))
+    return call('modifyEventConfig', [changes], () => rpc(this._inner, 'ModifyEventConfig', changes))
   }
   eventsState() {
-    return call('eventsState', [], () => this._inner.eventsState())
+    return call('eventsState', [], () => rpc(this._inner, 'DescribeEventsState', {}))
+  }
+  /** One page of the dead-letter list: `{ events, nextPageToken }` (empty token at the end). */
+  deadLetterEvents(options) {
+    return call('deadLetterEvents', [options], async () => {
+      const r = await rpc(this._inner, 'ListDeadLetterEvents', options)
+      return { ...r, events: r.events.map((e) => new Event(e)) }
+    })
+  }
+  /** Puts dead-lettered events back in the queue: these, or (no ids) all; resolves to how many. */
+  redriveEvents(eventIds) {
+    return call('redriveEvents', [eventIds], async () =>
+      (await rpc(this._inner, 'RedriveEvents', eventIds == null ? { all: true } : { eventIds })).redriven)
+  }
+  /** Delivers these events again now, whatever their state; resolves to how many exist. */
+  resendEvents(eventIds) {
+    return call('resendEvents', [eventIds], async () => (await rpc(this._inner, 'ResendEvents', { eventIds })).resent)
+  }
+  /** PUSH mode: the callback attempts of one event (`{ eventId }`) or of a task's events (`{ taskId }`). */
+  callbackAttempts(of) {
+    return call('callbackAttempts', [of], async () => (await rpc(this._inner, 'ListCallbackAttempts', of)).attempts)
+  }
+  /** PUSH mode: a new signing secret; the old one keeps signing for `overlapSeconds` (default a day). */
+  rotateSigningSecret(options) {
+    return call('rotateSigningSecret', [options], () => rpc(this._inner, 'RotateSigningSecret', options))
   }
   subscribe(options) {
     return new Subscription(callSync('subscribe', [options], () => this._inner.subscribe(options?.maxInFlight)))
@@ -308,6 +386,11 @@ class Client {
       if (signal) signal.removeEventListener('abort', stop)
     }
   }
+}
+
+/** checkArguments for a call that returns at once: a bad argument throws. */
+function checkArgumentsNow(name, args) {
+  callSync(name, args, () => undefined)
 }
 
 /** Connects to a vodtask server, e.g. `http://127.0.0.1:50051`. */

@@ -53,9 +53,10 @@ async def main() -> None:
         task = await asyncio.wait_for(client.wait_task(task_id), 120)  # as it ended
         print(task)
         assert task.status == vodtask.TaskStatus.FINISH and task.err_code == 0, task.message
-        assert task.output is not None
-        for item in task.output["transcode"]["play_set"]:
-            print(item["definition"], item["url"])
+        # Typed results: the output of a transcode is `output.transcode`.
+        assert task.output is not None and task.output.transcode is not None
+        for item in task.output.transcode.play_set:
+            print(item.definition, item.url)
 
         # Errors are classes with the gRPC code and the server's message.
         try:
@@ -77,7 +78,9 @@ async def main() -> None:
         "webhook-signature": "v1," + base64.b64encode(signature).decode(),
     }
     event = vodtask.verify_webhook(secret, headers, body)
-    print(event, event.data)
+    # `data` is the dataclass of the event type, in snake_case.
+    if isinstance(event.data, vodtask.TranscodeCompleteData):
+        print(event, event.data.vod_task_id)
     try:
         vodtask.verify_webhook(secret, headers, body.replace(b"ev-1", b"ev-2"))
     except vodtask.VodtaskError as e:

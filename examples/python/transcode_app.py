@@ -112,14 +112,14 @@ def make_clip(path: Path) -> None:
 def side_effect(event: vodtask.Event) -> dict[str, Any]:
     """What the app does with an event: here, what it would write to its
     own catalogue."""
-    data = event.data
-    if event.event_type == "NewFileUpload":
-        return {"fileId": data["fileId"]}
-    if event.event_type == "TranscodeComplete":
+    data = event.data  # the dataclass of the event type
+    if isinstance(data, vodtask.NewFileUploadData):
+        return {"fileId": data.file_id}
+    if isinstance(data, vodtask.TranscodeCompleteData):
         return {
-            "taskId": data["vodTaskId"],
-            "status": data["status"],
-            "renditions": [p["url"] for p in data.get("playSet", [])],
+            "taskId": data.vod_task_id,
+            "status": data.status,
+            "renditions": [p.url for p in data.play_set],
         }
     return {}
 
@@ -173,7 +173,7 @@ async def run(state_dir: Path, slow: float) -> int:
                 await asyncio.sleep(slow)  # downstream work still going on
             else:
                 print("duplicate", event.event_id, flush=True)
-            if event.event_type == "TranscodeComplete" and event.data["vodTaskId"] == task_id:
+            if event.event_type == "TranscodeComplete" and event.task_id == task_id:
                 stop.stop()  # consume acks this event before it returns
 
         await client.consume(handler, concurrency=4, stop=stop)

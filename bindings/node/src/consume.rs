@@ -24,10 +24,42 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use napi::bindgen_prelude::{JsValuesTupleIntoVec, ToNapiValue};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, JsValue, sys};
+use napi_derive::napi;
 use tokio::sync::oneshot;
 use vodtask_client::pb;
 
-use crate::convert::{self, RawEvent};
+/// An event as index.js receives it from a consumer or a subscription: the
+/// JS `Event` is this plus `data`, which index.js parses from
+/// `content_json` with JSON.parse when first read. Built field by field
+/// rather than through the generic JSON tree (lib.rs): this is the hot path
+/// of consume (docs/benchmarks.md, consumers), and the envelope's text
+/// would otherwise be copied into the tree and out again.
+#[napi(object)]
+pub struct RawEvent {
+    /// The same on every redelivery: deduplicate by it.
+    pub event_id: String,
+    pub event_type: String,
+    /// Empty for events not about a task (NewFileUpload).
+    pub task_id: String,
+    /// RFC 3339, as the JSON trees spell times.
+    pub event_time: Option<String>,
+    pub task_sequence: i64,
+    /// The envelope as sent, byte-identical in every delivery path.
+    pub content_json: String,
+    pub delivery_count: i32,
+}
+
+pub fn raw_event(e: pb::Event) -> RawEvent {
+    RawEvent {
+        event_id: e.event_id,
+        event_type: e.event_type,
+        task_id: e.task_id,
+        event_time: e.event_time.map(|t| t.to_string()),
+        task_sequence: e.task_sequence,
+        content_json: e.content_json,
+        delivery_count: e.delivery_count,
+    }
+}
 
 /// What a handler's run comes to: `Err` (the error's text) nacks.
 type Outcome = Result<(), String>;
@@ -153,7 +185,7 @@ impl vodtask_client::Handler for JsHandler {
         self.outcomes.pending().insert(id, done);
         let first = {
             let mut queue = self.outcomes.queue();
-            queue.events.push((id, convert::raw_event(event)));
+            queue.events.push((id, raw_event(event)));
             !std::mem::replace(&mut queue.call_on_its_way, true)
         };
         let call = first.then(|| Call {

@@ -1,22 +1,29 @@
 //! The native half of the Node package `vodtask`: a thin napi-rs binding
-//! over `vodtask-client`, with no logic of its own beyond converting values
-//! (see convert.rs). index.js wraps it: errors with a `code`, async
-//! iterators, `AbortSignal`s, `Date`s.
+//! over `vodtask-client`. Messages cross as JSON text: index.js sends a
+//! request made with `JSON.stringify` and reads the answer with
+//! `JSON.parse`, and `vodtask_client::json` converts between the text's tree
+//! and the proto message through the descriptors. So no message has a
+//! shape here: a new field of the contract needs nothing in this crate.
+//! The exceptions are the consumer's events (consume.rs, tuned), the
+//! options of connect and open (not messages) and verifyWebhook's event.
+//!
+//! JSON text rather than napi's `serde_json::Value` conversion: V8 builds
+//! an object from text faster than N-API calls build it property by
+//! property (README.md of this package, "How calls cross into Rust").
 
 mod consume;
-mod convert;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi_derive::napi;
+use serde_json::Value;
 use tokio::sync::Mutex;
+use vodtask_client::json::{FieldNames, from_json, to_json};
 use vodtask_client::{CancellationToken, Client, ConsumeOptions, SyncMode, pb};
-
-use convert::*;
 
 /// The runtime behind every Promise: one tokio worker, where napi-rs
 /// would start one per core. The work here is I/O for a single-threaded JS
@@ -34,6 +41,48 @@ fn init() {
         napi::bindgen_prelude::create_custom_tokio_runtime(rt);
     }
 }
+
+// ---------------------------------------------------------------- errors
+
+/// Every error crosses into JS as `"<GRPC_CODE>: <message>"`; index.js
+/// turns it into an `Error` with `code` set to the gRPC name.
+fn to_js(e: vodtask_client::Error) -> napi::Error {
+    let message = match &e {
+        vodtask_client::Error::Status { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    napi::Error::new(
+        napi::Status::GenericFailure,
+        format!("{}: {message}", e.code_name()),
+    )
+}
+
+fn invalid(message: impl std::fmt::Display) -> napi::Error {
+    coded("INVALID_ARGUMENT", message)
+}
+
+/// An error of the binding itself, with the gRPC code name it reports.
+fn coded(code: &str, message: impl std::fmt::Display) -> napi::Error {
+    napi::Error::new(napi::Status::GenericFailure, format!("{code}: {message}"))
+}
+
+/// A request the converter refused (`spec.transcode.fileId: expected a
+/// string, got number`): napi's InvalidArg, which index.js reports as
+/// INVALID_ARGUMENT with the call's name in front, as it does its own
+/// argument errors. The service's refusals keep their message as it is.
+fn request_error(e: vodtask_client::Error) -> napi::Error {
+    match e {
+        vodtask_client::Error::InvalidInput(m) => napi::Error::new(napi::Status::InvalidArg, m),
+        e => to_js(e),
+    }
+}
+
+fn parse_request(text: &str) -> napi::Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| napi::Error::new(napi::Status::InvalidArg, format!("not JSON: {e}")))
+}
+
+// ------------------------------------------------------- connect and open
 
 #[napi(object)]
 pub struct ConnectOptions {
@@ -61,9 +110,7 @@ pub struct OpenOptions {
     pub http_listen: Option<String>,
     pub ffmpeg: Option<String>,
     pub ffprobe: Option<String>,
-    /// 'full' (the default): every commit is fsynced before it is
-    /// acknowledged; 'normal': acknowledged once the OS has it (survives
-    /// the process crashing, not a power loss).
+    /// 'full' (the default) or 'normal'.
     #[napi(ts_type = "'full' | 'normal'")]
     pub sync: Option<String>,
 }
@@ -126,6 +173,20 @@ pub async fn open(data_dir: String, options: Option<OpenOptions>) -> napi::Resul
     Ok(NativeClient::new(client))
 }
 
+// ---------------------------------------------------------------- webhooks
+
+#[napi(object)]
+pub struct WebhookEvent {
+    pub event_id: String,
+    pub event_type: String,
+    pub task_id: String,
+    pub task_sequence: i64,
+    /// The envelope's `data`.
+    pub data: Value,
+    /// The body as received.
+    pub content_json: String,
+}
+
 /// Checks a vodtask HTTP callback (Standard Webhooks signature and
 /// timestamp) and parses it. `headers` lower- or mixed-case names.
 #[napi]
@@ -140,9 +201,18 @@ pub fn verify_webhook(
         Either::B(b) => b,
     };
     vodtask_client::verify_webhook(&secret, &headers, body)
-        .map(webhook_event)
+        .map(|w| WebhookEvent {
+            event_id: w.event_id,
+            event_type: w.event_type,
+            task_id: w.task_id,
+            task_sequence: w.task_sequence,
+            data: w.data,
+            content_json: w.content_json,
+        })
         .map_err(to_js)
 }
+
+// ---------------------------------------------------------------- client
 
 #[napi]
 pub struct NativeClient {
@@ -188,89 +258,62 @@ impl NativeClient {
         }
     }
 
+    /// The unary RPC `method` ("DescribeTask", "ListTasks", ...): the
+    /// request as JSON text, camelCase; resolves to the response's.
     #[napi]
-    pub async fn upload_file(
-        &self,
-        path: String,
-        options: Option<UploadOptions>,
-    ) -> napi::Result<UploadResult> {
-        let (name, context, procedure) = upload_options(options)?;
+    pub async fn call(&self, method: String, request: String) -> napi::Result<String> {
+        let request = parse_request(&request)?;
+        self.client()?
+            .call_json(&method, &request, FieldNames::Json)
+            .await
+            .map(|response| response.to_string())
+            .map_err(request_error)
+    }
+
+    /// `header`: an UploadMediaHeader as JSON text; without a fileName the
+    /// path's last component. Resolves to the UploadMediaResponse's text.
+    #[napi]
+    pub async fn upload_file(&self, path: String, header: String) -> napi::Result<String> {
+        let header: pb::UploadMediaHeader =
+            from_json(&parse_request(&header)?, FieldNames::Json).map_err(request_error)?;
+        let name = Some(header.file_name.as_str()).filter(|n| !n.is_empty());
         self.client()?
             .upload_file(
-                std::path::Path::new(&path),
-                name.as_deref(),
-                &context,
-                procedure,
+                Path::new(&path),
+                name,
+                &header.source_context,
+                header.procedure,
             )
             .await
-            .map(upload_result)
+            .map(|r| to_json(&r, FieldNames::Json).to_string())
             .map_err(to_js)
     }
 
     #[napi]
-    pub async fn upload_bytes(
-        &self,
-        bytes: Buffer,
-        file_name: String,
-        options: Option<UploadOptions>,
-    ) -> napi::Result<UploadResult> {
-        let (_, context, procedure) = upload_options(options)?;
+    pub async fn upload_bytes(&self, bytes: Buffer, header: String) -> napi::Result<String> {
+        let header: pb::UploadMediaHeader =
+            from_json(&parse_request(&header)?, FieldNames::Json).map_err(request_error)?;
         let bytes = bytes.to_vec();
         self.client()?
-            .upload_bytes(bytes, &file_name, &context, procedure)
+            .upload_bytes(
+                bytes,
+                &header.file_name,
+                &header.source_context,
+                header.procedure,
+            )
             .await
-            .map(upload_result)
+            .map(|r| to_json(&r, FieldNames::Json).to_string())
             .map_err(to_js)
     }
 
+    /// Waits until the task ends and resolves to it as it ended (JSON
+    /// text); takes nothing from the app's event queue.
     #[napi]
-    pub async fn describe_media(&self, file_id: String) -> napi::Result<MediaInfo> {
-        self.client()?
-            .describe_media(&file_id)
-            .await
-            .map(media_info)
-            .map_err(to_js)
-    }
-
-    /// Returns the task id.
-    #[napi]
-    pub async fn create_task(
-        &self,
-        spec: TaskSpec,
-        options: Option<CreateTaskOptions>,
-    ) -> napi::Result<String> {
-        let spec = spec_to_pb(spec)?;
-        let options = options.unwrap_or(CreateTaskOptions {
-            priority: None,
-            session_id: None,
-            session_context: None,
-        });
-        let request = pb::CreateTaskRequest {
-            spec: Some(spec),
-            priority: options.priority.unwrap_or(0),
-            session_id: options.session_id.unwrap_or_default(),
-            session_context: options.session_context.unwrap_or_default(),
-        };
-        self.client()?.create_task(request).await.map_err(to_js)
-    }
-
-    #[napi]
-    pub async fn describe_task(&self, task_id: String) -> napi::Result<Task> {
-        self.client()?
-            .describe_task(&task_id)
-            .await
-            .map(task)
-            .map_err(to_js)
-    }
-
-    /// Waits until the task ends and returns it as it ended; takes nothing
-    /// from the app's event queue.
-    #[napi]
-    pub async fn wait_task(&self, task_id: String) -> napi::Result<Task> {
+    pub async fn wait_task(&self, task_id: String) -> napi::Result<String> {
         self.client()?
             .wait_task(&task_id)
             .await
-            .map(task)
+            .map(|t| to_json(&t, FieldNames::Json).to_string())
             .map_err(to_js)
     }
 
@@ -283,132 +326,6 @@ impl NativeClient {
         Ok(NativeTaskWatch {
             inner: Arc::new(Mutex::new(watch)),
         })
-    }
-
-    #[napi]
-    pub async fn list_tasks(&self, options: Option<ListTasksOptions>) -> napi::Result<TaskList> {
-        let request = match options {
-            Some(o) => list_request(o)?,
-            None => pb::ListTasksRequest::default(),
-        };
-        self.client()?
-            .list_tasks(request)
-            .await
-            .map(task_list)
-            .map_err(to_js)
-    }
-
-    #[napi]
-    pub async fn task_overview(
-        &self,
-        create_time: Option<TimeRange>,
-    ) -> napi::Result<TaskOverview> {
-        let request = overview_request(create_time)?;
-        self.client()?
-            .task_overview(request)
-            .await
-            .map(overview)
-            .map_err(to_js)
-    }
-
-    #[napi]
-    pub async fn redo_task(&self, task_id: String) -> napi::Result<Task> {
-        self.client()?
-            .redo_task(&task_id)
-            .await
-            .map(task)
-            .map_err(to_js)
-    }
-
-    #[napi]
-    pub async fn cancel_task(&self, task_id: String) -> napi::Result<Task> {
-        self.client()?
-            .cancel_task(&task_id)
-            .await
-            .map(task)
-            .map_err(to_js)
-    }
-
-    #[napi]
-    pub async fn pull_events(
-        &self,
-        max_events: Option<i32>,
-        wait_seconds: Option<i32>,
-    ) -> napi::Result<Vec<RawPulledEvent>> {
-        self.client()?
-            .pull_events(max_events.unwrap_or(0), wait_seconds.unwrap_or(5))
-            .await
-            .map(|ds| ds.into_iter().filter_map(pulled).collect())
-            .map_err(to_js)
-    }
-
-    #[napi]
-    pub async fn confirm_events(
-        &self,
-        msg_handles: Vec<String>,
-    ) -> napi::Result<Vec<HandleResult>> {
-        self.client()?
-            .confirm_events(msg_handles)
-            .await
-            .map(handle_results)
-            .map_err(to_js)
-    }
-
-    #[napi]
-    pub async fn extend_events(
-        &self,
-        msg_handles: Vec<String>,
-        seconds: i32,
-    ) -> napi::Result<Vec<HandleResult>> {
-        self.client()?
-            .extend_events(msg_handles, seconds)
-            .await
-            .map(handle_results)
-            .map_err(to_js)
-    }
-
-    #[napi]
-    pub async fn nack_events(
-        &self,
-        msg_handles: Vec<String>,
-        delay_seconds: Option<i32>,
-    ) -> napi::Result<Vec<HandleResult>> {
-        self.client()?
-            .nack_events(msg_handles, delay_seconds)
-            .await
-            .map(handle_results)
-            .map_err(to_js)
-    }
-
-    #[napi]
-    pub async fn event_config(&self) -> napi::Result<EventConfig> {
-        self.client()?
-            .event_config()
-            .await
-            .map(event_config)
-            .map_err(to_js)
-    }
-
-    #[napi]
-    pub async fn modify_event_config(
-        &self,
-        changes: EventConfigChanges,
-    ) -> napi::Result<EventConfig> {
-        let request = config_request(changes)?;
-        self.client()?
-            .modify_event_config(request)
-            .await
-            .map(event_config)
-            .map_err(to_js)
-    }
-
-    #[napi]
-    pub async fn events_state(&self) -> napi::Result<EventsState> {
-        self.client()?
-            .events_state()
-            .await
-            .map(events_state)
-            .map_err(to_js)
     }
 
     /// A reliable subscription (reconnects after a broken stream).
@@ -471,19 +388,6 @@ impl NativeClient {
     }
 }
 
-fn upload_options(
-    options: Option<UploadOptions>,
-) -> napi::Result<(Option<String>, String, Option<pb::ProcedurePlan>)> {
-    let Some(o) = options else {
-        return Ok((None, String::new(), None));
-    };
-    let procedure = o
-        .procedure
-        .map(|p| plan_to_pb("procedure", p))
-        .transpose()?;
-    Ok((o.file_name, o.source_context.unwrap_or_default(), procedure))
-}
-
 #[napi]
 pub struct NativeTaskWatch {
     inner: Arc<Mutex<vodtask_client::TaskWatch>>,
@@ -491,11 +395,12 @@ pub struct NativeTaskWatch {
 
 #[napi]
 impl NativeTaskWatch {
-    /// The next state; null after the one in which the task ended.
+    /// The next state (a Task as JSON text); null after the one in which
+    /// the task ended.
     #[napi]
-    pub async fn next(&self) -> napi::Result<Option<Task>> {
+    pub async fn next(&self) -> napi::Result<Option<String>> {
         match self.inner.lock().await.next().await {
-            Some(Ok(state)) => Ok(Some(task(state.task))),
+            Some(Ok(state)) => Ok(Some(to_json(&state.task, FieldNames::Json).to_string())),
             Some(Err(e)) => Err(to_js(e)),
             None => Ok(None),
         }
@@ -509,6 +414,8 @@ impl NativeTaskWatch {
         }
     }
 }
+
+// ---------------------------------------------------------------- events
 
 #[napi]
 pub struct NativeSubscription {
@@ -550,11 +457,20 @@ pub struct NativeDelivery {
     inner: Arc<vodtask_client::Delivery>,
 }
 
+/// 'CONFIRMED', 'EXPIRED', ...: the name without its enum's prefix, as the
+/// JSON trees spell enums.
+fn handle_status(s: pb::HandleStatus) -> String {
+    let name = s.as_str_name();
+    name.strip_prefix("HANDLE_STATUS_")
+        .unwrap_or(name)
+        .to_string()
+}
+
 #[napi]
 impl NativeDelivery {
     #[napi(getter)]
-    pub fn event(&self) -> RawEvent {
-        convert::raw_event(self.inner.event.clone())
+    pub fn event(&self) -> consume::RawEvent {
+        consume::raw_event(self.inner.event.clone())
     }
 
     #[napi(getter)]
@@ -562,7 +478,6 @@ impl NativeDelivery {
         self.inner.handle().to_string()
     }
 
-    /// 'CONFIRMED', 'ALREADY_CONFIRMED', 'EXPIRED' or 'UNKNOWN'.
     #[napi]
     pub async fn ack(&self) -> napi::Result<String> {
         self.inner.ack().await.map(handle_status).map_err(to_js)

@@ -138,8 +138,10 @@ test('every task spec converts to the service and back', async (t) => {
     { code: 'ALREADY_EXISTS' },
   )
   // Cancel a waiting task, then redo it.
-  const page = await client.listTasks({ taskType: 'CLIP' })
-  const clipTask = page.tasks[0].taskId
+  const clips = []
+  for await (const task of client.listTasks({ taskType: 'CLIP' })) clips.push(task.taskId)
+  assert.equal(clips.length, 1)
+  const [clipTask] = clips
   assert.equal((await client.cancelTask(clipTask)).status, 'ABORTED')
   const redone = await client.redoTask(clipTask)
   assert.equal(redone.status, 'WAITING')
@@ -147,14 +149,49 @@ test('every task spec converts to the service and back', async (t) => {
   assert.equal(redone.previousAttempts[0].status, 'ABORTED')
   await assert.rejects(client.createTask({ clip: { fileId: a, startTimeOffset: 0, endTimeOffset: 1 }, concat: { fileIds: [], outputTypes: [] } }), {
     code: 'INVALID_ARGUMENT',
-    message: 'spec: more than one kind is set',
+    message: 'createTask: spec: only one of clip, concat may be set',
   })
   await assert.rejects(client.createTask({ concat: { fileIds: [a, b], outputTypes: ['AVI'] } }), {
     code: 'INVALID_ARGUMENT',
-    message: /^spec\.concat\.outputTypes\[0\]/,
+    message: 'createTask: spec.concat.outputTypes[0]: expected one of MP4, M3U8, got "AVI"',
   })
   // While this client holds the data dir, another open fails.
   await assert.rejects(vodtask.open(path.join(dir, 'data')), { code: 'FAILED_PRECONDITION', message: /in use/ })
+})
+
+test('listTasks goes through every page; listTasksPage gives one', async (t) => {
+  const dir = tempDir(t)
+  const client = await openClient(t, dir, { workers: 0 }) // nothing runs
+  const { fileId } = await client.uploadBytes(Buffer.from('x'), 'x.bin')
+  const created = []
+  for (let i = 0; i < 5; i++) created.push(await client.createTask({ deleteMedia: { fileIds: [fileId] } }, { sessionId: `s-${i}` }))
+  const newestFirst = [...created].reverse()
+
+  // Three pages of at most two: every task once, newest first.
+  const listed = []
+  for await (const task of client.listTasks({ limit: 2 })) listed.push(task.taskId)
+  assert.deepEqual(listed, newestFirst)
+  const oldestFirst = []
+  for await (const task of client.listTasks({ limit: 2, order: 'ASC', taskType: 'DELETE_MEDIA' })) oldestFirst.push(task.taskId)
+  assert.deepEqual(oldestFirst, created)
+  // Nothing matches: the loop ends at once.
+  for await (const task of client.listTasks({ status: 'FINISH' })) assert.fail(`unexpected ${task.taskId}`)
+
+  // By hand: a page and its token, until the token is empty.
+  const first = await client.listTasksPage({ limit: 3 })
+  assert.deepEqual(first.tasks.map((task) => task.taskId), newestFirst.slice(0, 3))
+  assert.notEqual(first.scrollToken, '')
+  const second = await client.listTasksPage({ limit: 3, scrollToken: first.scrollToken })
+  assert.deepEqual(second.tasks.map((task) => task.taskId), newestFirst.slice(3))
+  assert.equal(second.scrollToken, '')
+
+  // The iterator fetches a page only when the loop needs it: leaving the
+  // loop early leaves the rest unfetched, and a later page's failure comes
+  // when the loop gets there.
+  const tasks = client.listTasks({ limit: 1 })
+  assert.equal((await tasks.next()).value.taskId, newestFirst[0])
+  await client.close()
+  await assert.rejects(tasks.next(), { code: 'UNAVAILABLE', message: 'client: closed' })
 })
 
 test("open takes sync: 'normal' and refuses a mode it does not know", async (t) => {

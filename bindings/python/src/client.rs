@@ -1,7 +1,8 @@
-//! `Client`, the async iterators over subscriptions and task lists, and the
-//! module-level `connect` and `open` (`consume`'s Python handler: consume.rs).
+//! The native client under `vodtask.Client` (python/vodtask/_client.py):
+//! every unary call by name with JSON text both ways (`call`), the uploads,
+//! the task watch, the subscription and the consumer (its Python handler:
+//! consume.rs); and the module-level `connect`, `open` and `verify_webhook`.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,21 +10,22 @@ use std::time::Duration;
 
 use crate::aio::awaitable;
 use crate::consume::PyHandler;
-use pyo3::exceptions::PyStopAsyncIteration;
+use pyo3::exceptions::{PyOSError, PyStopAsyncIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use tokio::sync::Mutex;
+use vodtask_client::json::{FieldNames, from_json, to_json};
 use vodtask_client::{
     CancellationToken, ConnectOptions, ConsumeOptions, OpenOptions, SyncMode, pb,
 };
 
-use crate::convert::{self, py_bool};
-use crate::errors::{invalid, to_py};
-use crate::specs;
-use crate::types::{
-    Delivery, EventConfig, EventsState, MediaInfo, Task, TaskOverview, TaskStatus, TaskType,
-    UploadResult,
-};
+use crate::errors::{invalid, to_py, to_py_in};
+use crate::events::{Delivery, WebhookEvent};
+
+/// `True` / `False`.
+fn py_bool(b: bool) -> &'static str {
+    if b { "True" } else { "False" }
+}
 
 fn seconds(field: &str, v: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(v)
@@ -114,7 +116,7 @@ pub fn verify_webhook(
     secret: &str,
     headers: &Bound<'_, PyAny>,
     body: &Bound<'_, PyAny>,
-) -> PyResult<crate::types::WebhookEvent> {
+) -> PyResult<WebhookEvent> {
     let pairs: Vec<(String, String)> = if let Ok(d) = headers.cast::<PyDict>() {
         d.iter()
             .map(|(k, v)| Ok((k.extract()?, v.extract()?)))
@@ -142,7 +144,7 @@ pub fn verify_webhook(
             .map_err(|_| invalid("body: bytes or str".to_string()))?
     };
     vodtask_client::verify_webhook(secret, &pairs, &body)
-        .map(|inner| crate::types::WebhookEvent { inner })
+        .map(WebhookEvent::new)
         .map_err(to_py)
 }
 
@@ -172,7 +174,8 @@ impl StopToken {
     }
 }
 
-#[pyclass(module = "vodtask", frozen)]
+/// The native client; `vodtask.Client` (python/vodtask/_client.py) wraps it.
+#[pyclass(name = "NativeClient", module = "vodtask._vodtask", frozen)]
 pub struct Client {
     /// Emptied by `close`, so that the embedded engine (and its data dir
     /// lock) goes away with the last clone still in use.
@@ -218,273 +221,93 @@ impl Client {
         })
     }
 
-    fn __aenter__<'py>(slf: Py<Self>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        awaitable(py, async move { Ok(slf) })
-    }
-
-    fn __aexit__<'py>(
+    /// The unary RPC `method` ("DescribeTask"...) with the request as JSON
+    /// text in the proto's names; resolves to the response as JSON text.
+    /// `call` is the Python method, named in conversion errors.
+    fn call<'py>(
         &self,
         py: Python<'py>,
-        _exc_type: &Bound<'py, PyAny>,
-        _exc: &Bound<'py, PyAny>,
-        _tb: &Bound<'py, PyAny>,
+        call: String,
+        method: String,
+        request_json: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.close(py)
+        let request: serde_json::Value = serde_json::from_str(request_json)
+            .map_err(|e| invalid(format!("{call}: request: {e}")))?;
+        let c = self.inner()?;
+        awaitable(py, async move {
+            c.call_json(&method, &request, FieldNames::Proto)
+                .await
+                .map(|answer| answer.to_string())
+                .map_err(|e| to_py_in(&call, e))
+        })
     }
 
-    /// Uploads a file from disk; `procedure` (a list of subtasks) starts on
-    /// the new file.
-    #[pyo3(signature = (path, *, file_name=None, source_context="".to_string(), procedure=None, notify_mode="FINISH"))]
+    /// Uploads a file from disk; resolves to the UploadMediaResponse as
+    /// JSON text. A file that cannot be read raises the OSError Python
+    /// would (FileNotFoundError...), with the path as its filename.
     fn upload_file<'py>(
         &self,
         py: Python<'py>,
         path: PathBuf,
         file_name: Option<String>,
         source_context: String,
-        procedure: Option<&Bound<'py, PyAny>>,
-        notify_mode: &str,
+        plan_json: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let plan = specs::plan(procedure, notify_mode)?;
+        let plan = procedure_plan("upload_file", plan_json)?;
         let c = self.inner()?;
         awaitable(py, async move {
-            c.upload_file(&path, file_name.as_deref(), &source_context, plan)
+            let bytes = tokio::fs::read(&path)
                 .await
-                .map(UploadResult::from)
-                .map_err(to_py)
+                .map_err(|e| os_error(&e, &path))?;
+            let name = file_name.unwrap_or_else(|| {
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+            c.upload_bytes(bytes, &name, &source_context, plan)
+                .await
+                .map(|r| to_json(&r, FieldNames::Proto).to_string())
+                .map_err(|e| to_py_in("upload_file", e))
         })
     }
 
-    #[pyo3(signature = (data, file_name, *, source_context="".to_string(), procedure=None, notify_mode="FINISH"))]
     fn upload_bytes<'py>(
         &self,
         py: Python<'py>,
         data: Vec<u8>,
         file_name: String,
         source_context: String,
-        procedure: Option<&Bound<'py, PyAny>>,
-        notify_mode: &str,
+        plan_json: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let plan = specs::plan(procedure, notify_mode)?;
+        let plan = procedure_plan("upload_bytes", plan_json)?;
         let c = self.inner()?;
         awaitable(py, async move {
             c.upload_bytes(data, &file_name, &source_context, plan)
                 .await
-                .map(UploadResult::from)
-                .map_err(to_py)
+                .map(|r| to_json(&r, FieldNames::Proto).to_string())
+                .map_err(|e| to_py_in("upload_bytes", e))
         })
     }
 
-    fn describe_media<'py>(&self, py: Python<'py>, file_id: String) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner()?;
-        awaitable(py, async move {
-            c.describe_media(&file_id)
-                .await
-                .map(|inner| MediaInfo { inner })
-                .map_err(to_py)
-        })
-    }
-
-    /// Queues a task; resolves to its id. `spec`: a TaskSpec
-    /// (`vodtask.transcode(...)`...) or a dict `{"transcode": {...}}`.
-    #[pyo3(signature = (spec, *, priority=0, session_id="".to_string(), session_context="".to_string()))]
-    fn create_task<'py>(
-        &self,
-        py: Python<'py>,
-        spec: &Bound<'py, PyAny>,
-        priority: i32,
-        session_id: String,
-        session_context: String,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let request = pb::CreateTaskRequest {
-            spec: Some(specs::from_python(spec)?),
-            priority,
-            session_id,
-            session_context,
-        };
-        let c = self.inner()?;
-        awaitable(
-            py,
-            async move { c.create_task(request).await.map_err(to_py) },
-        )
-    }
-
-    fn describe_task<'py>(&self, py: Python<'py>, task_id: String) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner()?;
-        awaitable(py, async move {
-            c.describe_task(&task_id)
-                .await
-                .map(|inner| Task { inner })
-                .map_err(to_py)
-        })
-    }
-
-    fn redo_task<'py>(&self, py: Python<'py>, task_id: String) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner()?;
-        awaitable(py, async move {
-            c.redo_task(&task_id)
-                .await
-                .map(|inner| Task { inner })
-                .map_err(to_py)
-        })
-    }
-
-    fn cancel_task<'py>(&self, py: Python<'py>, task_id: String) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner()?;
-        awaitable(py, async move {
-            c.cancel_task(&task_id)
-                .await
-                .map(|inner| Task { inner })
-                .map_err(to_py)
-        })
-    }
-
-    /// Waits until the task ends and returns it as it ended (FINISH or
-    /// ABORTED; `err_code` 0 is success). It takes nothing from the app's
-    /// event queue, so every copy of an app can wait for its own task.
+    /// Resolves to the ended task as JSON text.
     fn wait_task<'py>(&self, py: Python<'py>, task_id: String) -> PyResult<Bound<'py, PyAny>> {
         let c = self.inner()?;
         awaitable(py, async move {
             c.wait_task(&task_id)
                 .await
-                .map(|inner| Task { inner })
+                .map(|task| to_json(&task, FieldNames::Proto).to_string())
                 .map_err(to_py)
         })
     }
 
-    /// The task now, then at each change of status, progress or subtasks,
-    /// until it ends: `async for task in client.watch_task(task_id)`.
-    /// Reconnects by itself after a broken stream.
-    fn watch_task(&self, task_id: String) -> PyResult<TaskWatch> {
+    fn watch_task(&self, task_id: String) -> PyResult<TaskStateStream> {
         // The watch's feeder is spawned on the binding's runtime.
         let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
-        Ok(TaskWatch {
+        Ok(TaskStateStream {
             inner: Arc::new(Mutex::new(self.inner()?.watch_task(&task_id))),
         })
     }
 
-    /// Every task that matches, newest first by default, fetched a page
-    /// (`page_size` tasks) at a time: `async for task in client.list_tasks()`.
-    #[pyo3(signature = (*, status=None, task_type=None, file_id="".to_string(), created_after=None, created_before=None, finished_after=None, finished_before=None, sort_by="create_time", order="desc", page_size=10))]
-    #[allow(clippy::too_many_arguments)]
-    fn list_tasks(
-        &self,
-        status: Option<PyRef<'_, TaskStatus>>,
-        task_type: Option<PyRef<'_, TaskType>>,
-        file_id: String,
-        created_after: Option<&Bound<'_, PyAny>>,
-        created_before: Option<&Bound<'_, PyAny>>,
-        finished_after: Option<&Bound<'_, PyAny>>,
-        finished_before: Option<&Bound<'_, PyAny>>,
-        sort_by: &str,
-        order: &str,
-        page_size: i32,
-    ) -> PyResult<TaskIterator> {
-        let sort_by = match sort_by {
-            "create_time" => pb::TaskSortBy::CreateTime,
-            "finish_time" => pb::TaskSortBy::FinishTime,
-            other => {
-                return Err(invalid(format!(
-                    "sort_by: \"create_time\" or \"finish_time\", got {other:?}"
-                )));
-            }
-        };
-        let order = match order {
-            "desc" => pb::SortOrder::Desc,
-            "asc" => pb::SortOrder::Asc,
-            other => {
-                return Err(invalid(format!(
-                    "order: \"asc\" or \"desc\", got {other:?}"
-                )));
-            }
-        };
-        let request = pb::ListTasksRequest {
-            status: status.map_or(0, |s| *s as i32),
-            task_type: task_type.map_or(0, |t| *t as i32),
-            file_id,
-            create_time: convert::time_range("created", created_after, created_before)?,
-            finish_time: convert::time_range("finished", finished_after, finished_before)?,
-            sort_by: sort_by as i32,
-            order: order as i32,
-            limit: page_size,
-            scroll_token: String::new(),
-        };
-        Ok(TaskIterator {
-            client: self.inner()?,
-            state: Arc::new(Mutex::new(Pages {
-                request,
-                buffer: VecDeque::new(),
-                done: false,
-            })),
-        })
-    }
-
-    fn task_overview<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner()?;
-        awaitable(py, async move {
-            c.task_overview(pb::GetTaskOverviewRequest::default())
-                .await
-                .map(|inner| TaskOverview { inner })
-                .map_err(to_py)
-        })
-    }
-
-    fn event_config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner()?;
-        awaitable(py, async move {
-            c.event_config()
-                .await
-                .map(|inner| EventConfig { inner })
-                .map_err(to_py)
-        })
-    }
-
-    /// Changes only what is given; resolves to the new EventConfig.
-    #[pyo3(signature = (*, mode=None, notification_url=None, event_types=None, visibility_timeout_seconds=None, max_deliveries=None, retention_seconds=None, callback_timeout_seconds=None, retry_schedule_seconds=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn modify_event_config<'py>(
-        &self,
-        py: Python<'py>,
-        mode: Option<&str>,
-        notification_url: Option<String>,
-        event_types: Option<std::collections::HashMap<String, bool>>,
-        visibility_timeout_seconds: Option<i32>,
-        max_deliveries: Option<i32>,
-        retention_seconds: Option<i64>,
-        callback_timeout_seconds: Option<i32>,
-        retry_schedule_seconds: Option<Vec<i64>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let request = pb::ModifyEventConfigRequest {
-            mode: mode
-                .map(|m| convert::delivery_mode("mode", m))
-                .transpose()?
-                .unwrap_or(0),
-            notification_url,
-            event_types: event_types.unwrap_or_default(),
-            visibility_timeout_seconds,
-            max_deliveries,
-            retention_seconds,
-            callback_timeout_seconds,
-            retry_schedule_seconds: retry_schedule_seconds.unwrap_or_default(),
-            ..Default::default()
-        };
-        let c = self.inner()?;
-        awaitable(py, async move {
-            c.modify_event_config(request)
-                .await
-                .map(|inner| EventConfig { inner })
-                .map_err(to_py)
-        })
-    }
-
-    fn events_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner()?;
-        awaitable(py, async move {
-            c.events_state().await.map(EventsState::from).map_err(to_py)
-        })
-    }
-
-    /// A reliable event stream: `async for d in client.subscribe(): ...;
-    /// await d.ack()`. Reconnects by itself; `close()` ends it.
     #[pyo3(signature = (max_in_flight=16))]
     fn subscribe(&self, max_in_flight: i32) -> PyResult<Subscription> {
         // The subscription's feeder is spawned on the binding's runtime.
@@ -495,10 +318,6 @@ impl Client {
         })
     }
 
-    /// Runs `await handler(event)` on every event, `concurrency` at once:
-    /// returning acks, raising nacks (with backoff). Returns after
-    /// `stop.stop()` once the running handlers are done; raises for a
-    /// failure reconnecting cannot cure (e.g. a bad key).
     #[pyo3(signature = (handler, *, concurrency=16, max_in_flight=None, stop=None))]
     fn consume<'py>(
         &self,
@@ -532,6 +351,35 @@ impl Client {
     }
 }
 
+/// An upload's procedure, the JSON text of a ProcedurePlan.
+fn procedure_plan(call: &str, plan_json: Option<&str>) -> PyResult<Option<pb::ProcedurePlan>> {
+    let Some(text) = plan_json else {
+        return Ok(None);
+    };
+    let tree: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| invalid(format!("{call}: procedure: {e}")))?;
+    from_json::<pb::ProcedurePlan>(&tree, FieldNames::Proto)
+        .map(Some)
+        .map_err(|e| to_py_in(call, e))
+}
+
+/// The OSError Python raises for `e` on `path`: `OSError(errno, strerror,
+/// filename)` makes the subclass of the errno (FileNotFoundError...).
+fn os_error(e: &std::io::Error, path: &std::path::Path) -> PyErr {
+    let filename = path.to_string_lossy().into_owned();
+    match e.raw_os_error() {
+        Some(errno) => {
+            let text = e.to_string();
+            let strerror = text
+                .split_once(" (os error")
+                .map_or(text.as_str(), |(s, _)| s)
+                .to_string();
+            PyOSError::new_err((errno, strerror, filename))
+        }
+        None => PyOSError::new_err(format!("{filename}: {e}")),
+    }
+}
+
 /// Deliveries from `Client.subscribe`, as an async iterator.
 #[pyclass(module = "vodtask", frozen)]
 pub struct Subscription {
@@ -557,7 +405,7 @@ impl Subscription {
                 d = sub.next() => d,
             };
             match next {
-                Some(Ok(d)) => Ok(Delivery { inner: Arc::new(d) }),
+                Some(Ok(d)) => Ok(Delivery::new(d)),
                 Some(Err(e)) => Err(to_py(e)),
                 None => {
                     sub.close();
@@ -583,24 +431,20 @@ impl Drop for Subscription {
     }
 }
 
-/// A task's states from `Client.watch_task`, as an async iterator that
-/// ends after the state in which the task ended.
+/// A task's states from `Client.watch_task`, each as the JSON text of
+/// the task, ending after the state in which the task ended.
 #[pyclass(module = "vodtask", frozen)]
-pub struct TaskWatch {
+pub struct TaskStateStream {
     inner: Arc<Mutex<vodtask_client::TaskWatch>>,
 }
 
 #[pymethods]
-impl TaskWatch {
-    fn __aiter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
+impl TaskStateStream {
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let inner = Arc::clone(&self.inner);
         awaitable(py, async move {
             match inner.lock().await.next().await {
-                Some(Ok(state)) => Ok(Task { inner: state.task }),
+                Some(Ok(state)) => Ok(to_json(&state.task, FieldNames::Proto).to_string()),
                 Some(Err(e)) => Err(to_py(e)),
                 None => Err(PyStopAsyncIteration::new_err(())),
             }
@@ -612,45 +456,5 @@ impl TaskWatch {
         if let Ok(watch) = self.inner.try_lock() {
             watch.close();
         }
-    }
-}
-
-struct Pages {
-    request: pb::ListTasksRequest,
-    buffer: VecDeque<pb::Task>,
-    done: bool,
-}
-
-/// Tasks from `Client.list_tasks`, as an async iterator over the pages.
-#[pyclass(module = "vodtask", frozen)]
-pub struct TaskIterator {
-    client: vodtask_client::Client,
-    state: Arc<Mutex<Pages>>,
-}
-
-#[pymethods]
-impl TaskIterator {
-    fn __aiter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (client, state) = (self.client.clone(), Arc::clone(&self.state));
-        awaitable(py, async move {
-            let mut pages = state.lock().await;
-            while pages.buffer.is_empty() && !pages.done {
-                let page = client
-                    .list_tasks(pages.request.clone())
-                    .await
-                    .map_err(to_py)?;
-                pages.done = page.scroll_token.is_empty();
-                pages.request.scroll_token = page.scroll_token;
-                pages.buffer.extend(page.tasks);
-            }
-            match pages.buffer.pop_front() {
-                Some(inner) => Ok(Task { inner }),
-                None => Err(PyStopAsyncIteration::new_err(())),
-            }
-        })
     }
 }

@@ -41,7 +41,7 @@ use pyo3_async_runtimes::TaskLocals;
 use tokio::sync::oneshot;
 use vodtask_client::pb;
 
-use crate::types::Event;
+use crate::events::Event;
 
 /// What a handler's run comes to: `Err` (the exception's text) nacks.
 type Outcome = Result<(), String>;
@@ -272,7 +272,7 @@ impl Shared {
         static ENSURE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         static IS_COROUTINE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let result = self.handler.bind(py).call1((Event { inner: event },))?;
+        let result = self.handler.bind(py).call1((Event::new(event),))?;
         if !result.hasattr(intern!(py, "__await__"))? {
             return Ok(None);
         }

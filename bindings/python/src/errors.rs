@@ -34,6 +34,18 @@ pub fn to_py(e: vodtask_client::Error) -> PyErr {
     error(code, &message)
 }
 
+/// The exception for a client error of the Python call `call`: a request
+/// the client could not convert (its message names the field in the
+/// request's terms) is prefixed with the call, e.g. `create_task:
+/// spec.transcode.file_id: expected a string, got number`; what the server
+/// answered keeps its message as it is.
+pub fn to_py_in(call: &str, e: vodtask_client::Error) -> PyErr {
+    match e {
+        vodtask_client::Error::InvalidInput(message) => invalid(format!("{call}: {message}")),
+        other => to_py(other),
+    }
+}
+
 /// Bad input found while converting Python values (names the field).
 pub fn invalid(message: impl Into<String>) -> PyErr {
     error("INVALID_ARGUMENT", &message.into())

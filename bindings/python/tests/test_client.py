@@ -27,10 +27,12 @@ async def transcode_and_consume(client: vodtask.Client, clip: Path, spec_as_dict
     assert media.size == clip.stat().st_size
     assert media.source_type == "CLIENT_UPLOAD"
     assert media.source_context == "ctx"
+    assert media.source_type is vodtask.SourceType.CLIENT_UPLOAD
     metadata = media.metadata
     assert metadata is not None
-    assert (metadata["width"], metadata["height"]) == (320, 240)
-    assert 1.5 < metadata["duration_seconds"] < 2.5
+    assert (metadata.width, metadata.height) == (320, 240)
+    assert 1.5 < metadata.duration_seconds < 2.5
+    assert {s.codec_type for s in metadata.streams} == {"video", "audio"}
 
     spec: vodtask.TaskSpec | dict[str, dict[str, object]]
     if spec_as_dict:
@@ -61,18 +63,28 @@ async def transcode_and_consume(client: vodtask.Client, clip: Path, spec_as_dict
     assert isinstance(task.create_time, datetime.datetime)
     assert task.finish_time is not None and task.finish_time >= task.create_time
     output = task.output
-    assert output is not None
-    (item,) = output["transcode"]["play_set"]
-    assert item["definition"] == 100010
-    assert item["vwidth"] > 0 and item["vheight"] > 0
+    assert output is not None and output.transcode is not None
+    (item,) = output.transcode.play_set
+    assert item.definition == 100010
+    assert item.vwidth > 0 and item.vheight > 0
     # The output is served over HTTP at its URL.
-    with urllib.request.urlopen(item["url"], timeout=DEADLINE) as got:
+    with urllib.request.urlopen(item.url, timeout=DEADLINE) as got:
         assert got.status == 200
         assert got.read(12)[4:8] == b"ftyp"
     assert "TRANSCODE" in repr(task) and task_id in repr(task)
 
     done = handled[-1]
-    assert done.data["vodTaskId"] == task_id
+    data = done.data
+    assert isinstance(data, vodtask.TranscodeCompleteData)
+    assert (data.vod_task_id, data.status, data.session_context) == (task_id, 0, "sc")
+    assert data.file_id == uploaded.file_id and data.file_name == "in.mp4"
+    (rendition,) = data.play_set
+    assert (rendition.definition, rendition.url) == (100010, item.url)
+    # Parsed once, on first read.
+    assert done.data is data
+    uploaded_event = handled[0].data
+    assert isinstance(uploaded_event, vodtask.NewFileUploadData)
+    assert (uploaded_event.file_id, uploaded_event.source_context) == (uploaded.file_id, "ctx")
     assert f'"eventId":"{done.event_id}"' in done.content_json
     assert done.delivery_count == 1
     # Everything handled was acked.
@@ -128,13 +140,20 @@ async def test_errors_keep_their_code_and_name_the_field(tmp_path: Path) -> None
         with pytest.raises(vodtask.NotFound):
             await client.create_task(vodtask.transcode("12345678901234567890", [100010]))
 
-        # Specs that cannot be converted are refused with the field named.
-        with pytest.raises(vodtask.InvalidArgument, match=r"spec\.transcod: unknown field"):
+        # Specs that cannot be converted are refused with the call and the field named.
+        with pytest.raises(vodtask.InvalidArgument, match=r"^create_task: spec\.transcod: unknown field"):
             await client.create_task({"transcod": {"file_id": "1"}})
-        with pytest.raises(vodtask.InvalidArgument, match=r"subtasks\[0\]\.transcode\.definition: required"):
-            vodtask.procedure("1", [{"transcode": {}}])
-        with pytest.raises(vodtask.InvalidArgument, match=r'output_types\[0\]: unknown value "AVI"'):
+        with pytest.raises(vodtask.InvalidArgument) as wrong_type:
+            await client.create_task({"transcode": {"file_id": 5, "definitions": [100010]}})
+        assert wrong_type.value.message == "create_task: spec.transcode.file_id: expected a string, got number"
+        assert wrong_type.value.code == "INVALID_ARGUMENT"
+        with pytest.raises(vodtask.InvalidArgument, match=r"^procedure: subtasks\[0\]\.transcode\.definition: expected an integer, got str$"):
+            vodtask.procedure("1", [{"transcode": {"definition": "100010"}}])
+        with pytest.raises(vodtask.InvalidArgument, match=r"^concat: output_types\[0\]: expected one of MP4, M3U8, got 'AVI'$"):
             vodtask.concat(["1", "2"], ["AVI"])
+        # A field left out is the proto's zero value, which the server refuses by name.
+        with pytest.raises(vodtask.InvalidArgument, match=r"^spec\.procedure\.subtasks\[0\]\.transcode\.definition"):
+            await client.create_task(vodtask.procedure("1", [{"transcode": {}}]))
 
         # The session rule: same session id, different request.
         blob = await client.upload_bytes(b"not media", "blob.bin")
@@ -180,11 +199,13 @@ async def test_subscribe_delivers_and_settles(tmp_path: Path) -> None:
 
     first = await asyncio.wait_for(deliveries.__anext__(), DEADLINE)
     assert first.event.event_type == "NewFileUpload"
-    assert first.event.data["fileId"] == uploaded.file_id
+    assert isinstance(first.event.data, vodtask.NewFileUploadData)
+    assert first.event.data.file_id == uploaded.file_id
+    assert first.event is first.event
     assert first.event.delivery_count == 1
     assert "event_type='NewFileUpload'" in repr(first)
     assert f"event_id='{first.event.event_id}'" in repr(first.event)
-    assert await first.nack(delay=0) == "NACKED"
+    assert await first.nack(delay=0) is vodtask.HandleStatus.NACKED
 
     again = await asyncio.wait_for(deliveries.__anext__(), DEADLINE)
     assert again.event.event_id == first.event.event_id
@@ -253,7 +274,8 @@ async def test_list_tasks_pages_through_every_task(tmp_path: Path) -> None:
 
     redone = await client.redo_task(created[0])
     assert (redone.status, redone.attempt) == (vodtask.TaskStatus.WAITING, 2)
-    assert redone.previous_attempts[0]["status"] == vodtask.TaskStatus.ABORTED
+    (attempt,) = redone.previous_attempts
+    assert (attempt.attempt, attempt.status) == (1, vodtask.TaskStatus.ABORTED)
     with pytest.raises(vodtask.FailedPrecondition):
         await client.redo_task(created[1])
 
@@ -268,8 +290,8 @@ async def test_list_tasks_pages_through_every_task(tmp_path: Path) -> None:
 async def test_event_config_reads_and_changes(tmp_path: Path) -> None:
     client = await vodtask.open(tmp_path / "data", workers=0)
     config = await client.event_config()
-    assert config.mode == "PULL"
-    assert repr(config).startswith("EventConfig(mode='PULL'")
+    assert config.mode == "PULL" and config.mode is vodtask.DeliveryMode.PULL
+    assert repr(config).startswith("EventConfig(mode=<DeliveryMode.PULL: 'PULL'>")
     assert config.event_types["TranscodeComplete"] is True
     changed = await client.modify_event_config(
         visibility_timeout_seconds=45, event_types={"NewFileUpload": False}
@@ -404,3 +426,108 @@ def test_consume_runs_on_a_loop_that_cannot_watch_fds(tmp_path: Path) -> None:
         loop.run_until_complete(run())
     finally:
         loop.close()
+
+
+async def test_list_tasks_page_returns_one_page_and_its_token(tmp_path: Path) -> None:
+    client = await vodtask.open(tmp_path / "data", workers=0)
+    blob = await client.upload_bytes(b"bytes", "blob.bin")
+    created = [await client.create_task(vodtask.delete_media([blob.file_id])) for _ in range(3)]
+    first = await client.list_tasks_page(page_size=2, order="asc")
+    assert isinstance(first, vodtask.TaskPage)
+    assert [t.task_id for t in first.tasks] == created[:2] and first.scroll_token
+    second = await client.list_tasks_page(page_size=2, order="asc", scroll_token=first.scroll_token)
+    assert [t.task_id for t in second.tasks] == created[2:] and second.scroll_token == ""
+    # Strings work wherever an enum does, in any case.
+    waiting = await client.list_tasks_page(status="waiting", task_type="DELETE_MEDIA", sort_by="create_time")
+    assert len(waiting.tasks) == 3
+    assert all(t.status is vodtask.TaskStatus.WAITING for t in waiting.tasks)
+    with pytest.raises(vodtask.InvalidArgument) as bad:
+        await client.list_tasks_page(status="DONE")
+    assert bad.value.message == "list_tasks_page: status: expected one of WAITING, PROCESSING, FINISH, ABORTED, got 'DONE'"
+    with pytest.raises(vodtask.InvalidArgument, match=r"^list_tasks: created_after: expected a datetime or seconds"):
+        client.list_tasks(created_after="yesterday")  # type: ignore[arg-type]
+    with pytest.raises(vodtask.InvalidArgument, match=r"^list_tasks_page: page_size: expected an integer, got str$"):
+        await client.list_tasks_page(page_size="2")  # type: ignore[arg-type]
+    with pytest.raises(vodtask.InvalidArgument, match=r"^modify_event_config: Object of type object is not JSON serializable$"):
+        await client.modify_event_config(event_types={"NewFileUpload": object()})  # type: ignore[dict-item]
+    with pytest.raises(vodtask.InvalidArgument) as not_a_string:
+        await client.describe_task(5)  # type: ignore[arg-type]
+    assert not_a_string.value.message == "describe_task: task_id: expected a string, got number"
+    await client.close()
+
+
+async def test_upload_file_of_a_missing_file_raises_file_not_found(tmp_path: Path) -> None:
+    client = await vodtask.open(tmp_path / "data", workers=0)
+    missing = tmp_path / "nope.mp4"
+    with pytest.raises(FileNotFoundError) as raised:
+        await client.upload_file(missing)
+    assert raised.value.filename == str(missing)
+    with pytest.raises(vodtask.InvalidArgument, match=r"^upload_bytes: procedure\[0\]: expected a SubtaskSpec or a dict"):
+        await client.upload_bytes(b"x", "x.bin", procedure=["transcode"])  # type: ignore[list-item]
+    await client.close()
+
+
+async def next_delivery(deliveries: vodtask.Subscription) -> vodtask.Delivery:
+    return await asyncio.wait_for(deliveries.__anext__(), DEADLINE)
+
+
+async def test_dead_letters_redrive_resend_and_secret_rotation_in_process(tmp_path: Path) -> None:
+    async with await vodtask.open(tmp_path / "data", workers=0) as client:
+        await dead_letters_redrive_resend_and_secret_rotation(client)
+
+
+async def test_dead_letters_redrive_resend_and_secret_rotation_against_a_server(server: Server) -> None:
+    async with await vodtask.connect(server.grpc_url, api_key=server.api_key) as client:
+        await dead_letters_redrive_resend_and_secret_rotation(client)
+
+
+async def dead_letters_redrive_resend_and_secret_rotation(client: vodtask.Client) -> None:
+    await client.modify_event_config(max_deliveries=1)
+    uploaded = await client.upload_bytes(b"bytes", "blob.bin")
+    subscription = client.subscribe(max_in_flight=1)
+    deliveries = aiter_deliveries(subscription)
+
+    # Its one delivery, given back: the next take dead-letters it.
+    first = await next_delivery(deliveries)
+    event_id = first.event.event_id
+    assert await first.nack(delay=0) is vodtask.HandleStatus.NACKED
+    deadline = time.monotonic() + DEADLINE
+    while (await client.events_state()).dead_lettered != 1:
+        assert time.monotonic() < deadline, "the event was not dead-lettered in time"
+        await asyncio.sleep(0.02)
+    page = await client.dead_letter_events()
+    assert isinstance(page, vodtask.DeadLetterPage)
+    assert [e.event_id for e in page.events] == [event_id] and page.next_page_token == ""
+    (dead,) = page.events
+    assert dead.event_type == "NewFileUpload" and dead.content_json == first.event.content_json
+    assert isinstance(dead.data, vodtask.NewFileUploadData) and dead.data.file_id == uploaded.file_id
+    assert isinstance(dead.event_time, datetime.datetime)
+
+    # Back in the queue with a fresh count.
+    assert await client.redrive_events() == 1
+    assert (await client.dead_letter_events(limit=10)).events == []
+    again = await next_delivery(deliveries)
+    assert (again.event.event_id, again.event.delivery_count) == (event_id, 1)
+    assert await again.ack() is vodtask.HandleStatus.CONFIRMED
+    assert await client.redrive_events(["no-such-event"]) == 0
+
+    # A confirmed event, sent again on request.
+    assert await client.resend_events([event_id]) == 1
+    resent = await next_delivery(deliveries)
+    assert resent.event.event_id == event_id
+    assert await resent.ack() is vodtask.HandleStatus.CONFIRMED
+    with pytest.raises(vodtask.InvalidArgument, match="event_ids"):
+        await client.resend_events([])
+    subscription.close()
+
+    assert await client.callback_attempts(event_id=event_id) == []  # a PULL app makes no callbacks
+    for wrong in ({}, {"event_id": event_id, "task_id": "t"}):
+        with pytest.raises(vodtask.InvalidArgument) as neither:
+            await client.callback_attempts(**wrong)
+        assert neither.value.message == "callback_attempts: give exactly one of event_id, task_id"
+
+    before = (await client.event_config()).signing_secret
+    rotated = await client.rotate_signing_secret(overlap_seconds=0)
+    assert isinstance(rotated, vodtask.RotatedSecret)
+    assert rotated.signing_secret.startswith("whsec_") and rotated.signing_secret != before
+    assert (await client.event_config()).signing_secret == rotated.signing_secret
