@@ -256,18 +256,13 @@ impl Client {
         let plan = procedure_plan("upload_file", plan_json)?;
         let c = self.inner()?;
         awaitable(py, async move {
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(|e| os_error(&e, &path))?;
-            let name = file_name.unwrap_or_else(|| {
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            });
-            c.upload_bytes(bytes, &name, &source_context, plan)
+            c.upload_file(&path, file_name.as_deref(), &source_context, plan)
                 .await
                 .map(|r| to_json(&r, FieldNames::Proto).to_string())
-                .map_err(|e| to_py_in("upload_file", e))
+                .map_err(|e| match e {
+                    vodtask_client::Error::File { path, source } => os_error(&source, &path),
+                    e => to_py_in("upload_file", e),
+                })
         })
     }
 

@@ -219,8 +219,10 @@ impl Client {
         }
     }
 
-    /// Uploads a file from disk (streamed in 1 MiB chunks); `file_name`
-    /// defaults to the path's last component.
+    /// Uploads a file from disk, read and sent 1 MiB at a time (a file of
+    /// any size takes no more memory than that); `file_name` defaults to the
+    /// path's last component. A file that cannot be opened or read is
+    /// `Error::File`, and the upload is cancelled, never finished short.
     pub async fn upload_file(
         &self,
         path: &Path,
@@ -228,9 +230,11 @@ impl Client {
         source_context: &str,
         procedure: Option<pb::ProcedurePlan>,
     ) -> Result<pb::UploadMediaResponse> {
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|e| Error::InvalidInput(format!("path: {}: {e}", path.display())))?;
+        let file_error = |source| Error::File {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = tokio::fs::File::open(path).await.map_err(file_error)?;
         let name = match file_name {
             Some(n) => n.to_string(),
             None => path
@@ -238,8 +242,41 @@ impl Client {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         };
-        self.upload_bytes(bytes, &name, source_context, procedure)
-            .await
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+        let chunks = futures::stream::unfold(
+            (file, Some(failed_tx)),
+            |(mut file, mut failed)| async move {
+                let mut chunk = vec![0u8; CHUNK_BYTES];
+                match read_full(&mut file, &mut chunk).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        Some((chunk, (file, failed)))
+                    }
+                    Err(e) => {
+                        if let Some(tx) = failed.take() {
+                            let _ = tx.send(e);
+                        }
+                        // Never the end of the stream: that would finish
+                        // the upload with the bytes sent so far. The call
+                        // is dropped instead, which cancels it.
+                        futures::future::pending().await
+                    }
+                }
+            },
+        );
+        let upload = self.upload(header(&name, source_context, procedure), chunks);
+        let failed = async {
+            match failed_rx.await {
+                Ok(e) => e,
+                // The file was read to its end.
+                Err(_) => futures::future::pending().await,
+            }
+        };
+        tokio::select! {
+            response = upload => response,
+            e = failed => Err(file_error(e)),
+        }
     }
 
     pub async fn upload_bytes(
@@ -249,21 +286,32 @@ impl Client {
         source_context: &str,
         procedure: Option<pb::ProcedurePlan>,
     ) -> Result<pb::UploadMediaResponse> {
+        let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK_BYTES).map(<[u8]>::to_vec).collect();
+        self.upload(
+            header(file_name, source_context, procedure),
+            tokio_stream::iter(chunks),
+        )
+        .await
+    }
+
+    /// UploadMedia: the header message, then the bytes.
+    async fn upload(
+        &self,
+        header: pb::UploadMediaHeader,
+        chunks: impl futures::Stream<Item = Vec<u8>> + Send + 'static,
+    ) -> Result<pb::UploadMediaResponse> {
+        use futures::StreamExt;
         use pb::upload_media_request::Part;
-        let mut parts = vec![pb::UploadMediaRequest {
-            part: Some(Part::Header(pb::UploadMediaHeader {
-                file_name: file_name.to_string(),
-                source_context: source_context.to_string(),
-                procedure,
-            })),
-        }];
-        parts.extend(bytes.chunks(CHUNK_BYTES).map(|c| pb::UploadMediaRequest {
-            part: Some(Part::Chunk(c.to_vec())),
-        }));
+        let first = pb::UploadMediaRequest {
+            part: Some(Part::Header(header)),
+        };
+        let rest = chunks.map(|c| pb::UploadMediaRequest {
+            part: Some(Part::Chunk(c)),
+        });
         let response = self
             .media
             .clone()
-            .upload_media(tokio_stream::iter(parts))
+            .upload_media(futures::stream::once(async { first }).chain(rest))
             .await?;
         Ok(response.into_inner())
     }
@@ -562,4 +610,29 @@ fn read_default_key(data_dir: &Path) -> Result<String> {
                 path.display()
             ))
         })
+}
+
+fn header(
+    file_name: &str,
+    source_context: &str,
+    procedure: Option<pb::ProcedurePlan>,
+) -> pb::UploadMediaHeader {
+    pb::UploadMediaHeader {
+        file_name: file_name.to_string(),
+        source_context: source_context.to_string(),
+        procedure,
+    }
+}
+
+/// Fills `buf` unless the file ends first; returns how much it read.
+async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }

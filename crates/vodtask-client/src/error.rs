@@ -12,9 +12,15 @@ pub enum Error {
     /// The server could not be reached, or the connection broke.
     #[error("transport: {0}")]
     Transport(String),
-    /// The client was given something unusable (a bad URL, an unreadable file).
+    /// The client was given something unusable (a bad URL, a bad value).
     #[error("{0}")]
     InvalidInput(String),
+    /// A local file to upload could not be opened or read.
+    #[error("path: {}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// A webhook that vodtask did not sign, or signed too long ago.
     #[error("webhook: {0}")]
     Webhook(String),
@@ -31,7 +37,9 @@ impl Error {
         let code = match self {
             Error::Status { code, .. } => *code,
             Error::Transport(_) => Code::Unavailable,
-            Error::InvalidInput(_) | Error::Webhook(_) => Code::InvalidArgument,
+            Error::InvalidInput(_) | Error::File { .. } | Error::Webhook(_) => {
+                Code::InvalidArgument
+            }
             Error::Engine(e) => engine_code(e),
         };
         code_name(code)
