@@ -8,6 +8,9 @@
 //! 2. Concurrency: N transcodes submitted at once to a server with N
 //!    workers, for growing N: each task's ffmpeg time (begin → finish)
 //!    against one task alone, and the pool's throughput.
+//! 3. Upload: one large file streamed through UploadMedia from disk, in
+//!    1 MiB messages: MB/s, and the server's peak resident memory before
+//!    and after (it should not grow with the file).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -39,21 +42,112 @@ pub struct Args {
     /// Concurrency levels (workers = tasks submitted at once).
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
     concurrency: Vec<usize>,
+    /// Size of the uploaded file, in MiB (random bytes).
+    #[arg(long, default_value_t = 1024)]
+    upload_mib: u64,
+    /// Which measurements to run.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "overhead,concurrency,upload"
+    )]
+    parts: Vec<Part>,
     #[command(flatten)]
     server: ServerArgs,
 }
 
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Overhead,
+    Concurrency,
+    Upload,
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temp dir")?;
+    let transcodes =
+        args.parts.contains(&Part::Overhead) || args.parts.contains(&Part::Concurrency);
     let source = dir.path().join("source.mp4");
-    make_source(&source, args.seconds).await?;
-    println!(
-        "source: {} s of 1280x720 testsrc + sine, definitions {:?}",
-        args.seconds, args.definitions
-    );
-    overhead(&args, &source, dir.path()).await?;
-    concurrency(&args, &source).await?;
+    if transcodes {
+        make_source(&source, args.seconds).await?;
+        println!(
+            "source: {} s of 1280x720 testsrc + sine, definitions {:?}",
+            args.seconds, args.definitions
+        );
+    }
+    if args.parts.contains(&Part::Overhead) {
+        overhead(&args, &source, dir.path()).await?;
+    }
+    if args.parts.contains(&Part::Concurrency) {
+        concurrency(&args, &source).await?;
+    }
+    if args.parts.contains(&Part::Upload) {
+        upload_large(&args, dir.path()).await?;
+    }
     Ok(())
+}
+
+/// One `--upload-mib` file streamed from disk through UploadMedia.
+async fn upload_large(args: &Args, dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join("large.bin");
+    write_random(&path, args.upload_mib << 20).await?;
+    Server::with(&args.server, &[], async |server| {
+        let pid = server.pid().context("the server's pid")?;
+        let before = peak_rss_kib(pid)?;
+        let mut media = server.media_client().await?;
+        let started = Instant::now();
+        server::upload_file(&mut media, &path).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let after = peak_rss_kib(pid)?;
+        let mib = args.upload_mib as f64;
+        println!(
+            "\nupload ({} MiB from disk, 1 MiB messages, file://)",
+            args.upload_mib
+        );
+        println!(
+            "  time                   {seconds:>8.2} s = {:.0} MiB/s",
+            mib / seconds
+        );
+        println!(
+            "  server peak RSS        {:>8.1} MiB before, {:.1} MiB after   (target: flat)",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// Incompressible bytes, written in 1 MiB blocks.
+async fn write_random(path: &Path, bytes: u64) -> anyhow::Result<()> {
+    use rand::RngCore;
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .with_context(|| format!("create {}", path.display()))?;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        rand::rng().fill_bytes(&mut block);
+        let n = left.min(block.len() as u64) as usize;
+        file.write_all(&block[..n])
+            .await
+            .context("write the upload source")?;
+        left -= n as u64;
+    }
+    file.flush().await.context("write the upload source")?;
+    Ok(())
+}
+
+/// The process's peak resident set so far (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/<pid>/status")
 }
 
 async fn overhead(args: &Args, source: &Path, dir: &Path) -> anyhow::Result<()> {

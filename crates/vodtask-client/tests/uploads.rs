@@ -13,7 +13,9 @@ async fn open() -> (tempfile::TempDir, Client) {
         workers: Some(1),
         ..OpenOptions::default()
     };
-    let client = Client::open(dir.path().join("data"), options).await.unwrap();
+    let client = Client::open(dir.path().join("data"), options)
+        .await
+        .unwrap();
     (dir, client)
 }
 
@@ -52,12 +54,19 @@ async fn an_unreadable_file_is_a_file_error_and_uploads_nothing() {
         other => panic!("expected a file error, got {other:?}"),
     }
     let missing = dir.path().join("nope.mp4");
-    let e = client.upload_file(&missing, None, "", None).await.unwrap_err();
+    let e = client
+        .upload_file(&missing, None, "", None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, Error::File { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
         "{e:?}"
     );
-    assert!(e.to_string().starts_with(&format!("path: {}: ", missing.display())), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("path: {}: ", missing.display())),
+        "{e}"
+    );
 
     // No upload was finished: the app's queue has no NewFileUpload event.
     let events = client.pull_events(16, 0).await.unwrap();

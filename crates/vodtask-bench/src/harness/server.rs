@@ -345,6 +345,52 @@ pub async fn upload(
     Ok(response.into_inner().file_id)
 }
 
+/// Uploads the file at `path`, read and sent `UPLOAD_CHUNK` bytes at a
+/// time (never whole in memory); returns the file id.
+pub async fn upload_file(client: &mut MediaClient, path: &Path) -> anyhow::Result<String> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("open {}", path.display()))?;
+    let header = pb::UploadMediaRequest {
+        part: Some(Part::Header(pb::UploadMediaHeader {
+            file_name: "large.bin".into(),
+            source_context: String::new(),
+            procedure: None,
+        })),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(header).await.context("queue the header")?;
+    let reader = tokio::spawn(async move {
+        loop {
+            let mut chunk = vec![0u8; UPLOAD_CHUNK];
+            let mut filled = 0;
+            while filled < chunk.len() {
+                match file.read(&mut chunk[filled..]).await? {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            if filled == 0 {
+                return anyhow::Ok(());
+            }
+            chunk.truncate(filled);
+            let part = pb::UploadMediaRequest {
+                part: Some(Part::Chunk(chunk)),
+            };
+            if tx.send(part).await.is_err() {
+                anyhow::bail!("the upload stopped taking chunks");
+            }
+        }
+    });
+    let response = client
+        .upload_media(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .context("UploadMedia")?;
+    reader.await.context("the upload's reader")??;
+    Ok(response.into_inner().file_id)
+}
+
 /// `Bearer <key>`, as the authorization header carries it.
 fn bearer_header(key: &str) -> anyhow::Result<MetadataValue<Ascii>> {
     format!("Bearer {}", key.trim())
