@@ -96,7 +96,7 @@ async fn upload_large(args: &Args, dir: &Path) -> anyhow::Result<()> {
         let before = peak_rss_kib(pid)?;
         let mut media = server.media_client().await?;
         let started = Instant::now();
-        server::upload_file(&mut media, &path).await?;
+        server::upload_file(&mut media, &path, "large.bin").await?;
         let seconds = started.elapsed().as_secs_f64();
         let after = peak_rss_kib(pid)?;
         let mib = args.upload_mib as f64;
@@ -403,7 +403,6 @@ async fn wait_ended(tasks: &mut TaskClient, id: &str) -> anyhow::Result<pb::Task
 }
 
 async fn upload(server: &Server, path: &Path) -> anyhow::Result<String> {
-    let bytes = tokio::fs::read(path).await.context("read the source")?;
     let mut media = server.media_client().await?;
-    server::upload(&mut media, "source.mp4".into(), String::new(), &bytes).await
+    server::upload_file(&mut media, path, "source.mp4").await
 }

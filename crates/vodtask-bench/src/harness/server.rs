@@ -347,14 +347,18 @@ pub async fn upload(
 
 /// Uploads the file at `path`, read and sent `UPLOAD_CHUNK` bytes at a
 /// time (never whole in memory); returns the file id.
-pub async fn upload_file(client: &mut MediaClient, path: &Path) -> anyhow::Result<String> {
+pub async fn upload_file(
+    client: &mut MediaClient,
+    path: &Path,
+    file_name: &str,
+) -> anyhow::Result<String> {
     use tokio::io::AsyncReadExt;
     let mut file = tokio::fs::File::open(path)
         .await
         .with_context(|| format!("open {}", path.display()))?;
     let header = pb::UploadMediaRequest {
         part: Some(Part::Header(pb::UploadMediaHeader {
-            file_name: "large.bin".into(),
+            file_name: file_name.to_string(),
             source_context: String::new(),
             procedure: None,
         })),

@@ -190,12 +190,8 @@ impl Path {
 /// the wrong kind, the number.
 fn describe(value: &Value) -> Cow<'static, str> {
     match value {
-        Value::Null => "null".into(),
-        Value::Bool(_) => "boolean".into(),
         Value::Number(n) => n.to_string().into(),
-        Value::String(_) => "string".into(),
-        Value::Array(_) => "array".into(),
-        Value::Object(_) => "object".into(),
+        other => type_name(other).into(),
     }
 }
 
