@@ -6,6 +6,7 @@
 
 pub mod origin;
 pub mod receiver;
+pub mod s3;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -54,6 +55,8 @@ pub struct Server {
     args: Vec<String>,
     /// The open-file limit the server runs under (`ulimit -n`), if lowered.
     open_files: Option<u64>,
+    /// Where its media are, with `VODTASK_TEST_STORAGE=s3`.
+    pub s3: Option<s3::S3Server>,
 }
 
 impl Server {
@@ -76,7 +79,13 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
             args,
             open_files,
+            s3: None,
         };
+        if s3::requested() && !server.args.iter().any(|a| a == "--storage") {
+            let moto = s3::S3Server::start();
+            server.args.extend(s3::S3Server::serve_args(&moto.endpoint));
+            server.s3 = Some(moto);
+        }
         server.spawn();
         server
     }
@@ -117,6 +126,7 @@ impl Server {
             .args(self.default_listen())
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(s3::ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -243,9 +253,15 @@ impl Server {
         }
     }
 
-    /// Replaces the extra `serve` flags used by the next `restart`.
+    /// Replaces the extra `serve` flags used by the next `restart` (the
+    /// storage flags of `VODTASK_TEST_STORAGE=s3` stay).
     pub fn args_for_next_start(&mut self, extra: &[&str]) {
         self.args = extra.iter().map(|s| s.to_string()).collect();
+        if let Some(moto) = &self.s3
+            && !self.args.iter().any(|a| a == "--storage")
+        {
+            self.args.extend(s3::S3Server::serve_args(&moto.endpoint));
+        }
     }
 
     /// Starts the same server again on the same data dir.

@@ -158,13 +158,13 @@ impl Client {
             None => read_default_key(&data_dir)?,
         };
         let stop_files = CancellationToken::new();
-        let media_dir = engine.media_dir().to_path_buf();
         let stop = stop_files.clone();
         let health: vodtask_server::http::HealthCheck = Arc::new(engine.health_probe());
+        let served_engine = engine.clone();
         tokio::spawn(async move {
             let limits = vodtask_server::http::HttpLimits::default();
             let served = vodtask_server::http::serve(
-                &media_dir,
+                served_engine,
                 listener,
                 limits,
                 None,

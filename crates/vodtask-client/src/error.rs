@@ -55,7 +55,7 @@ fn engine_code(e: &vodtask_core::Error) -> Code {
         E::FailedPrecondition(_) => Code::FailedPrecondition,
         E::Unauthenticated(_) => Code::Unauthenticated,
         E::ResourceExhausted(_) => Code::ResourceExhausted,
-        E::ShuttingDown => Code::Unavailable,
+        E::ShuttingDown | E::Unavailable(_) => Code::Unavailable,
         _ => Code::Internal,
     }
 }

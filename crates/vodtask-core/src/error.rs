@@ -26,6 +26,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A service vodtask depends on (the media storage) does not answer
+    /// now; the same call may succeed later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// The engine is shutting down and takes no more work.

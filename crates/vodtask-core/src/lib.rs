@@ -22,6 +22,6 @@ mod vital;
 
 pub use callbacks::{CircuitState, EndpointHealth};
 pub use engine::{
-    DEFAULT_APP, Engine, EngineConfig, StreamItem, Subscription, TaskUpdate, create_app,
+    DEFAULT_APP, Engine, EngineConfig, StreamItem, Subscription, TaskUpdate, WeakEngine, create_app,
 };
 pub use error::{Error, Result};

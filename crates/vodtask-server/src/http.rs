@@ -1,5 +1,8 @@
 //! The HTTP edge: media files (GET and HEAD with Range, Content-Type by
-//! extension) and a health check for load balancers.
+//! extension) and a health check for load balancers. Files in a local
+//! directory are served from it as they are; files in an object store are
+//! streamed from it (Range passed through) or, with `--file-urls
+//! presign`, redirected to a presigned URL, and only when their row exists.
 //!
 //! File URLs need no key and are opened by browsers, so no file may run
 //! script there: every file answer says `nosniff` and carries a sandboxing
@@ -7,14 +10,18 @@
 //! is served as an `application/octet-stream` attachment.
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::header::{
+    ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION,
+    RANGE, X_CONTENT_TYPE_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,6 +32,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
+use vodtask_core::media::Served;
+use vodtask_core::{Engine, WeakEngine};
 use vodtask_transport::{Admission, HTTP_REFUSAL, ServerTls, connections};
 
 /// How the HTTP port treats its connections.
@@ -51,15 +60,18 @@ pub type HealthCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// Serves files and `/healthz` on `listener`, in TLS when `tls` is given
 /// (HTTP/1.1 and HTTP/2 either way; see `vodtask_transport::ALPN_HTTP`).
+/// Holds the engine only weakly once started, so that it does not keep the
+/// data dir's lock past the engine's own life.
 pub async fn serve(
-    media_dir: &Path,
+    engine: Engine,
     listener: TcpListener,
     limits: HttpLimits,
     tls: Option<ServerTls>,
     health: HealthCheck,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = router(media_dir, health);
+    let app = router(&engine, health);
+    drop(engine);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -96,10 +108,14 @@ pub async fn serve(
     Ok(())
 }
 
-fn router(media_dir: &Path, health: HealthCheck) -> Router {
-    let files = Router::new()
-        .fallback_service(ServeDir::new(media_dir))
-        .layer(middleware::from_fn(file_headers));
+fn router(engine: &Engine, health: HealthCheck) -> Router {
+    let files = match engine.media_dir() {
+        Some(dir) => Router::new().fallback_service(ServeDir::new(dir)),
+        None => Router::new()
+            .route("/{file_id}/{name}", get(from_storage))
+            .with_state(engine.downgrade()),
+    }
+    .layer(middleware::from_fn(file_headers));
     Router::new()
         .route(
             "/healthz",
@@ -118,6 +134,86 @@ fn router(media_dir: &Path, health: HealthCheck) -> Router {
             }),
         )
         .nest("/files", files)
+}
+
+/// One object of an object store, as ServeDir would serve a file: 206 with
+/// Content-Range for one satisfiable range, 416 for an unsatisfiable one,
+/// the whole object otherwise (several ranges included).
+async fn from_storage(
+    State(engine): State<WeakEngine>,
+    UrlPath((file_id, name)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(engine) = engine.upgrade() else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let asked = headers
+        .get(RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| http_range_header::parse_range_header(v).ok());
+    let unsatisfiable = AtomicBool::new(false);
+    let served = engine
+        .serve_file(&file_id, &name, |size| {
+            let asked = asked.as_ref()?;
+            match asked.validate(size) {
+                Ok(ranges) => match ranges.as_slice() {
+                    [one] => Some(*one.start()..one.end() + 1),
+                    _ => None,
+                },
+                Err(_) => {
+                    unsatisfiable.store(true, Ordering::Relaxed);
+                    None
+                }
+            }
+        })
+        .await;
+    let body = match served {
+        Ok(Served::Redirect(url)) => {
+            return (StatusCode::TEMPORARY_REDIRECT, [(LOCATION, url)]).into_response();
+        }
+        Ok(Served::Body(body)) => body,
+        Err(vodtask_core::Error::NotFound(_)) => return StatusCode::NOT_FOUND.into_response(),
+        Err(e @ vodtask_core::Error::Unavailable(_)) => {
+            tracing::warn!("serving {file_id}/{name}: {e}");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        Err(e) => {
+            tracing::error!("serving {file_id}/{name}: {e}");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let content_type = mime_guess::from_path(&name).first_or_octet_stream();
+    if unsatisfiable.load(Ordering::Relaxed) {
+        return (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(CONTENT_RANGE, format!("bytes */{}", body.size))],
+        )
+            .into_response();
+    }
+    let partial = body.range.start > 0 || body.range.end < body.size;
+    let mut response = Response::new(Body::from_stream(body.stream));
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type.essence_str()) {
+        h.insert(CONTENT_TYPE, v);
+    }
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        CONTENT_LENGTH,
+        HeaderValue::from(body.range.end - body.range.start),
+    );
+    if partial {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let range = format!(
+            "bytes {}-{}/{}",
+            body.range.start,
+            body.range.end.saturating_sub(1),
+            body.size
+        );
+        if let Ok(v) = HeaderValue::from_str(&range) {
+            response.headers_mut().insert(CONTENT_RANGE, v);
+        }
+    }
+    response
 }
 
 /// The types a file may be served as inline: media, and bytes no browser

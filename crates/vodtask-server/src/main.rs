@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use vodtask_core::media::{FileUrls, InputMode, StorageConfig};
 use vodtask_core::outbound::AddressPolicy;
 use vodtask_core::store::SyncMode;
 use vodtask_core::{Engine, EngineConfig};
@@ -133,6 +134,106 @@ struct ServeArgs {
     /// PEM private key of --tls-cert (PKCS#8, RSA or EC).
     #[arg(long, env = "VODTASK_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+/// Where media are kept (docs/storage.md). S3 credentials come from the
+/// standard variables AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+/// AWS_SESSION_TOKEN; AWS_REGION, AWS_ENDPOINT_URL and AWS_ALLOW_HTTP are
+/// read too, and the flags below win over them.
+#[derive(clap::Args, Debug)]
+struct StorageArgs {
+    /// `file:///path` (a local or shared directory) or `s3://bucket/prefix`
+    /// (an S3-compatible store) [default: <data-dir>/media].
+    #[arg(long, env = "VODTASK_STORAGE")]
+    storage: Option<String>,
+    /// The S3 endpoint of a store other than AWS, e.g. `http://127.0.0.1:9000`.
+    #[arg(long, env = "VODTASK_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// The bucket's region [default: AWS_REGION, else us-east-1].
+    #[arg(long, env = "VODTASK_S3_REGION")]
+    s3_region: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), as MinIO, Ceph and most
+    /// self-hosted stores want; AWS uses virtual-hosted style.
+    #[arg(long, env = "VODTASK_S3_PATH_STYLE")]
+    s3_path_style: bool,
+    /// What file URLs point at, for `s3://` storage: `proxy` (vodtask's HTTP
+    /// port streams the bytes), `presign` (the HTTP port redirects to a
+    /// presigned URL; playlists and WebVTT stay proxied), `public`
+    /// (`--public-url-base` + the object key: a CDN or a public bucket).
+    #[arg(long, env = "VODTASK_FILE_URLS", default_value = "proxy", value_parser = ["proxy", "presign", "public"])]
+    file_urls: String,
+    /// How long a presigned URL of `--file-urls presign` is valid.
+    #[arg(long, env = "VODTASK_PRESIGN_TTL", default_value = "1h", value_parser = duration_within(Duration::from_secs(60), Duration::from_secs(7 * 24 * 3600)))]
+    presign_ttl: Duration,
+    /// The base of file URLs for `--file-urls public`, e.g.
+    /// `https://cdn.example.com` (the object key follows it).
+    #[arg(long, env = "VODTASK_PUBLIC_URL_BASE")]
+    public_url_base: Option<String>,
+    /// How ffmpeg reads a task's input in an object store: `presign` (in
+    /// place, over HTTP with Range requests) or `copy` (into the task's
+    /// scratch dir first).
+    #[arg(long, env = "VODTASK_S3_INPUTS", default_value = "presign", value_parser = ["presign", "copy"])]
+    s3_inputs: String,
+}
+
+impl StorageArgs {
+    /// Sets `config`'s storage, or says which flag is wrong.
+    fn apply(self, config: &mut EngineConfig) -> anyhow::Result<()> {
+        let storage = match &self.storage {
+            None => StorageConfig::DataDir,
+            Some(url) => StorageConfig::parse(url)?,
+        };
+        let s3 = matches!(storage, StorageConfig::S3(_));
+        let s3_only = [
+            ("--s3-endpoint", self.s3_endpoint.is_some()),
+            ("--s3-region", self.s3_region.is_some()),
+            ("--s3-path-style", self.s3_path_style),
+            ("--file-urls", self.file_urls != "proxy"),
+            ("--public-url-base", self.public_url_base.is_some()),
+            ("--s3-inputs", self.s3_inputs != "presign"),
+        ];
+        if !s3 && let Some((flag, _)) = s3_only.iter().find(|(_, given)| *given) {
+            anyhow::bail!(
+                "{flag}: only for --storage s3://… (files are served from the directory otherwise)"
+            );
+        }
+        config.storage = match storage {
+            StorageConfig::S3(mut s3) => {
+                if let Some(endpoint) = self.s3_endpoint {
+                    let url = url::Url::parse(&endpoint)
+                        .map_err(|e| anyhow::anyhow!("--s3-endpoint {endpoint:?}: {e}"))?;
+                    if !matches!(url.scheme(), "http" | "https") {
+                        anyhow::bail!("--s3-endpoint {endpoint:?}: expected http:// or https://");
+                    }
+                    s3.endpoint = Some(endpoint);
+                }
+                s3.region = self.s3_region;
+                s3.path_style = self.s3_path_style;
+                StorageConfig::S3(s3)
+            }
+            other => other,
+        };
+        config.file_urls = match (self.file_urls.as_str(), self.public_url_base) {
+            ("public", Some(base)) => {
+                url::Url::parse(&base)
+                    .map_err(|e| anyhow::anyhow!("--public-url-base {base:?}: {e}"))?;
+                FileUrls::Public { base }
+            }
+            ("public", None) => anyhow::bail!("--file-urls public: needs --public-url-base"),
+            (_, Some(_)) => anyhow::bail!("--public-url-base: only with --file-urls public"),
+            ("presign", None) => FileUrls::Presigned {
+                ttl: self.presign_ttl,
+            },
+            _ => FileUrls::Served,
+        };
+        config.inputs = match self.s3_inputs.as_str() {
+            "copy" => InputMode::ScratchCopy,
+            _ => InputMode::Presigned,
+        };
+        Ok(())
+    }
 }
 
 /// The server's TLS from `--tls-cert` and `--tls-key`, which go together.
@@ -303,6 +404,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_upload_bytes = args.max_upload_bytes;
     config.outbound_policy = AddressPolicy::new(args.allow_outbound_cidrs);
     config.sync = args.sync;
+    args.storage.apply(&mut config)?;
     let engine = Engine::open(config)
         .await
         .with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
@@ -327,7 +429,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         header_timeout: args.http_header_timeout,
     };
     let http = tokio::spawn({
-        let media_dir = engine.media_dir().to_path_buf();
+        let engine = engine.clone();
         let stop = stop.clone();
         let health: http::HealthCheck = Arc::new(engine.health_probe());
         let tls = tls
@@ -335,7 +437,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map(|t| t.with_alpn(vodtask_transport::ALPN_HTTP));
         async move {
             http::serve(
-                &media_dir,
+                engine,
                 http_listener,
                 http_limits,
                 tls,

@@ -26,7 +26,9 @@ use crate::callbacks::worker::PushWorkers;
 use crate::data_dir;
 use crate::error::{Error, Result};
 use crate::ids::{AppId, FileId, TaskId};
-use crate::media::{MediaFile, MediaLibrary, Upload};
+use crate::media::{
+    FileUrls, InputMode, LibraryConfig, MediaFile, MediaLibrary, Served, StorageConfig, Upload,
+};
 use crate::outbound::AddressPolicy;
 use crate::queue::Hub;
 use crate::store::{Orphans, Store, StoreConfig, SyncMode};
@@ -62,6 +64,12 @@ pub struct EngineConfig {
     /// Whether every commit is fsynced (the default) or only handed to
     /// the OS.
     pub sync: SyncMode,
+    /// Where media bytes are kept (`--storage`).
+    pub storage: StorageConfig,
+    /// What file URLs point at (`--file-urls`).
+    pub file_urls: FileUrls,
+    /// How executors read files kept in an object store.
+    pub inputs: InputMode,
 }
 
 impl EngineConfig {
@@ -79,6 +87,9 @@ impl EngineConfig {
             outbound_policy: AddressPolicy::default(),
             store: StoreConfig::default(),
             sync: SyncMode::Full,
+            storage: StorageConfig::default(),
+            file_urls: FileUrls::default(),
+            inputs: InputMode::default(),
         }
     }
 }
@@ -86,6 +97,16 @@ impl EngineConfig {
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
+}
+
+/// An [`Engine`] that may have been dropped.
+#[derive(Clone)]
+pub struct WeakEngine(std::sync::Weak<Inner>);
+
+impl WeakEngine {
+    pub fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(|inner| Engine { inner })
+    }
 }
 
 struct Inner {
@@ -117,6 +138,10 @@ fn unknown_key() -> Error {
     Error::Unauthenticated("authorization: unknown or revoked API key".into())
 }
 
+/// How often the objects of deleted files whose removal failed (the
+/// storage was down) are tried again.
+const MEDIA_SWEEP: Duration = Duration::from_secs(30);
+
 /// How long CancelTask waits for a running task's worker to stop.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
@@ -137,21 +162,32 @@ impl Engine {
         data_dir::create_private_dir(dir)?;
         let lock = data_dir::lock(dir)?;
         let store = crate::store::open(&config.store, dir, config.sync)?;
-        let library = MediaLibrary::open(
-            dir,
-            config.ffprobe.clone(),
-            &config.public_base_url,
-            config.max_upload_bytes,
-        )?;
         // Before anything runs: ffmpeg that a killed predecessor left would
         // race this process's own run of the same task on its scratch files.
         let children = crate::exec::Children::open(dir)?;
         children.kill_leftovers();
         data_dir::clear_dir(&dir.join("tmp"));
+        let library = MediaLibrary::open(
+            &LibraryConfig {
+                storage: config.storage.clone(),
+                file_urls: config.file_urls.clone(),
+                inputs: config.inputs,
+                ffprobe: config.ffprobe.clone(),
+                public_base_url: config.public_base_url.clone(),
+                max_upload_bytes: config.max_upload_bytes,
+            },
+            dir,
+            Arc::clone(&store),
+        )
+        .await?;
         // Start-up chores that fail are logged, not fatal: a server that
         // cannot start cannot be told, through its API, what to do instead.
-        if let Err(e) = sweep_orphans(store.as_ref(), &library).await {
-            tracing::error!("removing media left by a crash failed: {e}");
+        match library.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                "removed the media of {n} files a previous run left unfinished or deleted"
+            ),
+            Err(e) => tracing::error!("removing media left by a crash failed (retried later): {e}"),
         }
 
         if store.app_count().await? == 0 {
@@ -240,6 +276,12 @@ impl Engine {
             .or_else(|| self.inner.store.failure())
     }
 
+    /// A handle that does not keep the engine (and its data dir's lock)
+    /// alive, for edges that outlive it briefly (the HTTP port).
+    pub fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.inner))
+    }
+
     /// [`failure`](Self::failure) as a probe for a health endpoint, which
     /// does not keep the engine (and its data dir's lock) alive.
     pub fn health_probe(&self) -> impl Fn() -> Option<String> + Send + Sync + 'static {
@@ -267,9 +309,23 @@ impl Engine {
         &self.inner.config
     }
 
-    /// Where the media library keeps its files (served over HTTP by the edge).
-    pub fn media_dir(&self) -> &Path {
+    /// The directory of a local media storage, which the HTTP edge serves
+    /// as it is; `None` when media are in an object store (see
+    /// [`serve_file`](Self::serve_file)).
+    pub fn media_dir(&self) -> Option<&Path> {
         self.inner.library.media_dir()
+    }
+
+    /// A file's bytes (or a redirect to them) for the HTTP edge, when
+    /// media are in an object store. `range` maps the object's size to the
+    /// part asked for.
+    pub async fn serve_file(
+        &self,
+        file_id: &str,
+        name: &str,
+        range: impl FnOnce(u64) -> Option<std::ops::Range<u64>>,
+    ) -> Result<Served> {
+        self.inner.library.serve(file_id, name, range).await
     }
 
     /// Maps an API key to its app. A known key is trusted for a second and
@@ -465,6 +521,8 @@ impl Engine {
         let recover_every = (inner.config.lease / 3).max(Duration::from_secs(1));
         let mut recover = tokio::time::interval(recover_every);
         let mut purge = tokio::time::interval(Duration::from_secs(600));
+        let mut sweep = tokio::time::interval(MEDIA_SWEEP);
+        sweep.tick().await;
         loop {
             tokio::select! {
                 _ = inner.closing.cancelled() => return,
@@ -482,6 +540,13 @@ impl Engine {
                         }
                         Ok(_) => {}
                         Err(e) => tracing::error!("lease recovery failed: {e}"),
+                    }
+                }
+                _ = sweep.tick() => {
+                    match inner.library.sweep().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!("removed the media of {n} deleted or given-up files"),
+                        Err(e) => tracing::warn!("removing media of deleted files failed (retried later): {e}"),
                     }
                 }
                 _ = purge.tick() => {
@@ -531,27 +596,4 @@ async fn check_tool(name: &str, program: &Path) -> Result<()> {
         Ok(Err(e)) => Err(refused(format!("cannot run it ({e})"))),
         Err(_) => Err(refused("`-version` did not answer in 30 s".into())),
     }
-}
-
-/// Removes media directories without a row: what a crash left between
-/// placing a file and recording it (an upload, a task's outputs), or
-/// between deleting rows and their files. Run while holding the data dir's
-/// lock, so that nothing is being placed meanwhile.
-async fn sweep_orphans(store: &dyn Store, library: &MediaLibrary) -> Result<()> {
-    let dir = library.media_dir();
-    let names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect(),
-        Err(e) => return Err(Error::io(format!("read {}", dir.display()), e)),
-    };
-    for chunk in names.chunks(1000) {
-        let recorded = store.recorded_files(chunk.to_vec()).await?;
-        for name in chunk.iter().filter(|n| !recorded.contains(*n)) {
-            tracing::warn!(file_id = %name, "removing a media directory without a row (left by a crash)");
-            let _ = std::fs::remove_dir_all(dir.join(name));
-        }
-    }
-    Ok(())
 }

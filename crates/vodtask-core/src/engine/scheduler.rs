@@ -324,11 +324,10 @@ impl Scheduler {
         self.changes.bump();
         match recorded {
             Ok(Some(removed)) => {
-                // Rows are gone: a file is never served without its row,
-                // and a crash here only leaves a directory behind.
-                for file in &removed {
-                    self.library.discard(file).await;
-                }
+                // Rows are gone, with a record of their objects: a file is
+                // never served without its row, and what a crash or a
+                // storage outage leaves here, the sweeper removes.
+                self.library.removed(&removed).await;
                 // A pull may have queued a procedure on its file.
                 self.wake();
                 tracing::info!(

@@ -34,7 +34,7 @@ pub(super) async fn run(
     let mut args: Vec<OsString> = ["-ss", &format!("{:.3}", spec.start_time_offset), "-i"]
         .map(OsString::from)
         .to_vec();
-    args.push(source.path.clone().into());
+    args.push(source.arg());
     args.extend(
         [
             "-t",

@@ -37,7 +37,7 @@ pub(super) async fn run(
 
     let mut args: Vec<OsString> = Vec::new();
     for s in sources {
-        args.extend(["-i".into(), s.path.clone().into()]);
+        args.extend(["-i".into(), s.arg()]);
     }
     let mut graph = String::new();
     let mut joined = String::new();

@@ -112,6 +112,7 @@ pub(crate) async fn run(
                 Some(dir) if !dir.is_empty() => without_data_dir(&tail, dir),
                 _ => tail,
             };
+            let tail = crate::media::probe::redact_signed_urls(&tail);
             let code = status.as_ref().ok().and_then(|s| s.code());
             tracing::debug!(seconds = started.elapsed().as_secs_f64(), exit_code = code, "ffmpeg ended");
             match status {

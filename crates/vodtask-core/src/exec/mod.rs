@@ -27,7 +27,7 @@ pub(crate) use pull::Puller;
 pub use transcode::transcode_command_line;
 
 use crate::ids::FileId;
-use crate::media::{MediaFile, MediaLibrary, MediaMetadata};
+use crate::media::{MediaFile, MediaLibrary, MediaMetadata, Readable};
 use crate::task::Outcome;
 use crate::task::{Task, TaskSpec, errcode};
 
@@ -80,9 +80,14 @@ fn at_stage(code: i32) -> impl Fn(ffmpeg::RunError) -> Stop {
     }
 }
 
-/// A library error (storing an output) ends the task with INTERNAL_IO.
+/// A library error (reading an input, storing an output) ends the task:
+/// STORAGE_UNAVAILABLE when the media storage did not answer (after its
+/// client's retries), INTERNAL_IO otherwise.
 fn stored(e: crate::Error) -> Stop {
-    Stop::Failed(errcode::INTERNAL_IO, e.to_string())
+    match e {
+        crate::Error::Unavailable(m) => Stop::Failed(errcode::STORAGE_UNAVAILABLE, m),
+        e => Stop::Failed(errcode::INTERNAL_IO, e.to_string()),
+    }
 }
 
 /// How a new media file of a clip or concat is reported.
@@ -120,10 +125,18 @@ fn succeeded(output: crate::task::TaskOutput, new_media: Vec<MediaFile>) -> RunR
     })
 }
 
-/// A readable video source: its path and what ffprobe said of it.
+/// A readable video source: where ffmpeg reads it and what ffprobe said
+/// of it.
 pub(crate) struct Source {
-    pub path: PathBuf,
+    pub input: Readable,
     pub meta: MediaMetadata,
+}
+
+impl Source {
+    /// The source as ffmpeg's `-i` argument.
+    pub fn arg(&self) -> std::ffi::OsString {
+        self.input.as_arg()
+    }
 }
 
 pub(crate) async fn run(ctx: RunContext<'_>) -> RunResult {
@@ -135,35 +148,36 @@ pub(crate) async fn run(ctx: RunContext<'_>) -> RunResult {
         })),
         TaskSpec::Concat(spec) => {
             async {
-                let sources = ctx
-                    .inputs
-                    .iter()
-                    .map(|(id, media)| source_of(ctx, id, media.as_ref()))
-                    .collect::<Result<Vec<_>, Stop>>()?;
+                let mut sources = Vec::new();
+                for (id, media) in &ctx.inputs {
+                    sources.push(source_of(ctx, id, media.as_ref()).await?);
+                }
                 concat::run(ctx, &sources, spec).await
             }
             .await
         }
         TaskSpec::Transcode(spec) => {
-            async { transcode::run(ctx, &first_source(ctx)?, spec).await }.await
+            async { transcode::run(ctx, &first_source(ctx).await?, spec).await }.await
         }
         TaskSpec::SnapshotByTimeOffset(spec) => {
-            async { snapshot::run(ctx, &first_source(ctx)?, spec).await }.await
+            async { snapshot::run(ctx, &first_source(ctx).await?, spec).await }.await
         }
-        TaskSpec::Clip(spec) => async { clip::run(ctx, &first_source(ctx)?, spec).await }.await,
+        TaskSpec::Clip(spec) => {
+            async { clip::run(ctx, &first_source(ctx).await?, spec).await }.await
+        }
         TaskSpec::ImageSprites(spec) => {
-            async { sprites::run(ctx, &first_source(ctx)?, spec).await }.await
+            async { sprites::run(ctx, &first_source(ctx).await?, spec).await }.await
         }
         TaskSpec::Procedure(spec) => {
-            async { procedure::run(ctx, &first_source(ctx)?, spec).await }.await
+            async { procedure::run(ctx, &first_source(ctx).await?, spec).await }.await
         }
     };
     result.unwrap_or_else(Stop::into_result)
 }
 
-fn first_source(ctx: &RunContext<'_>) -> Result<Source, Stop> {
+async fn first_source(ctx: &RunContext<'_>) -> Result<Source, Stop> {
     match ctx.inputs.first() {
-        Some((id, media)) => source_of(ctx, id, media.as_ref()),
+        Some((id, media)) => source_of(ctx, id, media.as_ref()).await,
         None => Err(Stop::Failed(
             errcode::SOURCE_MISSING,
             "the task names no source file".into(),
@@ -171,21 +185,19 @@ fn first_source(ctx: &RunContext<'_>) -> Result<Source, Stop> {
     }
 }
 
-/// The source path and its probe, or why the task cannot use it.
-fn source_of(ctx: &RunContext<'_>, id: &FileId, media: Option<&MediaFile>) -> Result<Source, Stop> {
+/// Where ffmpeg reads a source and its probe, or why the task cannot use
+/// it.
+async fn source_of(
+    ctx: &RunContext<'_>,
+    id: &FileId,
+    media: Option<&MediaFile>,
+) -> Result<Source, Stop> {
     let Some(media) = media else {
         return Err(Stop::Failed(
             errcode::SOURCE_MISSING,
             format!("source file {id} is not in the media library"),
         ));
     };
-    let path = ctx.library.path_of(&media.file_id, &media.stored_name);
-    if !path.is_file() {
-        return Err(Stop::Failed(
-            errcode::SOURCE_MISSING,
-            format!("source file {id} is missing on disk"),
-        ));
-    }
     let meta = match &media.metadata {
         Ok(m) => m.clone(),
         Err(reason) => {
@@ -201,5 +213,10 @@ fn source_of(ctx: &RunContext<'_>, id: &FileId, media: Option<&MediaFile>) -> Re
             format!("source file {id} has no video stream"),
         ));
     }
-    Ok(Source { path, meta })
+    let input = match ctx.library.input(media, &ctx.scratch).await {
+        Ok(input) => input,
+        Err(crate::Error::NotFound(m)) => return Err(Stop::Failed(errcode::SOURCE_MISSING, m)),
+        Err(e) => return Err(stored(e)),
+    };
+    Ok(Source { input, meta })
 }

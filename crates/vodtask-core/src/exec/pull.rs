@@ -145,7 +145,7 @@ async fn download(ctx: &RunContext<'_>, url: url::Url, upload: &mut Upload) -> R
     while let Some(chunk) = response.chunk().await.map_err(broken)? {
         upload.write(&chunk).await.map_err(|e| match e {
             Error::ResourceExhausted(_) => too_large(upload.size(), limit),
-            other => Stop::Failed(errcode::INTERNAL_IO, other.to_string()),
+            other => super::stored(other),
         })?;
         if let Some(len) = expected.filter(|l| *l > 0) {
             (ctx.on_progress)(upload.size() as f64 / len as f64);

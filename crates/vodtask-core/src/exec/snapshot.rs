@@ -128,7 +128,7 @@ pub(super) async fn grab(
     let mut args: Vec<OsString> = ["-ss", &format!("{:.3}", offset_ms as f64 / 1000.0), "-i"]
         .map(OsString::from)
         .to_vec();
-    args.push(source.path.clone().into());
+    args.push(source.arg());
     args.extend(["-frames:v", "1", "-q:v", &def.jpeg_quality.to_string()].map(OsString::from));
     if let Some(h) = def.height {
         args.extend([

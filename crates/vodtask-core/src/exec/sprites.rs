@@ -46,7 +46,7 @@ pub(super) async fn make(
     let (w, h) = (def.width, def.height);
 
     // 1. One thumbnail per interval, fitted into w x h.
-    let mut args: Vec<OsString> = vec!["-i".into(), source.path.clone().into()];
+    let mut args: Vec<OsString> = vec!["-i".into(), source.arg()];
     args.extend([
         "-map".into(),
         "0:v:0".into(),

@@ -1,7 +1,7 @@
 //! Transcode: one ffmpeg run decodes the source once and writes one output
 //! per definition, an MP4 file or an HLS playlist with its segments.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use super::ffmpeg;
@@ -33,7 +33,7 @@ pub(super) async fn encode(
     definitions: &[i32],
     on_progress: &(dyn Fn(f64) + Send + Sync),
 ) -> Result<(Vec<PlayItem>, Vec<MediaFile>), Stop> {
-    let (args, outputs) = command(&source.path, source.meta.height, definitions, &ctx.scratch)?;
+    let (args, outputs) = command(&source.arg(), source.meta.height, definitions, &ctx.scratch)?;
     ffmpeg::run(
         ctx.ffmpeg,
         args,
@@ -66,16 +66,25 @@ pub(super) async fn encode(
         seconds = adopting.elapsed().as_secs_f64(),
         "transcode outputs stored"
     );
-    if let Some(e) = adopted.iter().find_map(|a| a.as_ref().err()) {
-        let failure = Stop::Failed(errcode::INTERNAL_IO, e.to_string());
-        for media in adopted.iter().flatten() {
+    let mut stored_ok = Vec::new();
+    let mut first_error = None;
+    for a in adopted {
+        match a {
+            Ok(media) => stored_ok.push(media),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        for media in &stored_ok {
             ctx.library.discard(&media.file_id).await;
         }
-        return Err(failure);
+        return Err(super::stored(e));
     }
     let mut play_set = Vec::new();
     let mut new_media = Vec::new();
-    for ((def, _), media) in outputs.iter().zip(adopted.into_iter().flatten()) {
+    for ((def, _), media) in outputs.iter().zip(stored_ok) {
         let out = media.metadata.clone().unwrap_or_default();
         play_set.push(PlayItem {
             definition: def.id,
@@ -95,7 +104,7 @@ pub(super) async fn encode(
 /// The ffmpeg arguments (after `BASE_ARGS`) that transcode `source` to
 /// `definitions` in `out_dir`, and where each output will be.
 fn command(
-    source: &Path,
+    source: &OsStr,
     source_height: u32,
     definitions: &[i32],
     out_dir: &Path,
@@ -125,15 +134,16 @@ pub fn transcode_command_line(
     definitions: &[i32],
     out_dir: &Path,
 ) -> crate::Result<Vec<OsString>> {
-    let (args, _) = command(source, source_height, definitions, out_dir).map_err(|stop| {
-        crate::Error::invalid(
-            "definitions",
-            match stop {
-                Stop::Failed(_, reason) => reason,
-                Stop::Cancelled => "cancelled".into(),
-            },
-        )
-    })?;
+    let (args, _) =
+        command(source.as_os_str(), source_height, definitions, out_dir).map_err(|stop| {
+            crate::Error::invalid(
+                "definitions",
+                match stop {
+                    Stop::Failed(_, reason) => reason,
+                    Stop::Cancelled => "cancelled".into(),
+                },
+            )
+        })?;
     let mut line: Vec<OsString> = ffmpeg::BASE_ARGS.map(OsString::from).to_vec();
     line.extend(args);
     Ok(line)

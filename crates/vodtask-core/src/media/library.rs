@@ -3,50 +3,120 @@
 //! <stored_name>`. Its bytes are kept by the storage (`storage/`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use md5::{Digest, Md5};
 use tokio::fs;
 use tokio::io::AsyncReadExt;
 
-use super::storage::{LocalStorage, LocalWriter};
+use super::storage::{ObjectBody, Readable, Storage, StorageConfig, Writer};
 use super::{
     MAX_FILE_NAME_BYTES, MAX_SOURCE_CONTEXT_BYTES, MediaFile, MediaMetadata, SourceType, probe,
 };
 use crate::data_dir::create_private_dir;
 use crate::error::{Error, Result};
 use crate::ids::{AppId, FileId, TaskId};
+use crate::store::Store;
 use crate::time;
 
+/// What a file's URL points at.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FileUrls {
+    /// vodtask's HTTP port serves the bytes (`--file-urls proxy`).
+    #[default]
+    Served,
+    /// vodtask's HTTP port answers with a redirect to a presigned URL of
+    /// this lifetime; playlists and WebVTT indexes, whose relative links
+    /// would lose the signature, are served (`--file-urls presign`).
+    Presigned { ttl: Duration },
+    /// `<base>/<object key>`: a CDN or a public bucket (`--file-urls public`).
+    Public { base: String },
+}
+
+/// How executors read a file kept in an object store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputMode {
+    /// ffmpeg reads a presigned URL with Range requests; an HLS playlist,
+    /// whose segments ffmpeg would fetch unsigned, is copied.
+    #[default]
+    Presigned,
+    /// The file's objects are copied into the task's scratch dir first.
+    ScratchCopy,
+}
+
+/// How the library is set up (`EngineConfig` carries it).
 #[derive(Debug, Clone)]
+pub struct LibraryConfig {
+    pub storage: StorageConfig,
+    pub file_urls: FileUrls,
+    pub inputs: InputMode,
+    pub ffprobe: PathBuf,
+    /// Prefix of served file URLs, e.g. `http://127.0.0.1:8080`.
+    pub public_base_url: String,
+    pub max_upload_bytes: u64,
+}
+
+/// A presigned URL ffmpeg reads must outlive the longest run.
+const INPUT_URL_TTL: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Clone)]
 pub struct MediaLibrary {
-    storage: LocalStorage,
+    storage: Storage,
+    store: Arc<dyn Store>,
+    /// This process as the writer of the leftover records it notes: the
+    /// writes of any other owner are a dead process's (one process per
+    /// data dir), swept.
+    owner: Arc<str>,
     tmp_dir: PathBuf,
     ffprobe: PathBuf,
+    file_urls: FileUrls,
+    inputs: InputMode,
     public_base_url: String,
     max_upload_bytes: u64,
 }
 
+impl std::fmt::Debug for MediaLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaLibrary")
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the HTTP port finds a file's bytes.
+pub enum Served {
+    Body(ObjectBody),
+    /// A presigned URL to redirect to.
+    Redirect(String),
+}
+
 impl MediaLibrary {
-    pub fn open(
+    pub async fn open(
+        config: &LibraryConfig,
         data_dir: &Path,
-        ffprobe: PathBuf,
-        public_base_url: &str,
-        max_upload_bytes: u64,
+        store: Arc<dyn Store>,
     ) -> Result<Self> {
         let tmp_dir = data_dir.join("tmp");
         create_private_dir(&tmp_dir)?;
-        let storage = LocalStorage::open(data_dir.join("media"), tmp_dir.clone())?;
+        let storage = Storage::open(&config.storage, data_dir, &tmp_dir).await?;
         Ok(MediaLibrary {
             storage,
+            store,
+            owner: uuid::Uuid::new_v4().to_string().into(),
             tmp_dir,
-            ffprobe,
-            public_base_url: public_base_url.trim_end_matches('/').to_string(),
-            max_upload_bytes,
+            ffprobe: config.ffprobe.clone(),
+            file_urls: config.file_urls.clone(),
+            inputs: config.inputs,
+            public_base_url: config.public_base_url.trim_end_matches('/').to_string(),
+            max_upload_bytes: config.max_upload_bytes,
         })
     }
 
-    pub fn media_dir(&self) -> &Path {
-        self.storage.root()
+    /// The directory of a local storage, which the HTTP port serves as it
+    /// is; `None` for an object store.
+    pub fn media_dir(&self) -> Option<&Path> {
+        self.storage.local_root()
     }
 
     pub fn max_upload_bytes(&self) -> u64 {
@@ -57,12 +127,17 @@ impl MediaLibrary {
         &self.ffprobe
     }
 
-    pub fn path_of(&self, file_id: &FileId, stored_name: &str) -> PathBuf {
-        self.storage.path_of(file_id, stored_name)
-    }
-
     pub fn url_of(&self, file_id: &FileId, stored_name: &str) -> String {
-        format!("{}/files/{}/{}", self.public_base_url, file_id, stored_name)
+        match &self.file_urls {
+            FileUrls::Public { base } => format!(
+                "{}/{}",
+                base.trim_end_matches('/'),
+                self.storage.key_of(file_id, stored_name)
+            ),
+            FileUrls::Served | FileUrls::Presigned { .. } => {
+                format!("{}/files/{}/{}", self.public_base_url, file_id, stored_name)
+            }
+        }
     }
 
     /// A scratch directory for one task run, removed by the caller.
@@ -83,7 +158,7 @@ impl MediaLibrary {
     ) -> Result<Upload> {
         validate_file_name("header.file_name", file_name)?;
         validate_source_context("header.source_context", source_context)?;
-        self.begin(app_id, file_name, source_context, None)
+        self.begin(app_id, file_name, source_context, None).await
     }
 
     /// Starts receiving a file that a pull task downloads.
@@ -95,9 +170,10 @@ impl MediaLibrary {
         source_context: &str,
     ) -> Result<Upload> {
         self.begin(app_id, file_name, source_context, Some(task_id.clone()))
+            .await
     }
 
-    fn begin(
+    async fn begin(
         &self,
         app_id: AppId,
         file_name: &str,
@@ -106,22 +182,37 @@ impl MediaLibrary {
     ) -> Result<Upload> {
         let file_id = FileId::generate();
         let stored_name = stored_upload_name(file_name);
+        let guard = self.note_write(&file_id).await?;
         let writer = self.storage.writer(&file_id, &stored_name)?;
         Ok(Upload {
-            library: self.clone(),
+            guard,
             app_id,
-            file_id,
             file_name: file_name.to_string(),
             stored_name,
             source_context: source_context.to_string(),
             writer,
             size: 0,
+            max_bytes: self.max_upload_bytes,
             md5: Md5::new(),
             pulled_by,
         })
     }
 
-    /// Moves a file a task wrote into the library as a new media file.
+    /// Records, before the first byte of a new file is written, that its
+    /// objects may exist without a row: a crash from here on leaves a
+    /// record for the sweeper, not an orphan.
+    async fn note_write(&self, file_id: &FileId) -> Result<WriteGuard> {
+        self.store
+            .note_media_write(file_id, &self.owner, time::now())
+            .await?;
+        Ok(WriteGuard {
+            library: Some(self.clone()),
+            file_id: file_id.clone(),
+        })
+    }
+
+    /// Stores a file a task wrote as a new media file: probed where it
+    /// lies, then moved (local) or uploaded (object store).
     pub async fn adopt_output(
         &self,
         app_id: AppId,
@@ -130,9 +221,11 @@ impl MediaLibrary {
         stored_name: &str,
     ) -> Result<MediaFile> {
         let (size, md5) = digest_file(src).await?;
+        let metadata = probe::probe(&self.ffprobe, &Readable::Path(src.to_path_buf())).await;
         let file_id = FileId::generate();
+        let guard = self.note_write(&file_id).await?;
         self.storage.put_file(&file_id, stored_name, src).await?;
-        let metadata = self.probe(&file_id, stored_name).await;
+        guard.disarm();
         Ok(task_output(
             file_id,
             app_id,
@@ -144,10 +237,10 @@ impl MediaLibrary {
         ))
     }
 
-    /// Moves a directory a task wrote (an HLS playlist with its segments,
-    /// sprite images with their WebVTT index) into the library as one media
-    /// file: `main_name` is what its URL points at, and its MD5 the file's;
-    /// size counts every file.
+    /// Stores a directory a task wrote (an HLS playlist with its segments,
+    /// sprite images with their WebVTT index) as one media file:
+    /// `main_name` is what its URL points at, and its MD5 the file's; size
+    /// counts every file.
     pub async fn adopt_output_dir(
         &self,
         app_id: AppId,
@@ -155,25 +248,156 @@ impl MediaLibrary {
         src_dir: &Path,
         main_name: &str,
     ) -> Result<MediaFile> {
-        let (_, md5) = digest_file(&src_dir.join(main_name)).await?;
+        let main = src_dir.join(main_name);
+        let (_, md5) = digest_file(&main).await?;
         let size = dir_size(src_dir).await?;
+        let metadata = probe::probe(&self.ffprobe, &Readable::Path(main)).await;
         let file_id = FileId::generate();
+        let guard = self.note_write(&file_id).await?;
         self.storage.put_dir(&file_id, src_dir).await?;
-        let metadata = self.probe(&file_id, main_name).await;
+        guard.disarm();
         Ok(task_output(
             file_id, app_id, task_id, main_name, size, md5, metadata,
         ))
     }
 
-    async fn probe(&self, file_id: &FileId, name: &str) -> Result<MediaMetadata, String> {
-        probe::probe(&self.ffprobe, &self.storage.path_of(file_id, name)).await
+    /// Where ffmpeg reads a task's input: in place (a local file, or a
+    /// presigned URL), or a copy in `scratch`.
+    pub async fn input(&self, media: &MediaFile, scratch: &Path) -> Result<Readable> {
+        let (id, name) = (&media.file_id, media.stored_name.as_str());
+        if let Some(root) = self.storage.local_root() {
+            let path = root.join(id.as_str()).join(name);
+            return match fs::metadata(&path).await {
+                Ok(meta) if meta.is_file() => Ok(Readable::Path(path)),
+                _ => Err(Error::NotFound(format!(
+                    "source file {id} is missing on disk"
+                ))),
+            };
+        }
+        let playlist = name.ends_with(".m3u8");
+        if self.inputs == InputMode::Presigned && !playlist {
+            self.storage.size_of(id, name).await?;
+            return self.storage.readable(id, name, INPUT_URL_TTL).await;
+        }
+        let dir = scratch.join(format!("input-{id}"));
+        fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        self.storage.fetch_file(id, &dir).await?;
+        let path = dir.join(name);
+        if !path.is_file() {
+            return Err(Error::NotFound(format!(
+                "source file {id} is missing in storage"
+            )));
+        }
+        Ok(Readable::Path(path))
     }
 
-    /// Removes a file's bytes (used when its database row could not be
-    /// written, or was deleted).
+    /// The bytes of `<file_id>/<name>` for the HTTP port (object stores
+    /// only; a local storage is served as a directory). NotFound unless
+    /// the file has a row: an object whose write was not committed, or
+    /// whose delete was, is never served.
+    pub async fn serve(
+        &self,
+        file_id: &str,
+        name: &str,
+        range: impl FnOnce(u64) -> Option<std::ops::Range<u64>>,
+    ) -> Result<Served> {
+        let not_found = || Error::NotFound(format!("no file {file_id}/{name}"));
+        let id = FileId::parse("file_id", file_id).map_err(|_| not_found())?;
+        if validate_file_name("name", name).is_err() {
+            return Err(not_found());
+        }
+        let recorded = self.store.recorded_files(vec![file_id.to_string()]).await?;
+        if !recorded.contains(file_id) {
+            return Err(not_found());
+        }
+        if let FileUrls::Presigned { ttl } = &self.file_urls
+            && !(name.ends_with(".m3u8") || name.ends_with(".vtt"))
+        {
+            self.storage.size_of(&id, name).await?;
+            if let Readable::Url(url) = self.storage.readable(&id, name, *ttl).await? {
+                return Ok(Served::Redirect(url));
+            }
+        }
+        let size = self.storage.size_of(&id, name).await?;
+        let body = self.storage.read(&id, name, range(size)).await?;
+        Ok(Served::Body(body))
+    }
+
+    /// Removes a new file's objects after its row could not be written (or
+    /// its task's result was dropped): its record is turned into a delete
+    /// first, so that the sweeper finishes the job should this fail.
     pub async fn discard(&self, file_id: &FileId) {
-        if let Err(e) = self.storage.delete_file(file_id).await {
-            tracing::warn!(%file_id, "cannot remove a media file's bytes: {e}");
+        if let Err(e) = self.store.abandon_media_write(file_id).await {
+            tracing::warn!(%file_id, "cannot mark a media file for removal: {e}");
+            return;
+        }
+        self.remove(file_id).await;
+    }
+
+    /// Removes the objects of files whose rows were deleted (their delete
+    /// records were written with the delete).
+    pub async fn removed(&self, file_ids: &[FileId]) {
+        for file_id in file_ids {
+            self.remove(file_id).await;
+        }
+    }
+
+    async fn remove(&self, file_id: &FileId) {
+        let removed = async {
+            self.storage.delete_file(file_id).await?;
+            self.store.clear_media_leftover(file_id).await
+        };
+        if let Err(e) = removed.await {
+            tracing::warn!(%file_id, "removing a media file's objects failed, retried later: {e}");
+        }
+    }
+
+    /// Removes the objects of every file that its records say may lack a
+    /// row: writes a dead process left, given-up writes and deleted files.
+    /// Returns how many files were swept; stops at the first failure (the
+    /// storage is likely down), to go on at the next sweep.
+    pub async fn sweep(&self) -> Result<usize> {
+        let mut swept = 0;
+        loop {
+            let batch = self.store.media_leftovers(&self.owner, 100).await?;
+            if batch.is_empty() {
+                return Ok(swept);
+            }
+            for file_id in &batch {
+                self.storage.delete_file(file_id).await?;
+                self.store.clear_media_leftover(file_id).await?;
+                swept += 1;
+            }
+        }
+    }
+}
+
+/// A new file's leftover record, while its objects are being written:
+/// dropped before `disarm` (the write failed, or its future was dropped),
+/// it has the library discard them in the background.
+struct WriteGuard {
+    library: Option<MediaLibrary>,
+    file_id: FileId,
+}
+
+impl WriteGuard {
+    /// The objects are complete: the caller records the file (or discards
+    /// it) from here on.
+    fn disarm(mut self) {
+        self.library = None;
+    }
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        let Some(library) = self.library.take() else {
+            return;
+        };
+        let file_id = self.file_id.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { library.discard(&file_id).await });
         }
     }
 }
@@ -207,14 +431,14 @@ fn task_output(
 /// before `finish` (cancelled, failed, or its future dropped at any await),
 /// it leaves nothing behind.
 pub struct Upload {
-    library: MediaLibrary,
+    guard: WriteGuard,
     app_id: AppId,
-    file_id: FileId,
     file_name: String,
     stored_name: String,
     source_context: String,
-    writer: LocalWriter,
+    writer: Writer,
     size: u64,
+    max_bytes: u64,
     md5: Md5,
     /// Set when a pull task downloads the file.
     pulled_by: Option<TaskId>,
@@ -227,10 +451,10 @@ impl Upload {
 
     pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
         self.size += chunk.len() as u64;
-        if self.size > self.library.max_upload_bytes {
+        let limit = self.max_bytes;
+        if self.size > limit {
             return Err(Error::ResourceExhausted(format!(
-                "upload exceeds the limit of {} bytes (--max-upload-bytes)",
-                self.library.max_upload_bytes
+                "upload exceeds the limit of {limit} bytes (--max-upload-bytes)"
             )));
         }
         self.md5.update(chunk);
@@ -238,12 +462,11 @@ impl Upload {
     }
 
     /// Makes the bytes durable in storage and probes them. The caller
-    /// records the returned file in the store.
+    /// records the returned file in the store, or discards it.
     pub async fn finish(self) -> Result<MediaFile> {
         let Upload {
-            library,
+            guard,
             app_id,
-            file_id,
             file_name,
             stored_name,
             source_context,
@@ -251,12 +474,25 @@ impl Upload {
             size,
             md5,
             pulled_by,
+            ..
         } = self;
         if size == 0 {
             return Err(Error::invalid("chunk", "the upload carried no bytes"));
         }
         writer.finish().await?;
-        let metadata = library.probe(&file_id, &stored_name).await;
+        let Some(library) = guard.library.clone() else {
+            return Err(Error::Internal("upload already finished".into()));
+        };
+        let file_id = guard.file_id.clone();
+        let metadata = match library
+            .storage
+            .readable(&file_id, &stored_name, Duration::from_secs(600))
+            .await
+        {
+            Ok(readable) => probe::probe(&library.ffprobe, &readable).await,
+            Err(e) => Err(format!("cannot read the file back: {e}")),
+        };
+        guard.disarm();
         Ok(MediaFile {
             file_id,
             app_id,
@@ -371,6 +607,26 @@ async fn dir_size(dir: &Path) -> Result<u64> {
 mod tests {
     use super::*;
 
+    /// A library on a fresh SQLite store in `dir`, its files in
+    /// `dir/media`.
+    async fn library(dir: &Path, max_upload_bytes: u64) -> MediaLibrary {
+        let store = crate::store::open(
+            &crate::store::StoreConfig::default(),
+            dir,
+            crate::store::SyncMode::Normal,
+        )
+        .expect("store");
+        let config = LibraryConfig {
+            storage: StorageConfig::DataDir,
+            file_urls: FileUrls::Served,
+            inputs: InputMode::Presigned,
+            ffprobe: "ffprobe".into(),
+            public_base_url: "http://h".into(),
+            max_upload_bytes,
+        };
+        MediaLibrary::open(&config, dir, store).await.expect("open")
+    }
+
     #[test]
     fn stored_names_keep_plain_extensions_only() {
         assert_eq!(stored_upload_name("My Clip.MP4"), "source.mp4");
@@ -389,7 +645,7 @@ mod tests {
     #[tokio::test]
     async fn upload_is_durable_and_measured() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let lib = MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 1024).expect("open");
+        let lib = library(dir.path(), 1024).await;
         let mut up = lib
             .begin_upload(AppId(1), "a.txt", "ctx")
             .await
@@ -399,7 +655,11 @@ mod tests {
         let media = up.finish().await.expect("finish");
         assert_eq!(media.size, 11);
         assert_eq!(media.md5, "5eb63bbbe01eeed093cb22bb8f5acdc3");
-        let path = lib.path_of(&media.file_id, &media.stored_name);
+        let path = lib
+            .media_dir()
+            .expect("local")
+            .join(media.file_id.as_str())
+            .join(&media.stored_name);
         assert_eq!(std::fs::read(path).expect("read"), b"hello world");
         assert!(media.metadata.is_err(), "text is not media");
     }
@@ -407,7 +667,7 @@ mod tests {
     #[tokio::test]
     async fn upload_limit_is_enforced() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let lib = MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 4).expect("open");
+        let lib = library(dir.path(), 4).await;
         let mut up = lib
             .begin_upload(AppId(1), "a.bin", "")
             .await
@@ -431,8 +691,7 @@ mod tests {
     #[tokio::test]
     async fn an_unfinished_upload_leaves_no_temp_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let lib =
-            MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 1 << 20).expect("open");
+        let lib = library(dir.path(), 1 << 20).await;
 
         let up = lib
             .begin_upload(AppId(1), "a.bin", "")
@@ -465,22 +724,23 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
         let dir = tempfile::tempdir().expect("tempdir");
-        let lib =
-            MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 1 << 20).expect("open");
-        assert_eq!(mode(lib.media_dir()), 0o700);
+        let lib = library(dir.path(), 1 << 20).await;
+        assert_eq!(mode(lib.media_dir().expect("local")), 0o700);
         assert_eq!(mode(&lib.tmp_dir), 0o700);
         let up = lib
             .begin_upload(AppId(1), "a.bin", "")
             .await
             .expect("begin");
-        assert_eq!(mode(up.writer.temp_path()), 0o600);
+        let Writer::Local(writer) = &up.writer else {
+            panic!("a local writer");
+        };
+        assert_eq!(mode(writer.temp_path()), 0o600);
     }
 
     #[tokio::test]
     async fn a_finish_dropped_midway_leaves_no_temp_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let lib =
-            MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 1 << 20).expect("open");
+        let lib = library(dir.path(), 1 << 20).await;
         let mut up = lib
             .begin_upload(AppId(1), "a.bin", "")
             .await
@@ -495,8 +755,7 @@ mod tests {
     #[tokio::test]
     async fn a_finished_upload_is_moved_not_copied() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let lib =
-            MediaLibrary::open(dir.path(), "ffprobe".into(), "http://h", 1 << 20).expect("open");
+        let lib = library(dir.path(), 1 << 20).await;
         let mut up = lib
             .begin_upload(AppId(1), "a.bin", "")
             .await
@@ -504,7 +763,11 @@ mod tests {
         up.write(b"bytes").await.expect("write");
         let media = up.finish().await.expect("finish");
         assert_eq!(temp_files(&lib), Vec::<String>::new());
-        let path = lib.path_of(&media.file_id, &media.stored_name);
+        let path = lib
+            .media_dir()
+            .expect("local")
+            .join(media.file_id.as_str())
+            .join(&media.stored_name);
         assert_eq!(std::fs::read(path).expect("read"), b"bytes");
     }
 }

@@ -4,7 +4,12 @@ mod library;
 pub mod probe;
 mod storage;
 
-pub use library::{MediaLibrary, Upload, validate_file_name, validate_source_context};
+pub use storage::{ObjectBody, Readable, S3Config, StorageConfig};
+
+pub use library::{
+    FileUrls, InputMode, LibraryConfig, MediaLibrary, Served, Upload, validate_file_name,
+    validate_source_context,
+};
 pub use probe::{MediaMetadata, MediaStream};
 
 use serde::{Deserialize, Serialize};

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use super::storage::Readable;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -42,7 +44,7 @@ impl MediaMetadata {
 }
 
 /// Runs ffprobe; Err holds ffprobe's reason, fit for a task's message.
-pub async fn probe(ffprobe: &Path, file: &Path) -> Result<MediaMetadata, String> {
+pub async fn probe(ffprobe: &Path, file: &Readable) -> Result<MediaMetadata, String> {
     let output = crate::exec::child_command(ffprobe)
         .args([
             "-v",
@@ -52,7 +54,7 @@ pub async fn probe(ffprobe: &Path, file: &Path) -> Result<MediaMetadata, String>
             "-show_format",
             "-show_streams",
         ])
-        .arg(file)
+        .arg(file.as_arg())
         .output()
         .await
         .map_err(|e| format!("cannot run {}: {e}", ffprobe.display()))?;
@@ -61,10 +63,41 @@ pub async fn probe(ffprobe: &Path, file: &Path) -> Result<MediaMetadata, String>
         return Err(if reason.is_empty() {
             format!("ffprobe exited with {}", output.status)
         } else {
-            without_paths(&reason, file)
+            match file {
+                Readable::Path(path) => without_paths(&reason, path),
+                Readable::Url(_) => redact_signed_urls(&reason),
+            }
         });
     }
     parse(&output.stdout)
+}
+
+/// ffmpeg and ffprobe name a URL they read in their messages: a presigned
+/// URL's query (its signature, valid for hours) is cut off before the
+/// message reaches a log or an app.
+pub(crate) fn redact_signed_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("X-Amz-") {
+        // The query starts at the last '?' before it, within one token.
+        let head = &rest[..at];
+        let token_start = head
+            .rfind(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+            .map_or(0, |i| i + 1);
+        let cut = head[token_start..]
+            .rfind('?')
+            .map_or(at, |q| token_start + q);
+        out.push_str(&rest[..cut]);
+        out.push_str("?(signature removed)");
+        let after = &rest[at..];
+        // A presigned query holds only these (the rest is percent-encoded).
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "%=&-_.~".contains(c)))
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// ffprobe names the file it read by its path ("/srv/data/media/<id>/
@@ -184,6 +217,22 @@ mod tests {
         assert!((m.streams[0].fps - 29.97).abs() < 0.01);
         assert_eq!(m.streams[1].sample_rate, 44100);
         assert_eq!(m.bitrate, 12345);
+    }
+
+    #[test]
+    fn presigned_queries_are_cut_from_messages() {
+        let url = "http://127.0.0.1:9000/b/p/123/source.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc";
+        let said =
+            format!("{url}: Invalid data found when processing input\nInput #0, from '{url}':");
+        let redacted = redact_signed_urls(&said);
+        assert!(!redacted.contains("X-Amz"), "{redacted}");
+        assert!(!redacted.contains("abc"), "{redacted}");
+        assert!(
+            redacted.contains("/b/p/123/source.mp4?(signature removed): Invalid data"),
+            "{redacted}"
+        );
+        assert!(redacted.contains("from '"), "{redacted}");
+        assert_eq!(redact_signed_urls("no urls here"), "no urls here");
     }
 
     #[test]

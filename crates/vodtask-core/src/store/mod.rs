@@ -224,6 +224,20 @@ pub trait Store: Send + Sync + 'static {
     /// Which of `file_ids` (of any app) have a row.
     async fn recorded_files(&self, file_ids: Vec<String>) -> Result<HashSet<String>>;
 
+    // Media objects that may lack a row. Every insert of a media row
+    // removes its file's record in the same transaction; every delete of
+    // one (DeleteMedia) adds a `deleting` record in the same transaction.
+    /// Records, before any object of the new `file` is written, that
+    /// `owner` (a process) writes it.
+    async fn note_media_write(&self, file: &FileId, owner: &str, now: Timestamp) -> Result<()>;
+    /// The write of `file` was given up: its objects are to be removed.
+    async fn abandon_media_write(&self, file: &FileId) -> Result<()>;
+    /// Files whose objects are to be removed, oldest first: given-up
+    /// writes, deleted files, and writes of owners other than `owner`.
+    async fn media_leftovers(&self, owner: &str, limit: usize) -> Result<Vec<FileId>>;
+    /// The objects of `file` are gone: forget its record.
+    async fn clear_media_leftover(&self, file: &FileId) -> Result<()>;
+
     // Task API.
     /// NOT_FOUND when an input file is not in the app's library;
     /// FAILED_PRECONDITION when a delete names a file a waiting or running

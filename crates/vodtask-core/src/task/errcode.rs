@@ -39,3 +39,7 @@ pub const INTERNAL_IO: i32 = 70001;
 pub const WORKER_LOST: i32 = 70002;
 /// In events: the task was cancelled (ABORTED).
 pub const ABORTED: i32 = 70003;
+/// The media storage (an S3-compatible store) did not answer, or answered
+/// with errors, for longer than its client retries (30 s): the task could
+/// not read its input or store its output. Nothing was stored; redo it.
+pub const STORAGE_UNAVAILABLE: i32 = 70004;

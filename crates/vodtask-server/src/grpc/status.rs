@@ -13,6 +13,10 @@ pub(crate) fn to_status(e: Error) -> Status {
         Error::Unauthenticated(m) => Status::unauthenticated(m),
         Error::ResourceExhausted(m) => Status::resource_exhausted(m),
         Error::ShuttingDown => Status::unavailable(e.to_string()),
+        Error::Unavailable(m) => {
+            tracing::warn!("request failed: {m}");
+            Status::unavailable(m)
+        }
         Error::Storage(_) | Error::Io { .. } | Error::Internal(_) => {
             tracing::error!("request failed: {e}");
             Status::internal("internal error; see the server log")

@@ -7,8 +7,14 @@ use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use std::ops::Range;
+
+use futures::{StreamExt, TryStreamExt};
 use tokio::fs;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+
+use super::ObjectBody;
 
 use crate::data_dir::create_private_dir;
 use crate::error::{Error, Result};
@@ -103,6 +109,71 @@ impl LocalStorage {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(format!("remove {}", dir.display()), e)),
+        }
+    }
+
+    /// Copies every file of `<file_id>/` into `dest_dir`.
+    pub async fn copy_file(&self, file_id: &FileId, dest_dir: &Path) -> Result<u64> {
+        let dir = self.root.join(file_id.as_str());
+        let mut entries = fs::read_dir(&dir)
+            .await
+            .map_err(|e| Error::io(format!("read {}", dir.display()), e))?;
+        let mut total = 0;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| Error::io(format!("read {}", dir.display()), e))?
+        {
+            let dest = dest_dir.join(entry.file_name());
+            total += fs::copy(entry.path(), &dest).await.map_err(|e| {
+                Error::io(
+                    format!("copy {} to {}", entry.path().display(), dest.display()),
+                    e,
+                )
+            })?;
+        }
+        Ok(total)
+    }
+
+    pub async fn read(
+        &self,
+        file_id: &FileId,
+        name: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<ObjectBody> {
+        let path = self.path_of(file_id, name);
+        let mut file = fs::File::open(&path).await.map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::NotFound(format!("no object {file_id}/{name}")),
+            _ => Error::io(format!("open {}", path.display()), e),
+        })?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+            .len();
+        let range = range.unwrap_or(0..size);
+        let range = range.start.min(size)..range.end.min(size);
+        file.seek(std::io::SeekFrom::Start(range.start))
+            .await
+            .map_err(|e| Error::io(format!("seek {}", path.display()), e))?;
+        let stream = ReaderStream::new(file.take(range.end - range.start))
+            .map_err(move |e| Error::io(format!("read {}", path.display()), e))
+            .boxed();
+        Ok(ObjectBody {
+            size,
+            range,
+            stream,
+        })
+    }
+
+    pub async fn size_of(&self, file_id: &FileId, name: &str) -> Result<u64> {
+        let path = self.path_of(file_id, name);
+        match fs::metadata(&path).await {
+            Ok(meta) => Ok(meta.len()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                Err(Error::NotFound(format!("no object {file_id}/{name}")))
+            }
+            Err(e) => Err(Error::io(format!("stat {}", path.display()), e)),
         }
     }
 

@@ -23,6 +23,7 @@ pub mod apps;
 pub mod callbacks;
 pub mod events;
 pub mod isolation;
+pub mod leftovers;
 pub mod list;
 pub mod support;
 pub mod tasks;
@@ -72,7 +73,8 @@ where
 }
 
 /// Generates one `#[test]` per conformance case, in modules named after
-/// the areas (`tasks`, `list`, `events`, `callbacks`, `apps`, `isolation`).
+/// the areas (`tasks`, `list`, `events`, `callbacks`, `apps`, `leftovers`,
+/// `isolation`).
 /// The argument is an expression of type `impl Future<Output = Fixture>`,
 /// evaluated once per case. A case a store is known to fail is listed with
 /// `#[ignore = "why"]` in front of its name.
@@ -163,6 +165,12 @@ macro_rules! store_conformance {
                 revoke_keeps_the_first_time,
                 revoke_of_an_unknown_app_is_not_found,
                 list_apps_and_count_include_revoked,
+            ],
+            leftovers: [
+                writes_belong_to_their_owner_until_given_up,
+                a_committed_row_clears_its_record,
+                a_refused_finish_keeps_the_records,
+                a_delete_records_the_files_it_removed,
             ],
             isolation: [
                 apps_do_not_see_each_others_tasks,

@@ -222,6 +222,9 @@ fn insert_media(conn: &Connection, m: &MediaFile) -> Result<()> {
         metadata,
         probe_error,
     ])?;
+    // Its objects are complete and now have their row.
+    conn.prepare_cached("DELETE FROM media_leftovers WHERE file_id = ?1")?
+        .execute([m.file_id.as_str()])?;
     Ok(())
 }
 
@@ -364,6 +367,59 @@ impl Store for SqliteStore {
             Ok(found)
         })
         .await
+    }
+
+    async fn note_media_write(&self, file: &FileId, owner: &str, now: Timestamp) -> Result<()> {
+        let (file, owner) = (file.clone(), owner.to_string());
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO media_leftovers (file_id, owner, since, deleting)
+                     VALUES (?1, ?2, ?3, 0)",
+                )?
+                .execute(params![file.as_str(), owner, to_micros(now)])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn abandon_media_write(&self, file: &FileId) -> Result<()> {
+        let file = file.clone();
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached("UPDATE media_leftovers SET deleting = 1 WHERE file_id = ?1")?
+                    .execute([file.as_str()])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn media_leftovers(&self, owner: &str, limit: usize) -> Result<Vec<FileId>> {
+        let owner = owner.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT file_id FROM media_leftovers WHERE deleting = 1 OR owner != ?1
+                 ORDER BY since LIMIT ?2",
+            )?;
+            let files = stmt
+                .query_map(params![owner, limit as i64], |r| {
+                    r.get::<_, String>(0).map(FileId::from_stored)
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(files)
+        })
+        .await
+    }
+
+    async fn clear_media_leftover(&self, file: &FileId) -> Result<()> {
+        let file = file.clone();
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM media_leftovers WHERE file_id = ?1")?
+                    .execute([file.as_str()])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn insert_task(&self, task: NewTask) -> Result<Inserted> {

@@ -206,6 +206,19 @@ ALTER TABLE events DROP COLUMN settled_time;
     r#"
 ALTER TABLE apps ADD COLUMN revoke_time INTEGER;
 "#,
+    // v9: media objects that may exist in storage without a row, for the
+    // sweeper (media/library.rs): a new file being written by `owner` (its
+    // row not yet committed), or, with `deleting`, a file whose write was
+    // given up or whose row was deleted. A row's insert removes its record
+    // in the same transaction; a row's delete adds one.
+    r#"
+CREATE TABLE media_leftovers (
+    file_id  TEXT PRIMARY KEY,
+    owner    TEXT NOT NULL,
+    since    INTEGER NOT NULL,
+    deleting INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {

@@ -681,7 +681,7 @@ pub(super) fn finish(
             }
             (err_code, message, output)
         }
-        Outcome::Deleted { files } => match delete_files(conn, &cur, &files)? {
+        Outcome::Deleted { files } => match delete_files(conn, &cur, &files, now)? {
             Ok(deleted) => {
                 removed.clone_from(&deleted);
                 (0, String::new(), Some(TaskOutput::DeleteMedia { deleted }))
@@ -703,6 +703,7 @@ fn delete_files(
     conn: &Connection,
     cur: &Current,
     files: &[FileId],
+    now: Timestamp,
 ) -> Result<std::result::Result<Vec<FileId>, (i32, String)>> {
     let mut all = Vec::new();
     for file in files {
@@ -728,6 +729,13 @@ fn delete_files(
     for file in &all {
         conn.prepare_cached("DELETE FROM media WHERE file_id = ?1 AND app_id = ?2")?
             .execute(params![file.as_str(), cur.app_id])?;
+        // Its objects go after the commit; should that not happen, the
+        // sweeper finds them here.
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO media_leftovers (file_id, owner, since, deleting)
+             VALUES (?1, '', ?2, 1)",
+        )?
+        .execute(params![file.as_str(), crate::time::to_micros(now)])?;
     }
     Ok(Ok(all))
 }
