@@ -73,6 +73,21 @@ impl S3Server {
         (code.trim().parse().unwrap_or(0), body.to_string())
     }
 
+    /// Lets anyone read the bucket's objects, as a bucket behind a CDN.
+    pub fn make_public(&self) {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+            .args(["-H", "x-amz-acl: public-read", "-H", "content-length: 0"])
+            .arg(format!("{}/{BUCKET}?acl", self.endpoint))
+            .output()
+            .expect("curl");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "200",
+            "public-read ACL"
+        );
+    }
+
     pub fn create_bucket(&self, bucket: &str) {
         let (code, body) = self.request("PUT", &format!("/{bucket}"));
         assert_eq!(code, 200, "create bucket {bucket}: {body}");
@@ -148,6 +163,10 @@ pub enum Fault {
     /// Hold writes (PUT and POST) that have `needle` in their path until the
     /// fault changes; everything else passes.
     HoldWrites { needle: String },
+    /// Forward such writes (the object is written), then hold their answers
+    /// until the fault changes: a crash now leaves complete objects whose
+    /// writer never heard of them.
+    HoldAnswers { needle: String },
 }
 
 /// An HTTP proxy in front of an S3 server, whose fault can be changed
@@ -174,20 +193,31 @@ struct ProxyState {
 }
 
 impl FaultProxy {
+    /// Runs on a thread and runtime of its own, so that it keeps serving
+    /// while a test blocks (starting a server waits for its first line).
     pub async fn start(upstream: &str) -> FaultProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let (fault, rx) = watch::channel(Fault::Pass);
         let stats = Arc::new(Mutex::new(Stats::default()));
         let state = ProxyState {
             upstream: upstream.to_string(),
-            client: reqwest::Client::new(),
+            client: crate::http_client(),
             fault: rx,
             stats: Arc::clone(&stats),
         };
-        let app = axum::Router::new().fallback(forward).with_state(state);
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new().fallback(forward).with_state(state);
+                let _ = axum::serve(listener, app).await;
+            });
         });
         FaultProxy {
             endpoint,
@@ -205,6 +235,10 @@ impl FaultProxy {
     }
 }
 
+fn is_write_to(req: &Request, needle: &str) -> bool {
+    matches!(req.method().as_str(), "PUT" | "POST") && req.uri().path().contains(needle)
+}
+
 async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
     let mut fault = state.fault.clone();
     loop {
@@ -216,8 +250,7 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
                 return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "held down").into_response();
             }
             Fault::HoldWrites { needle } => {
-                let write = matches!(req.method().as_str(), "PUT" | "POST");
-                if !(write && req.uri().path().contains(&needle)) {
+                if !is_write_to(&req, &needle) {
                     break;
                 }
                 state.stats.lock().unwrap().held += 1;
@@ -225,8 +258,13 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
                     break;
                 }
             }
+            Fault::HoldAnswers { .. } => break,
         }
     }
+    let hold_answer = match &*fault.borrow_and_update() {
+        Fault::HoldAnswers { needle } => is_write_to(&req, needle),
+        _ => false,
+    };
     let (parts, body) = req.into_parts();
     let path = parts
         .uri
@@ -253,6 +291,10 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
                 response = response.header(name, value);
             }
             let body = answer.bytes().await.unwrap_or_default();
+            if hold_answer {
+                state.stats.lock().unwrap().held += 1;
+                let _ = fault.changed().await;
+            }
             response.body(Body::from(body)).unwrap()
         }
         Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),

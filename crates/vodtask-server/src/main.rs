@@ -171,6 +171,11 @@ struct StorageArgs {
     /// `https://cdn.example.com` (the object key follows it).
     #[arg(long, env = "VODTASK_PUBLIC_URL_BASE")]
     public_url_base: Option<String>,
+    /// How long an S3 request that gets no answer or a 5xx is retried, with
+    /// backoff, before the upload fails with UNAVAILABLE or the task with
+    /// error code 70004.
+    #[arg(long, env = "VODTASK_S3_RETRY_TIMEOUT", default_value = "30s", value_parser = duration_within(Duration::from_secs(1), Duration::from_secs(3600)))]
+    s3_retry_timeout: Duration,
     /// How ffmpeg reads a task's input in an object store: `presign` (in
     /// place, over HTTP with Range requests) or `copy` (into the task's
     /// scratch dir first).
@@ -193,6 +198,10 @@ impl StorageArgs {
             ("--file-urls", self.file_urls != "proxy"),
             ("--public-url-base", self.public_url_base.is_some()),
             ("--s3-inputs", self.s3_inputs != "presign"),
+            (
+                "--s3-retry-timeout",
+                self.s3_retry_timeout != vodtask_core::media::S3_RETRY_TIMEOUT,
+            ),
         ];
         if !s3 && let Some((flag, _)) = s3_only.iter().find(|(_, given)| *given) {
             anyhow::bail!(
@@ -211,6 +220,7 @@ impl StorageArgs {
                 }
                 s3.region = self.s3_region;
                 s3.path_style = self.s3_path_style;
+                s3.retry_timeout = self.s3_retry_timeout;
                 StorageConfig::S3(s3)
             }
             other => other,

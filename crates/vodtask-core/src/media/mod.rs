@@ -4,7 +4,7 @@ mod library;
 pub mod probe;
 mod storage;
 
-pub use storage::{ObjectBody, Readable, S3Config, StorageConfig};
+pub use storage::{ObjectBody, Readable, S3_RETRY_TIMEOUT, S3Config, StorageConfig};
 
 pub use library::{
     FileUrls, InputMode, LibraryConfig, MediaLibrary, Served, Upload, validate_file_name,

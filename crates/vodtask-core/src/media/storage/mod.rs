@@ -55,7 +55,13 @@ pub struct S3Config {
     /// `bucket` in the path rather than in the host name (MinIO, Ceph,
     /// most self-hosted stores).
     pub path_style: bool,
+    /// How long a request that fails (no answer, 5xx) is retried with
+    /// backoff before the operation fails.
+    pub retry_timeout: Duration,
 }
+
+/// The default of [`S3Config::retry_timeout`].
+pub const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl StorageConfig {
     /// Parses `--storage`: `file:///absolute/path` or `s3://bucket[/prefix]`.
@@ -101,6 +107,7 @@ impl StorageConfig {
                 endpoint: None,
                 region: None,
                 path_style: false,
+                retry_timeout: S3_RETRY_TIMEOUT,
             }));
         }
         Err(Error::invalid(
@@ -299,12 +306,6 @@ impl Storage {
             Storage::S3(s) => s.key_of(file_id, name),
         }
     }
-}
-
-/// An S3 or I/O failure that is worth retrying later (the store is
-/// unreachable, or answered 5xx), as opposed to a missing object.
-pub(crate) fn unavailable(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(format!("media storage: {what}: {e}"))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use object_store::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
-use super::{ObjectBody, S3Config, unavailable};
+use super::{ObjectBody, S3Config};
 use crate::error::{Error, Result};
 use crate::ids::FileId;
 
@@ -34,10 +34,6 @@ const PART_SIZE: usize = 8 << 20;
 /// Parts uploaded at once by one writer; bounds its memory to
 /// `(PARTS_IN_FLIGHT + 1) * PART_SIZE`.
 const PARTS_IN_FLIGHT: usize = 2;
-/// A store that does not answer is retried with backoff this long before
-/// the operation fails (UNAVAILABLE for an upload, a failed or retried
-/// task for an executor).
-const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct S3Storage {
@@ -54,8 +50,8 @@ impl S3Storage {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&config.bucket)
             .with_retry(RetryConfig {
-                retry_timeout: RETRY_TIMEOUT,
-                max_retries: 5,
+                retry_timeout: config.retry_timeout,
+                max_retries: 10,
                 ..RetryConfig::default()
             })
             .with_client_options(
@@ -445,4 +441,10 @@ impl Drop for S3Writer {
             }
         });
     }
+}
+
+/// An S3 or I/O failure that is worth retrying later (the store is
+/// unreachable, or answered 5xx), as opposed to a missing object.
+fn unavailable(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("media storage: {what}: {e}"))
 }
