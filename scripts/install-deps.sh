@@ -32,6 +32,14 @@ if ! python3 -c "import standardwebhooks" 2>/dev/null; then
   python3 -m pip install -q --disable-pip-version-check standardwebhooks
 fi
 
+# An S3-compatible server for the storage tests (tests/src/s3.rs starts
+# moto's server mode on a free port for each test that needs one).
+if ! command -v moto_server >/dev/null; then
+  echo "installing moto[server]" >&2
+  python3 -m pip install -q --disable-pip-version-check 'moto[server]'
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
+fi
+
 # The openssl CLI: the Python and Node TLS tests make their test
 # certificates with it (Debian images without ca-certificates lack it).
 if ! command -v openssl >/dev/null; then

@@ -627,6 +627,50 @@ mod tests {
         MediaLibrary::open(&config, dir, store).await.expect("open")
     }
 
+    #[tokio::test]
+    async fn the_sweeper_removes_dead_writes_and_deleted_files_not_live_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib = library(dir.path(), 1 << 20).await;
+        let root = lib.media_dir().expect("local").to_path_buf();
+        let place = |id: &FileId| {
+            std::fs::create_dir_all(root.join(id.as_str())).expect("mkdir");
+            std::fs::write(root.join(id.as_str()).join("source.bin"), b"left").expect("write");
+        };
+        // What a killed process left: its record and a complete object.
+        let dead = FileId::generate();
+        lib.store
+            .note_media_write(&dead, "a-dead-process", time::now())
+            .await
+            .expect("note");
+        place(&dead);
+        // An upload of this process, in progress: its own.
+        let mut live = lib
+            .begin_upload(AppId(1), "a.bin", "")
+            .await
+            .expect("begin");
+        live.write(b"bytes").await.expect("write");
+        let live_id = live.guard.file_id.clone();
+        // A file a delete removed the row of, whose objects stayed.
+        let deleted = FileId::generate();
+        lib.store
+            .note_media_write(&deleted, &lib.owner, time::now())
+            .await
+            .expect("note");
+        lib.store
+            .abandon_media_write(&deleted)
+            .await
+            .expect("abandon");
+        place(&deleted);
+
+        assert_eq!(lib.sweep().await.expect("sweep"), 2);
+        assert!(!root.join(dead.as_str()).exists());
+        assert!(!root.join(deleted.as_str()).exists());
+        assert_eq!(lib.sweep().await.expect("sweep"), 0, "records are cleared");
+        let media = live.finish().await.expect("finish");
+        assert_eq!(media.file_id, live_id);
+        assert!(root.join(live_id.as_str()).join("source.bin").is_file());
+    }
+
     #[test]
     fn stored_names_keep_plain_extensions_only() {
         assert_eq!(stored_upload_name("My Clip.MP4"), "source.mp4");
