@@ -226,6 +226,46 @@ async fn kill9_after_an_upload_reached_the_bucket_leaves_nothing() {
     assert_eq!(moto.multipart_uploads(), 0);
 }
 
+/// kill -9 in the middle of a multipart upload (its second part held):
+/// the upload was recorded before its first part, and after the restart
+/// the sweeper aborts it; the bucket keeps neither objects nor parts.
+#[tokio::test]
+async fn kill9_during_a_multipart_upload_leaves_no_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    let bytes: Vec<u8> = (0..20u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(&big, &bytes).unwrap();
+    let moto = S3Server::start();
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let mut server = start_on_s3(
+        &dir.path().join("data"),
+        &proxy.endpoint,
+        &["--workers", "0"],
+    );
+    let mut media = server.media().await;
+    proxy.set(Fault::HoldWrites {
+        needle: "partNumber=2".into(),
+    });
+    let uploading = tokio::spawn(async move { upload(&mut media, &big, "big.bin").await });
+    eventually("the second part held", || async {
+        (proxy.stats().held > 0).then_some(())
+    })
+    .await;
+    assert_eq!(moto.multipart_uploads(), 1);
+    server.kill9();
+    assert!(uploading.await.unwrap().is_err());
+    proxy.set(Fault::Pass);
+
+    server.restart();
+    eventually("the upload to be aborted", || async {
+        (moto.multipart_uploads() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(moto.keys(), Vec::<String>::new());
+}
+
 /// kill -9 while a task's outputs are being uploaded: the task runs again
 /// after the restart, and the first run's objects are swept; the bucket
 /// ends with the source and the second run's outputs only.
@@ -357,6 +397,18 @@ async fn bad_storage_configuration_fails_at_start_naming_the_flag() {
     ]);
     assert!(
         said.contains("--storage s3://no-such-bucket/x") && said.contains("cannot be listed"),
+        "{said}"
+    );
+    let strict = S3Server::start_checking_credentials();
+    let said = refused(&[
+        "--storage",
+        &format!("s3://{BUCKET}/x"),
+        "--s3-endpoint",
+        &strict.endpoint,
+        "--s3-path-style",
+    ]);
+    assert!(
+        said.contains("403 Forbidden") && said.contains("AWS_ACCESS_KEY_ID"),
         "{said}"
     );
     let dead = format!("http://127.0.0.1:{}", free_port());

@@ -38,9 +38,20 @@ pub struct S3Server {
 impl S3Server {
     /// Starts moto with `BUCKET` created.
     pub fn start() -> S3Server {
+        S3Server::start_with(&[])
+    }
+
+    /// Starts moto that checks credentials (it knows none, so every key
+    /// is refused) once `BUCKET` is created.
+    pub fn start_checking_credentials() -> S3Server {
+        S3Server::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "1")])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> S3Server {
         let port = free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -160,8 +171,8 @@ pub enum Fault {
     Pass,
     /// Answer 503 without forwarding.
     Unavailable,
-    /// Hold writes (PUT and POST) that have `needle` in their path until the
-    /// fault changes; everything else passes.
+    /// Hold writes (PUT and POST) that have `needle` in their path or query
+    /// until the fault changes; everything else passes.
     HoldWrites { needle: String },
     /// Forward such writes (the object is written), then hold their answers
     /// until the fault changes: a crash now leaves complete objects whose
@@ -235,8 +246,10 @@ impl FaultProxy {
     }
 }
 
+/// A PUT or POST whose path or query has `needle`.
 fn is_write_to(req: &Request, needle: &str) -> bool {
-    matches!(req.method().as_str(), "PUT" | "POST") && req.uri().path().contains(needle)
+    let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+    matches!(req.method().as_str(), "PUT" | "POST") && target.contains(needle)
 }
 
 async fn forward(State(state): State<ProxyState>, req: Request) -> Response {

@@ -107,6 +107,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     Some(&data),
                     false,
                     &drain_flags(side),
+                    &[],
                 )
                 .await?;
                 server.client_transport = [args.client_a, args.client_b][side];

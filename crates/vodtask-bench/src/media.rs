@@ -11,6 +11,11 @@
 //! 3. Upload: one large file streamed through UploadMedia from disk, in
 //!    1 MiB messages: MB/s, and the server's peak resident memory before
 //!    and after (it should not grow with the file).
+//!
+//! `--storage file,s3,s3-copy` runs the overhead and the upload once per
+//! media storage, side by side in one run: the data dir, an S3 bucket in a
+//! local moto server (ffmpeg reading presigned URLs), and the same with
+//! inputs copied to the scratch dir first.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -45,6 +50,11 @@ pub struct Args {
     /// Size of the uploaded file, in MiB (random bytes).
     #[arg(long, default_value_t = 1024)]
     upload_mib: u64,
+    /// Media storages to compare: `file` (the data dir), `s3` (a local moto
+    /// server; inputs read through presigned URLs), `s3-copy` (the same,
+    /// inputs copied to the scratch dir first).
+    #[arg(long, value_delimiter = ',', default_value = "file")]
+    storage: Vec<Storage>,
     /// Which measurements to run.
     #[arg(
         long,
@@ -57,14 +67,116 @@ pub struct Args {
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    File,
+    S3,
+    S3Copy,
+}
+
+impl Storage {
+    fn label(self) -> &'static str {
+        match self {
+            Storage::File => "file://",
+            Storage::S3 => "s3 (presigned inputs)",
+            Storage::S3Copy => "s3 (copied inputs)",
+        }
+    }
+
+    /// The `serve` flags of this storage, given the moto server.
+    fn flags(self, moto: Option<&Moto>) -> anyhow::Result<Vec<String>> {
+        let s3 = |inputs: &str| -> anyhow::Result<Vec<String>> {
+            let moto = moto.context("no S3 server")?;
+            Ok([
+                "--storage",
+                "s3://vodtask-bench/media",
+                "--s3-endpoint",
+                &moto.endpoint,
+                "--s3-path-style",
+                "--s3-inputs",
+                inputs,
+            ]
+            .map(String::from)
+            .to_vec())
+        };
+        match self {
+            Storage::File => Ok(Vec::new()),
+            Storage::S3 => s3("presign"),
+            Storage::S3Copy => s3("copy"),
+        }
+    }
+}
+
+/// A local S3-compatible server (moto's server mode, from PyPI), with the
+/// bucket `vodtask-bench`; killed when dropped.
+struct Moto {
+    _child: tokio::process::Child,
+    endpoint: String,
+}
+
+impl Moto {
+    async fn start() -> anyhow::Result<Moto> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start moto_server (pip install 'moto[server]')")?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("moto_server did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let status = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "-X", "PUT"])
+            .arg(format!("{endpoint}/vodtask-bench"))
+            .status()
+            .await
+            .context("curl")?;
+        if !status.success() {
+            bail!("cannot create the bucket in moto");
+        }
+        Ok(Moto {
+            _child: child,
+            endpoint,
+        })
+    }
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     Overhead,
     Concurrency,
     Upload,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(mut args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temp dir")?;
+    let moto = if args.storage.iter().any(|s| *s != Storage::File) {
+        // moto takes any credentials; the S3 client wants some.
+        args.server.env.extend(
+            [
+                ("AWS_ACCESS_KEY_ID", "bench"),
+                ("AWS_SECRET_ACCESS_KEY", "bench"),
+                ("AWS_REGION", "us-east-1"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        Some(Moto::start().await?)
+    } else {
+        None
+    };
+    let moto = moto.as_ref();
     let transcodes =
         args.parts.contains(&Part::Overhead) || args.parts.contains(&Part::Concurrency);
     let source = dir.path().join("source.mp4");
@@ -76,33 +188,43 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if args.parts.contains(&Part::Overhead) {
-        overhead(&args, &source, dir.path()).await?;
+        overhead(&args, &source, dir.path(), moto).await?;
     }
     if args.parts.contains(&Part::Concurrency) {
         concurrency(&args, &source).await?;
     }
     if args.parts.contains(&Part::Upload) {
-        upload_large(&args, dir.path()).await?;
+        let path = dir.path().join("large.bin");
+        write_random(&path, args.upload_mib << 20).await?;
+        for &storage in &args.storage {
+            upload_large(&args, &path, storage, moto).await?;
+        }
     }
     Ok(())
 }
 
 /// One `--upload-mib` file streamed from disk through UploadMedia.
-async fn upload_large(args: &Args, dir: &Path) -> anyhow::Result<()> {
-    let path = dir.join("large.bin");
-    write_random(&path, args.upload_mib << 20).await?;
-    Server::with(&args.server, &[], async |server| {
+async fn upload_large(
+    args: &Args,
+    path: &Path,
+    storage: Storage,
+    moto: Option<&Moto>,
+) -> anyhow::Result<()> {
+    let flags = storage.flags(moto)?;
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Server::with(&args.server, &flags, async |server| {
         let pid = server.pid().context("the server's pid")?;
         let before = peak_rss_kib(pid)?;
         let mut media = server.media_client().await?;
         let started = Instant::now();
-        server::upload_file(&mut media, &path, "large.bin").await?;
+        server::upload_file(&mut media, path, "large.bin").await?;
         let seconds = started.elapsed().as_secs_f64();
         let after = peak_rss_kib(pid)?;
         let mib = args.upload_mib as f64;
         println!(
-            "\nupload ({} MiB from disk, 1 MiB messages, file://)",
-            args.upload_mib
+            "\nupload ({} MiB from disk, 1 MiB messages, {})",
+            args.upload_mib,
+            storage.label()
         );
         println!(
             "  time                   {seconds:>8.2} s = {:.0} MiB/s",
@@ -150,53 +272,85 @@ fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("no VmHWM in /proc/<pid>/status")
 }
 
-async fn overhead(args: &Args, source: &Path, dir: &Path) -> anyhow::Result<()> {
-    Server::with(&args.server, &["--workers", "1"], async |server| {
-        let file_id = upload(server, source).await?;
-        let (mut tasks, mut events) = (server.task_client().await?, server.event_client().await?);
-        // Drain the upload's event so that only completions are waited for.
-        drain(&mut events).await?;
-        let line = vodtask_core::exec::transcode_command_line(source, 720, &args.definitions, dir)?;
-        let mut served =
-            async || through_vodtask(&mut tasks, &mut events, &file_id, &args.definitions).await;
-
-        // One warm-up of each, so that page caches and ffmpeg's libraries are
-        // loaded for both.
-        direct(&line).await?;
-        served().await?;
-
-        let (mut plain, mut through) = (Vec::new(), Vec::new());
-        for round in 0..args.rounds {
-            // Alternate which goes first, so drift in the machine hits both.
-            if round % 2 == 0 {
-                plain.push(direct(&line).await?);
-                through.push(served().await?);
-            } else {
-                through.push(served().await?);
-                plain.push(direct(&line).await?);
-            }
-            eprintln!(
-                "  round {}: ffmpeg {:.3} s, vodtask {:.3} s",
-                round + 1,
-                plain[plain.len() - 1],
-                through[through.len() - 1]
-            );
+/// The same transcode directly and through a server on each storage, in
+/// rotating order within each round.
+async fn overhead(
+    args: &Args,
+    source: &Path,
+    dir: &Path,
+    moto: Option<&Moto>,
+) -> anyhow::Result<()> {
+    let mut servers = Vec::new();
+    for &storage in &args.storage {
+        let mut flags = vec!["--workers".to_string(), "1".to_string()];
+        flags.extend(storage.flags(moto)?);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        servers.push(Server::start(&args.server, &flags).await?);
+    }
+    let measured = async {
+        let mut sides = Vec::new();
+        for server in &servers {
+            let file_id = upload(server, source).await?;
+            let (tasks, mut events) = (server.task_client().await?, server.event_client().await?);
+            // Drain the upload's event so that only completions are waited for.
+            drain(&mut events).await?;
+            sides.push((file_id, tasks, events));
         }
-        let (p, s) = (
-            median(&plain).unwrap_or_default(),
-            median(&through).unwrap_or_default(),
-        );
-        println!("\noverhead ({} rounds, medians)", args.rounds);
-        println!("  ffmpeg directly        {p:>8.3} s");
-        println!("  through vodtask        {s:>8.3} s   (CreateTask -> TranscodeComplete pulled)");
+        let line = vodtask_core::exec::transcode_command_line(source, 720, &args.definitions, dir)?;
+        // runs[0] is ffmpeg directly, runs[1 + i] through storage i.
+        let mut runs: Vec<Vec<f64>> = vec![Vec::new(); 1 + sides.len()];
+        // One warm-up round, so that page caches and ffmpeg's libraries are
+        // loaded for all.
+        for round in 0..=args.rounds {
+            let n = runs.len();
+            for k in 0..n {
+                // Rotate which goes first, so drift in the machine hits all.
+                let side = (k + round as usize) % n;
+                let seconds = if side == 0 {
+                    direct(&line).await?
+                } else {
+                    let (file_id, tasks, events) = &mut sides[side - 1];
+                    through_vodtask(tasks, events, file_id, &args.definitions).await?
+                };
+                if round > 0 {
+                    runs[side].push(seconds);
+                }
+            }
+            if round > 0 {
+                let last: Vec<String> = runs
+                    .iter()
+                    .map(|r| format!("{:.3}", r.last().copied().unwrap_or_default()))
+                    .collect();
+                eprintln!("  round {round}: {}", last.join(" / "));
+            }
+        }
+        let plain = median(&runs[0]).unwrap_or_default();
         println!(
-            "  overhead               {:>+8.3} s = {:+.2} %   (target < 3 %)",
-            s - p,
-            (s / p - 1.0) * 100.0
+            "\noverhead ({} rounds, medians; CreateTask -> TranscodeComplete pulled)",
+            args.rounds
         );
-        Ok(())
-    })
-    .await
+        let mut table = Table::new(&["", "s", "overhead"]);
+        table.row([
+            "ffmpeg directly".to_string(),
+            format!("{plain:.3}"),
+            String::new(),
+        ]);
+        for (i, storage) in args.storage.iter().enumerate() {
+            let s = median(&runs[1 + i]).unwrap_or_default();
+            table.row([
+                format!("vodtask, {}", storage.label()),
+                format!("{s:.3}"),
+                format!("{:+.3} s = {:+.2} %", s - plain, (s / plain - 1.0) * 100.0),
+            ]);
+        }
+        table.print();
+        anyhow::Ok(())
+    }
+    .await;
+    for server in servers {
+        server.stop().await?;
+    }
+    measured
 }
 
 async fn concurrency(args: &Args, source: &Path) -> anyhow::Result<()> {

@@ -41,6 +41,9 @@ pub struct ServerArgs {
     /// own, e.g. `--server-flag=--sync=normal`; repeatable.
     #[arg(long = "server-flag", allow_hyphen_values = true)]
     pub server_flags: Vec<String>,
+    /// Environment of every server started (S3 credentials).
+    #[arg(skip)]
+    pub env: Vec<(String, String)>,
 }
 
 impl ServerArgs {
@@ -96,7 +99,7 @@ impl Server {
     pub async fn start(args: &ServerArgs, extra: &[&str]) -> anyhow::Result<Server> {
         let mut flags = extra.to_vec();
         flags.extend(args.server_flags.iter().map(String::as_str));
-        Server::start_with(args.binary()?, None, args.keep_data, &flags).await
+        Server::start_with(args.binary()?, None, args.keep_data, &flags, &args.env).await
     }
 
     /// `start`s a server, runs `bench` on it, and stops it whatever `bench`
@@ -128,6 +131,7 @@ impl Server {
         copy_of: Option<&Path>,
         keep_data: bool,
         extra: &[&str],
+        env: &[(String, String)],
     ) -> anyhow::Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix("vodtask-bench-")
@@ -146,6 +150,7 @@ impl Server {
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 use tokio::fs;
 use tokio::io::AsyncReadExt;
 
-use super::storage::{ObjectBody, Readable, Storage, StorageConfig, Writer};
+use super::storage::{ObjectBody, Readable, Storage, StorageConfig, UploadLog, Writer};
 use super::{
     MAX_FILE_NAME_BYTES, MAX_SOURCE_CONTEXT_BYTES, MediaFile, MediaMetadata, SourceType, probe,
 };
@@ -99,7 +99,8 @@ impl MediaLibrary {
     ) -> Result<Self> {
         let tmp_dir = data_dir.join("tmp");
         create_private_dir(&tmp_dir)?;
-        let storage = Storage::open(&config.storage, data_dir, &tmp_dir).await?;
+        let uploads = Arc::new(RecordedUploads(Arc::clone(&store)));
+        let storage = Storage::open(&config.storage, data_dir, &tmp_dir, uploads).await?;
         Ok(MediaLibrary {
             storage,
             store,
@@ -365,12 +366,26 @@ impl MediaLibrary {
             if batch.is_empty() {
                 return Ok(swept);
             }
-            for file_id in &batch {
+            for leftover in &batch {
+                let file_id = &leftover.file_id;
+                for (name, upload_id) in &leftover.multipart {
+                    self.storage.abort_upload(file_id, name, upload_id).await?;
+                }
                 self.storage.delete_file(file_id).await?;
                 self.store.clear_media_leftover(file_id).await?;
                 swept += 1;
             }
         }
+    }
+}
+
+/// Multipart uploads are recorded with their file's leftover record.
+struct RecordedUploads(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl UploadLog for RecordedUploads {
+    async fn started(&self, file_id: &FileId, name: &str, upload_id: &str) -> Result<()> {
+        self.0.note_multipart(file_id, name, upload_id).await
     }
 }
 

@@ -186,6 +186,15 @@ pub struct AppRecord {
 /// committed (and before its writers are answered).
 pub type OutboxListener = std::sync::Arc<dyn Fn(&[AppId]) + Send + Sync>;
 
+/// A file whose objects may lack a row (see `Store::media_leftovers`),
+/// with the multipart uploads its write started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaLeftover {
+    pub file_id: FileId,
+    /// `(object name, upload id)`.
+    pub multipart: Vec<(String, String)>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Why the store can no longer write, if so (a dead writer thread).
@@ -232,10 +241,13 @@ pub trait Store: Send + Sync + 'static {
     async fn note_media_write(&self, file: &FileId, owner: &str, now: Timestamp) -> Result<()>;
     /// The write of `file` was given up: its objects are to be removed.
     async fn abandon_media_write(&self, file: &FileId) -> Result<()>;
+    /// A multipart upload of the object `name` of `file` was started:
+    /// kept with the file's record until it is cleared.
+    async fn note_multipart(&self, file: &FileId, name: &str, upload_id: &str) -> Result<()>;
     /// Files whose objects are to be removed, oldest first: given-up
     /// writes, deleted files, and writes of owners other than `owner`.
-    async fn media_leftovers(&self, owner: &str, limit: usize) -> Result<Vec<FileId>>;
-    /// The objects of `file` are gone: forget its record.
+    async fn media_leftovers(&self, owner: &str, limit: usize) -> Result<Vec<MediaLeftover>>;
+    /// The objects of `file` are gone: forget its record and uploads.
     async fn clear_media_leftover(&self, file: &FileId) -> Result<()>;
 
     // Task API.

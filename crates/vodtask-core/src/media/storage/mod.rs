@@ -19,6 +19,7 @@ mod s3;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,6 +31,14 @@ pub use s3::{S3Storage, S3Writer};
 
 use crate::error::{Error, Result};
 use crate::ids::FileId;
+
+/// Where a backend records a multipart upload it starts, before its first
+/// part, so that one a crash leaves unfinished can be aborted (the library
+/// keeps it with the file's leftover record).
+#[async_trait::async_trait]
+pub trait UploadLog: Send + Sync {
+    async fn started(&self, file_id: &FileId, name: &str, upload_id: &str) -> Result<()>;
+}
 
 /// Where media are kept, as `--storage` names it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -182,7 +191,12 @@ impl Storage {
     /// local one and the temp dir of local writes. An S3 bucket is checked
     /// now (reachable, credentials accepted), so that a wrong flag fails
     /// the start, not the first upload.
-    pub async fn open(config: &StorageConfig, data_dir: &Path, tmp_dir: &Path) -> Result<Storage> {
+    pub async fn open(
+        config: &StorageConfig,
+        data_dir: &Path,
+        tmp_dir: &Path,
+        uploads: Arc<dyn UploadLog>,
+    ) -> Result<Storage> {
         match config {
             StorageConfig::DataDir => Ok(Storage::Local(LocalStorage::open(
                 data_dir.join("media"),
@@ -195,12 +209,15 @@ impl Storage {
                 Ok(Storage::Local(LocalStorage::open(root.clone(), tmp)?))
             }
             #[cfg(feature = "s3")]
-            StorageConfig::S3(s3) => Ok(Storage::S3(S3Storage::open(s3).await?)),
+            StorageConfig::S3(s3) => Ok(Storage::S3(S3Storage::open(s3, uploads).await?)),
             #[cfg(not(feature = "s3"))]
-            StorageConfig::S3(_) => Err(Error::invalid(
-                "--storage",
-                "this build has no S3 support (the `s3` cargo feature of vodtask-core)",
-            )),
+            StorageConfig::S3(_) => Err({
+                let _ = uploads;
+                Error::invalid(
+                    "--storage",
+                    "this build has no S3 support (the `s3` cargo feature of vodtask-core)",
+                )
+            }),
         }
     }
 
@@ -238,6 +255,19 @@ impl Storage {
             Storage::Local(l) => l.put_dir(file_id, local_dir).await,
             #[cfg(feature = "s3")]
             Storage::S3(s) => s.put_dir(file_id, local_dir).await,
+        }
+    }
+
+    /// Aborts a multipart upload a write started (an upload that is gone
+    /// already is no error).
+    pub async fn abort_upload(&self, file_id: &FileId, name: &str, upload_id: &str) -> Result<()> {
+        match self {
+            Storage::Local(_) => {
+                let _ = (file_id, name, upload_id);
+                Ok(())
+            }
+            #[cfg(feature = "s3")]
+            Storage::S3(s) => s.abort_upload(file_id, name, upload_id).await,
         }
     }
 

@@ -25,7 +25,7 @@ use object_store::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
-use super::{ObjectBody, S3Config};
+use super::{ObjectBody, S3Config, UploadLog};
 use crate::error::{Error, Result};
 use crate::ids::FileId;
 
@@ -35,15 +35,22 @@ const PART_SIZE: usize = 8 << 20;
 /// `(PARTS_IN_FLIGHT + 1) * PART_SIZE`.
 const PARTS_IN_FLIGHT: usize = 2;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct S3Storage {
     client: Arc<AmazonS3>,
     bucket: String,
     prefix: String,
+    uploads: Arc<dyn UploadLog>,
+}
+
+impl std::fmt::Debug for S3Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S3Storage(s3://{}/{})", self.bucket, self.prefix)
+    }
 }
 
 impl S3Storage {
-    pub async fn open(config: &S3Config) -> Result<S3Storage> {
+    pub async fn open(config: &S3Config, uploads: Arc<dyn UploadLog>) -> Result<S3Storage> {
         // Its TLS (reqwest's rustls without a built-in provider) needs the
         // process's provider, ring; installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -77,6 +84,7 @@ impl S3Storage {
             client: Arc::new(client),
             bucket: config.bucket.clone(),
             prefix: config.prefix.clone(),
+            uploads,
         };
         storage.check().await?;
         Ok(storage)
@@ -122,6 +130,9 @@ impl S3Storage {
     pub fn writer(&self, file_id: &FileId, name: &str) -> S3Writer {
         S3Writer {
             client: Arc::clone(&self.client),
+            uploads: Arc::clone(&self.uploads),
+            file_id: file_id.clone(),
+            name: name.to_string(),
             key: self.key(file_id, name),
             buffer: BytesMut::new(),
             upload: None,
@@ -166,6 +177,18 @@ impl S3Storage {
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+
+    pub async fn abort_upload(&self, file_id: &FileId, name: &str, upload_id: &str) -> Result<()> {
+        let key = self.key(file_id, name);
+        match self
+            .client
+            .abort_multipart(&key, &upload_id.to_string())
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(unavailable(format!("abort upload of {key}"), short(&e))),
+        }
     }
 
     pub async fn delete_file(&self, file_id: &FileId) -> Result<()> {
@@ -299,6 +322,9 @@ fn content_type(key: &Key) -> Attributes {
 /// upload with its parts sent in the background.
 pub struct S3Writer {
     client: Arc<AmazonS3>,
+    uploads: Arc<dyn UploadLog>,
+    file_id: FileId,
+    name: String,
     key: Key,
     buffer: BytesMut,
     upload: Option<Multipart>,
@@ -339,11 +365,15 @@ impl S3Writer {
                 .await
                 .map_err(|e| unavailable(format!("start upload of {}", self.key), short(&e)))?;
             self.upload = Some(Multipart {
-                id,
+                id: id.clone(),
                 parts: JoinSet::new(),
                 done: Vec::new(),
                 next: 0,
             });
+            // Recorded before the first part: from here on a crash leaves
+            // an upload the sweeper can abort (and should this fail, Drop
+            // aborts it).
+            self.uploads.started(&self.file_id, &self.name, &id).await?;
         }
         let Some(upload) = self.upload.as_mut() else {
             return Err(Error::Internal("multipart upload not started".into()));

@@ -16,7 +16,7 @@ async fn leftovers(store: &Dyn, owner: &str) -> Vec<String> {
         .await
         .expect("media_leftovers")
         .into_iter()
-        .map(|f| f.as_str().to_string())
+        .map(|f| f.file_id.as_str().to_string())
         .collect();
     files.sort();
     files
@@ -39,9 +39,12 @@ pub async fn writes_belong_to_their_owner_until_given_up(store: Dyn) {
     assert_eq!(leftovers(&store, "node-a").await, ["w2"]);
     store.clear_media_leftover(&id("w2")).await.expect("clear");
     assert_eq!(leftovers(&store, "node-b").await, ["w1"]);
-    assert_eq!(
-        store.media_leftovers("node-b", 0).await.expect("limit"),
-        Vec::<FileId>::new(),
+    assert!(
+        store
+            .media_leftovers("node-b", 0)
+            .await
+            .expect("limit")
+            .is_empty(),
         "the limit holds"
     );
 }
@@ -132,4 +135,54 @@ pub async fn a_delete_records_the_files_it_removed(store: Dyn) {
     store.clear_media_leftover(&a).await.expect("clear");
     store.clear_media_leftover(&b).await.expect("clear");
     assert_eq!(leftovers(&store, "node-a").await, Vec::<String>::new());
+}
+
+/// The multipart uploads a write started come with its record, until the
+/// record is cleared or the row committed.
+pub async fn multipart_uploads_stay_with_their_record(store: Dyn) {
+    let app = new_app(&*store, "a").await;
+    store
+        .note_media_write(&id("big"), "node-a", at(1))
+        .await
+        .expect("note");
+    store
+        .note_multipart(&id("big"), "source.mp4", "upload-1")
+        .await
+        .expect("note_multipart");
+    store
+        .note_multipart(&id("big"), "source.mp4", "upload-1")
+        .await
+        .expect("noting twice is no error");
+    let found = store
+        .media_leftovers("node-b", 10)
+        .await
+        .expect("leftovers");
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].multipart,
+        [("source.mp4".to_string(), "upload-1".to_string())]
+    );
+    store.clear_media_leftover(&id("big")).await.expect("clear");
+    assert_eq!(leftovers(&store, "node-b").await, Vec::<String>::new());
+
+    // A committed row takes its uploads along.
+    store
+        .note_media_write(&id("up"), "node-a", at(2))
+        .await
+        .expect("note");
+    store
+        .note_multipart(&id("up"), "source.mp4", "upload-2")
+        .await
+        .expect("note_multipart");
+    upload(&*store, app, "up").await;
+    store
+        .note_media_write(&id("up2"), "node-a", at(3))
+        .await
+        .expect("note");
+    let found = store
+        .media_leftovers("node-b", 10)
+        .await
+        .expect("leftovers");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].multipart, Vec::<(String, String)>::new());
 }

@@ -28,8 +28,8 @@ use rusqlite::{Connection, OpenFlags, params};
 use self::rows::{MEDIA_COLUMNS, one, to_json};
 use self::writer::Writer;
 use super::{
-    AppRecord, Claim, EventPage, Lease, LeaseState, Orphans, Outcome, PendingEvent, Recovered,
-    Revive, Settled, Store, Stored, SyncMode, Tail,
+    AppRecord, Claim, EventPage, Lease, LeaseState, MediaLeftover, Orphans, Outcome, PendingEvent,
+    Recovered, Revive, Settled, Store, Stored, SyncMode, Tail,
 };
 use crate::app::{App, KeyHash};
 use crate::callbacks::{AttemptsOf, CallbackAttempt};
@@ -223,8 +223,14 @@ fn insert_media(conn: &Connection, m: &MediaFile) -> Result<()> {
         probe_error,
     ])?;
     // Its objects are complete and now have their row.
+    forget_leftover(conn, m.file_id.as_str())
+}
+
+fn forget_leftover(conn: &Connection, file_id: &str) -> Result<()> {
     conn.prepare_cached("DELETE FROM media_leftovers WHERE file_id = ?1")?
-        .execute([m.file_id.as_str()])?;
+        .execute([file_id])?;
+    conn.prepare_cached("DELETE FROM media_multipart WHERE file_id = ?1")?
+        .execute([file_id])?;
     Ok(())
 }
 
@@ -394,19 +400,44 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn media_leftovers(&self, owner: &str, limit: usize) -> Result<Vec<FileId>> {
+    async fn note_multipart(&self, file: &FileId, name: &str, upload_id: &str) -> Result<()> {
+        let (file, name, upload_id) = (file.clone(), name.to_string(), upload_id.to_string());
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO media_multipart (file_id, name, upload_id)
+                     VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![file.as_str(), name, upload_id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn media_leftovers(&self, owner: &str, limit: usize) -> Result<Vec<MediaLeftover>> {
         let owner = owner.to_string();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT file_id FROM media_leftovers WHERE deleting = 1 OR owner != ?1
                  ORDER BY since LIMIT ?2",
             )?;
-            let files = stmt
-                .query_map(params![owner, limit as i64], |r| {
-                    r.get::<_, String>(0).map(FileId::from_stored)
-                })?
+            let files: Vec<String> = stmt
+                .query_map(params![owner, limit as i64], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
-            Ok(files)
+            let mut uploads = conn
+                .prepare_cached("SELECT name, upload_id FROM media_multipart WHERE file_id = ?1")?;
+            files
+                .into_iter()
+                .map(|file| {
+                    let multipart = uploads
+                        .query_map([&file], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    Ok(MediaLeftover {
+                        file_id: FileId::from_stored(file),
+                        multipart,
+                    })
+                })
+                .collect()
         })
         .await
     }
@@ -414,11 +445,7 @@ impl Store for SqliteStore {
     async fn clear_media_leftover(&self, file: &FileId) -> Result<()> {
         let file = file.clone();
         self.writer
-            .write(move |conn| {
-                conn.prepare_cached("DELETE FROM media_leftovers WHERE file_id = ?1")?
-                    .execute([file.as_str()])?;
-                Ok(())
-            })
+            .write(move |conn| forget_leftover(conn, file.as_str()))
             .await
     }
 

@@ -209,7 +209,7 @@ ALTER TABLE apps ADD COLUMN revoke_time INTEGER;
     // v9: media objects that may exist in storage without a row, for the
     // sweeper (media/library.rs): a new file being written by `owner` (its
     // row not yet committed), or, with `deleting`, a file whose write was
-    // given up or whose row was deleted. A row's insert removes its record
+    // given up or whose row was deleted. A row's insert removes its records
     // in the same transaction; a row's delete adds one.
     r#"
 CREATE TABLE media_leftovers (
@@ -217,6 +217,14 @@ CREATE TABLE media_leftovers (
     owner    TEXT NOT NULL,
     since    INTEGER NOT NULL,
     deleting INTEGER NOT NULL
+) WITHOUT ROWID;
+-- The multipart uploads a leftover's write started: aborted by the sweeper
+-- (an unfinished one keeps its parts in the bucket).
+CREATE TABLE media_multipart (
+    file_id   TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    upload_id TEXT NOT NULL,
+    PRIMARY KEY (file_id, name, upload_id)
 ) WITHOUT ROWID;
 "#,
 ];
