@@ -280,6 +280,7 @@ impl MediaLibrary {
             self.storage.size_of(id, name).await?;
             return self.storage.readable(id, name, INPUT_URL_TTL).await;
         }
+        ensure_room(scratch, media.size)?;
         let dir = scratch.join(format!("input-{id}"));
         fs::create_dir_all(&dir)
             .await
@@ -377,6 +378,27 @@ impl MediaLibrary {
             }
         }
     }
+}
+
+/// What a copy into a scratch dir must leave free on its disk: a full disk
+/// would fail every running task and upload at once.
+const SCRATCH_HEADROOM: u64 = 1 << 30;
+
+/// Refuses a copy of `needed` bytes into `dir` that would leave less than
+/// `SCRATCH_HEADROOM` free.
+fn ensure_room(dir: &Path, needed: u64) -> Result<()> {
+    let stat = rustix::fs::statvfs(dir)
+        .map_err(|e| Error::io(format!("statvfs {}", dir.display()), e.into()))?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if free < needed.saturating_add(SCRATCH_HEADROOM) {
+        return Err(Error::ResourceExhausted(format!(
+            "the scratch dir has {} MiB free; copying a {} MiB input there would leave less than {} MiB",
+            free >> 20,
+            needed >> 20,
+            SCRATCH_HEADROOM >> 20
+        )));
+    }
+    Ok(())
 }
 
 /// Multipart uploads are recorded with their file's leftover record.
@@ -684,6 +706,14 @@ mod tests {
         let media = live.finish().await.expect("finish");
         assert_eq!(media.file_id, live_id);
         assert!(root.join(live_id.as_str()).join("source.bin").is_file());
+    }
+
+    #[test]
+    fn a_copy_that_would_fill_the_disk_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(ensure_room(dir.path(), 1 << 20).is_ok());
+        let refused = ensure_room(dir.path(), u64::MAX / 2).expect_err("a disk that large");
+        assert!(matches!(refused, Error::ResourceExhausted(_)), "{refused}");
     }
 
     #[test]
