@@ -402,6 +402,7 @@ fn ensure_room(dir: &Path, needed: u64) -> Result<()> {
 }
 
 /// Multipart uploads are recorded with their file's leftover record.
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 struct RecordedUploads(Arc<dyn Store>);
 
 #[async_trait::async_trait]
@@ -820,6 +821,8 @@ mod tests {
             .begin_upload(AppId(1), "a.bin", "")
             .await
             .expect("begin");
+        // Without the `s3` feature a local writer is the only kind.
+        #[allow(irrefutable_let_patterns)]
         let Writer::Local(writer) = &up.writer else {
             panic!("a local writer");
         };

@@ -36,6 +36,8 @@ use crate::ids::FileId;
 /// part, so that one a crash leaves unfinished can be aborted (the library
 /// keeps it with the file's leftover record).
 #[async_trait::async_trait]
+// Only an object store starts multipart uploads.
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 pub trait UploadLog: Send + Sync {
     async fn started(&self, file_id: &FileId, name: &str, upload_id: &str) -> Result<()>;
 }
