@@ -138,8 +138,8 @@ fn unknown_key() -> Error {
     Error::Unauthenticated("authorization: unknown or revoked API key".into())
 }
 
-/// How often the objects of deleted files whose removal failed (the
-/// storage was down) are tried again.
+/// How often the sweeper looks for objects to remove that were not removed
+/// at once (a delete or a given-up write while the storage was down).
 const MEDIA_SWEEP: Duration = Duration::from_secs(30);
 
 /// How long CancelTask waits for a running task's worker to stop.
