@@ -10,10 +10,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 # Builds every binary first, so the end-to-end tests find target/debug/vodtask.
 cargo build --workspace
 cargo nextest run --workspace --no-fail-fast
-# The task-type and media suites once more with every server's media in a
-# real S3-compatible server (moto), instead of its data dir.
-VODTASK_TEST_STORAGE=s3 cargo nextest run -p vodtask-e2e --no-fail-fast \
-  --test task_types --test tasks --test media
+# The task-type, task and media suites once more with every server's media
+# in a real S3-compatible server (moto), instead of its data dir (selected
+# from the workspace build above, so that nothing is built again).
+VODTASK_TEST_STORAGE=s3 cargo nextest run --workspace --no-fail-fast \
+  -E 'package(vodtask-e2e) & (binary(task_types) | binary(tasks) | binary(media))'
 
 # Fuzz smoke run: every cargo-fuzz target (fuzz/) for 15 s, built with the
 # dev profile to keep CI short (fuzz/run.sh installs cargo-fuzz if missing;
