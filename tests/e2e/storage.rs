@@ -80,6 +80,20 @@ async fn every_byte_is_in_the_bucket_and_a_delete_empties_it() {
         format!("bytes 100-199/{}", whole.len()).as_str()
     );
     assert_eq!(got.bytes().await.unwrap().as_ref(), &whole[100..200]);
+    let head = http_client().head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        whole.len().to_string().as_str()
+    );
+    assert_eq!(head.headers()["content-type"], "video/mp4");
+    let beyond = http_client()
+        .get(&url)
+        .header("range", format!("bytes={}-", whole.len() + 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), 416);
     let described = media
         .describe_media(pb::DescribeMediaRequest {
             file_id: file_id.clone(),

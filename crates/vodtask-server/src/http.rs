@@ -21,7 +21,7 @@ use axum::http::header::{
     ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION,
     RANGE, X_CONTENT_TYPE_OPTIONS,
 };
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -142,6 +142,7 @@ fn router(engine: &Engine, health: HealthCheck) -> Router {
 async fn from_storage(
     State(engine): State<WeakEngine>,
     UrlPath((file_id, name)): UrlPath<(String, String)>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let Some(engine) = engine.upgrade() else {
@@ -153,7 +154,7 @@ async fn from_storage(
         .and_then(|v| http_range_header::parse_range_header(v).ok());
     let unsatisfiable = AtomicBool::new(false);
     let served = engine
-        .serve_file(&file_id, &name, |size| {
+        .serve_file(&file_id, &name, method == Method::HEAD, |size| {
             let asked = asked.as_ref()?;
             match asked.validate(size) {
                 Ok(ranges) => match ranges.as_slice() {

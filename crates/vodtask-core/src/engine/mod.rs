@@ -318,14 +318,15 @@ impl Engine {
 
     /// A file's bytes (or a redirect to them) for the HTTP edge, when
     /// media are in an object store. `range` maps the object's size to the
-    /// part asked for.
+    /// part asked for; with `head` the body is left empty.
     pub async fn serve_file(
         &self,
         file_id: &str,
         name: &str,
+        head: bool,
         range: impl FnOnce(u64) -> Option<std::ops::Range<u64>>,
     ) -> Result<Served> {
-        self.inner.library.serve(file_id, name, range).await
+        self.inner.library.serve(file_id, name, head, range).await
     }
 
     /// Maps an API key to its app. A known key is trusted for a second and

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use md5::{Digest, Md5};
 use tokio::fs;
 use tokio::io::AsyncReadExt;
@@ -299,10 +300,12 @@ impl MediaLibrary {
     /// only; a local storage is served as a directory). NotFound unless
     /// the file has a row: an object whose write was not committed, or
     /// whose delete was, is never served.
+    /// With `head`, the body is empty (HEAD): nothing is read.
     pub async fn serve(
         &self,
         file_id: &str,
         name: &str,
+        head: bool,
         range: impl FnOnce(u64) -> Option<std::ops::Range<u64>>,
     ) -> Result<Served> {
         let not_found = || Error::NotFound(format!("no file {file_id}/{name}"));
@@ -323,7 +326,15 @@ impl MediaLibrary {
             }
         }
         let size = self.storage.size_of(&id, name).await?;
-        let body = self.storage.read(&id, name, range(size)).await?;
+        let range = range(size);
+        if head {
+            return Ok(Served::Body(ObjectBody {
+                size,
+                range: range.unwrap_or(0..size),
+                stream: futures::stream::empty().boxed(),
+            }));
+        }
+        let body = self.storage.read(&id, name, range).await?;
         Ok(Served::Body(body))
     }
 
