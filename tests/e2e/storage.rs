@@ -468,6 +468,17 @@ async fn a_storage_directory_outside_the_data_dir() {
     let (file_id, url) = upload(&mut media, &clip, "clip.mp4").await.unwrap();
     assert!(shared.join(&file_id).join("source.mp4").is_file());
     assert_eq!(probe_video(&url).0, 320);
+    // Partial writes lie in the root's `.partial/`, never served.
+    std::fs::write(shared.join(".partial").join("upload-1"), b"partial").unwrap();
+    let base = &url[..url.find("/files/").unwrap()];
+    for path in ["/files/.partial/upload-1", "/files/%2Epartial/upload-1"] {
+        let got = http_client()
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 404, "{path}");
+    }
     let del = create(&mut tasks, delete_request(&file_id)).await;
     assert_finished_ok(&wait_ended(&mut tasks, &del).await);
     assert!(!shared.join(&file_id).exists());

@@ -236,6 +236,17 @@ fn inline_type(content_type: &str) -> bool {
 /// keep a file from running script in a browser.
 async fn file_headers(req: Request, next: Next) -> Response {
     let path = req.uri().path();
+    // Dot-names are not media (a `file:///` storage keeps partial writes
+    // in `.partial/`): never served.
+    let dot_name = |segment: &str| {
+        segment.starts_with('.')
+            || segment
+                .get(..3)
+                .is_some_and(|p| p.eq_ignore_ascii_case("%2e"))
+    };
+    if path.split('/').any(dot_name) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let hls = if path.ends_with(".m3u8") {
         Some("application/vnd.apple.mpegurl")
     } else if path.ends_with(".ts") {

@@ -720,6 +720,41 @@ mod tests {
         assert!(root.join(live_id.as_str()).join("source.bin").is_file());
     }
 
+    /// In a `file:///` root of its own, partial writes lie in the root's
+    /// `.partial/` (on the same filesystem), which start-up does not empty:
+    /// the sweeper removes a dead writer's from its record.
+    #[tokio::test]
+    async fn a_partial_write_in_a_shared_root_is_swept_from_its_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open(
+            &crate::store::StoreConfig::default(),
+            dir.path(),
+            crate::store::SyncMode::Normal,
+        )
+        .expect("store");
+        let shared = dir.path().join("shared");
+        let config = LibraryConfig {
+            storage: StorageConfig::Local(shared.clone()),
+            file_urls: FileUrls::Served,
+            inputs: InputMode::Presigned,
+            ffprobe: "ffprobe".into(),
+            public_base_url: "http://h".into(),
+            max_upload_bytes: 1 << 20,
+        };
+        let lib = MediaLibrary::open(&config, dir.path(), store)
+            .await
+            .expect("open");
+        let dead = FileId::generate();
+        lib.store
+            .note_media_write(&dead, "a-dead-process", time::now())
+            .await
+            .expect("note");
+        let partial = shared.join(".partial").join(format!("upload-{dead}"));
+        std::fs::write(&partial, b"half").expect("write");
+        assert_eq!(lib.sweep().await.expect("sweep"), 1);
+        assert!(!partial.exists());
+    }
+
     #[test]
     fn a_copy_that_would_fill_the_disk_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -103,7 +103,16 @@ impl LocalStorage {
     }
 
     /// Removes every object of one file; a file with none left is no error.
+    /// With its partial write, should a crash have left one (a temp dir
+    /// inside a shared root is not emptied at start: other nodes may be
+    /// writing there).
     pub async fn delete_file(&self, file_id: &FileId) -> Result<()> {
+        let partial = self.tmp_dir.join(format!("upload-{file_id}"));
+        match fs::remove_file(&partial).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("remove {}", partial.display()), e)),
+        }
         let dir = self.root.join(file_id.as_str());
         match fs::remove_dir_all(&dir).await {
             Ok(()) => Ok(()),
