@@ -328,10 +328,10 @@ async fn kill9_during_an_output_upload_leaves_only_the_rerun() {
     .await;
 }
 
-/// The store answering 503 for a while: a task's reads and writes are
-/// retried and it finishes; for longer than --s3-retry-timeout, an upload
-/// fails with UNAVAILABLE (not a hang) and a task with 70004; nothing
-/// half-written is visible.
+/// The store answering 503, or unreachable, for a while: a task's reads
+/// and writes are retried and it finishes; for longer than
+/// --s3-retry-timeout, an upload fails with UNAVAILABLE (not a hang) and a
+/// task with 70004; nothing half-written is visible.
 #[tokio::test]
 async fn an_outage_is_retried_then_reported() {
     let dir = tempfile::tempdir().unwrap();
@@ -357,6 +357,14 @@ async fn an_outage_is_retried_then_reported() {
     proxy.set(Fault::Pass);
     assert_finished_ok(&wait_ended(&mut tasks, &id).await);
 
+    // Unreachable (connections refused and cut) for less than the retry
+    // timeout: the same.
+    proxy.set(Fault::Refuse);
+    let id = create(&mut tasks, transcode(&file_id, &[100010])).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.set(Fault::Pass);
+    assert_finished_ok(&wait_ended(&mut tasks, &id).await);
+
     // Down for longer: UNAVAILABLE, promptly.
     proxy.set(Fault::Unavailable);
     let started = std::time::Instant::now();
@@ -367,9 +375,13 @@ async fn an_outage_is_retried_then_reported() {
     let id = create(&mut tasks, transcode(&file_id, &[100010])).await;
     let t = wait_ended(&mut tasks, &id).await;
     assert_eq!(t.err_code, 70004, "{}", t.message);
+    // Unreachable for longer: the same.
+    proxy.set(Fault::Refuse);
+    let e = upload(&mut media, &clip, "down.mp4").await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     proxy.set(Fault::Pass);
     let files = stored_files(&moto);
-    assert_eq!(files.len(), 2, "the source and the first output: {files:?}");
+    assert_eq!(files.len(), 3, "the source and two outputs: {files:?}");
 }
 
 #[tokio::test]

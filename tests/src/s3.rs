@@ -171,6 +171,9 @@ pub enum Fault {
     Pass,
     /// Answer 503 without forwarding.
     Unavailable,
+    /// Be unreachable: stop listening (connections are refused) and cut
+    /// the open ones.
+    Refuse,
     /// Hold writes (PUT and POST) that have `needle` in their path or query
     /// until the fault changes; everything else passes.
     HoldWrites { needle: String },
@@ -218,6 +221,12 @@ impl FaultProxy {
             fault: rx,
             stats: Arc::clone(&stats),
         };
+        // The HTTP proxy listens inside; in front of it, a TCP forwarder
+        // that can stop listening and cut connections (`Fault::Refuse`).
+        let inner = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        inner.set_nonblocking(true).unwrap();
+        let inner_addr = inner.local_addr().unwrap();
+        let gate = fault.subscribe();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -225,9 +234,47 @@ impl FaultProxy {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let inner = tokio::net::TcpListener::from_std(inner).unwrap();
                 let app = axum::Router::new().fallback(forward).with_state(state);
-                let _ = axum::serve(listener, app).await;
+                tokio::spawn(async move {
+                    let _ = axum::serve(inner, app).await;
+                });
+                let addr = listener.local_addr().unwrap();
+                let mut outer = Some(tokio::net::TcpListener::from_std(listener).unwrap());
+                let mut gate = gate;
+                loop {
+                    // While refusing, nothing listens: connections are refused.
+                    let _ = gate.wait_for(|f| !matches!(f, Fault::Refuse)).await;
+                    let listening = match outer.take() {
+                        Some(l) => l,
+                        None => match tokio::net::TcpListener::bind(addr).await {
+                            Ok(l) => l,
+                            Err(_) => {
+                                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    let template = gate.clone();
+                    loop {
+                        tokio::select! {
+                            accepted = listening.accept() => {
+                                let Ok((mut client, _)) = accepted else { break };
+                                let mut cut = template.clone();
+                                tokio::spawn(async move {
+                                    let Ok(mut server) = tokio::net::TcpStream::connect(inner_addr).await else {
+                                        return;
+                                    };
+                                    tokio::select! {
+                                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                        _ = cut.wait_for(|f| matches!(f, Fault::Refuse)) => {}
+                                    }
+                                });
+                            }
+                            _ = gate.wait_for(|f| matches!(f, Fault::Refuse)) => break,
+                        }
+                    }
+                }
             });
         });
         FaultProxy {
@@ -257,7 +304,8 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
     loop {
         let now = fault.borrow_and_update().clone();
         match now {
-            Fault::Pass => break,
+            // Refused at the TCP level, in front of this.
+            Fault::Pass | Fault::Refuse => break,
             Fault::Unavailable => {
                 state.stats.lock().unwrap().failed += 1;
                 return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "held down").into_response();
