@@ -32,7 +32,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
-use vodtask_core::media::Served;
+use vodtask_core::media::{Served, content_type};
 use vodtask_core::{Engine, WeakEngine};
 use vodtask_transport::{Admission, HTTP_REFUSAL, ServerTls, connections};
 
@@ -183,7 +183,6 @@ async fn from_storage(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let content_type = mime_guess::from_path(&name).first_or_octet_stream();
     if unsatisfiable.load(Ordering::Relaxed) {
         return (
             StatusCode::RANGE_NOT_SATISFIABLE,
@@ -194,7 +193,7 @@ async fn from_storage(
     let partial = body.range.start > 0 || body.range.end < body.size;
     let mut response = Response::new(Body::from_stream(body.stream));
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(content_type.essence_str()) {
+    if let Ok(v) = HeaderValue::from_str(&content_type(&name)) {
         h.insert(CONTENT_TYPE, v);
     }
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -231,9 +230,9 @@ fn inline_type(content_type: &str) -> bool {
         )
 }
 
-/// HLS types as players expect them (RFC 8216; the general MIME table says
-/// `audio/x-mpegurl` and `video/vnd.dlna.mpeg-tts`), and the headers that
-/// keep a file from running script in a browser.
+/// Every file answer's type by its name (`vodtask_core::media::content_type`,
+/// which gives HLS the types players expect), and the headers that keep a
+/// file from running script in a browser.
 async fn file_headers(req: Request, next: Next) -> Response {
     let path = req.uri().path();
     // Dot-names are not media (a `file:///` storage keeps partial writes
@@ -247,19 +246,13 @@ async fn file_headers(req: Request, next: Next) -> Response {
     if path.split('/').any(dot_name) {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let hls = if path.ends_with(".m3u8") {
-        Some("application/vnd.apple.mpegurl")
-    } else if path.ends_with(".ts") {
-        Some("video/mp2t")
-    } else {
-        None
-    };
+    let by_name = HeaderValue::from_str(&content_type(path));
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
-    if let Some(kind) = hls
+    if let Ok(kind) = by_name
         && headers.contains_key(CONTENT_TYPE)
     {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+        headers.insert(CONTENT_TYPE, kind);
     }
     let served_as = headers
         .get(CONTENT_TYPE)

@@ -285,8 +285,8 @@ impl Engine {
     /// [`failure`](Self::failure) as a probe for a health endpoint, which
     /// does not keep the engine (and its data dir's lock) alive.
     pub fn health_probe(&self) -> impl Fn() -> Option<String> + Send + Sync + 'static {
-        let inner = Arc::downgrade(&self.inner);
-        move || inner.upgrade().and_then(|inner| Engine { inner }.failure())
+        let engine = self.downgrade();
+        move || engine.upgrade().and_then(|engine| engine.failure())
     }
 
     /// Resolves with the reason once the engine has failed; see

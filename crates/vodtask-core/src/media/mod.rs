@@ -61,5 +61,36 @@ pub struct MediaFile {
     pub metadata: Result<MediaMetadata, String>,
 }
 
+/// The Content-Type a media file is served and stored with, by its name:
+/// HLS as players expect it (RFC 8216; the general MIME table says
+/// `audio/x-mpegurl` and `video/vnd.dlna.mpeg-tts`), anything else by its
+/// extension.
+pub fn content_type(name: &str) -> String {
+    if name.ends_with(".m3u8") {
+        "application/vnd.apple.mpegurl".into()
+    } else if name.ends_with(".ts") {
+        "video/mp2t".into()
+    } else {
+        mime_guess::from_path(name)
+            .first_or_octet_stream()
+            .essence_str()
+            .to_string()
+    }
+}
+
 pub const MAX_FILE_NAME_BYTES: usize = 255;
 pub const MAX_SOURCE_CONTEXT_BYTES: usize = 256;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn content_types_follow_the_name_with_hls_as_players_expect() {
+        use super::content_type;
+        assert_eq!(content_type("index.m3u8"), "application/vnd.apple.mpegurl");
+        assert_eq!(content_type("seg_00001.ts"), "video/mp2t");
+        assert_eq!(content_type("f100010.mp4"), "video/mp4");
+        assert_eq!(content_type("sprite_0.jpg"), "image/jpeg");
+        assert_eq!(content_type("index.vtt"), "text/vtt");
+        assert_eq!(content_type("source"), "application/octet-stream");
+    }
+}

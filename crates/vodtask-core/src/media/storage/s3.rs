@@ -309,11 +309,10 @@ fn short(e: &object_store::Error) -> String {
 /// The Content-Type an object is stored with: what the HTTP port would
 /// serve for its name, so that a CDN in front of the bucket serves the same.
 fn content_type(key: &Key) -> Attributes {
-    let mime = mime_guess::from_path(key.as_ref()).first_or_octet_stream();
     let mut attributes = Attributes::new();
     attributes.insert(
         Attribute::ContentType,
-        mime.essence_str().to_string().into(),
+        crate::media::content_type(key.as_ref()).into(),
     );
     attributes
 }
