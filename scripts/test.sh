@@ -15,6 +15,12 @@ cargo nextest run --workspace --no-fail-fast
 # from the workspace build above, so that nothing is built again).
 VODTASK_TEST_STORAGE=s3 cargo nextest run --workspace --no-fail-fast \
   -E 'package(vodtask-e2e) & (binary(task_types) | binary(tasks) | binary(media))'
+# The task, event, callback and media suites once more with every
+# server's state in a PostgreSQL database of its own (on the local server,
+# or the one VODTASK_TEST_POSTGRES names) instead of SQLite; `--sync
+# normal` is SQLite's only. (The store conformance suite ran on both above.)
+VODTASK_TEST_DATABASE=postgres cargo nextest run --workspace --no-fail-fast \
+  -E 'package(vodtask-e2e) & (binary(tasks) | binary(events) | binary(callbacks) | binary(media)) & not test(/sync_normal/)'
 
 # Fuzz smoke run: every cargo-fuzz target (fuzz/) for 15 s, built with the
 # dev profile to keep CI short (fuzz/run.sh installs cargo-fuzz if missing;

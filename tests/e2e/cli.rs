@@ -157,6 +157,62 @@ async fn mistakes_in_flags_are_named_at_start() {
         .expect("serving on a name");
 }
 
+/// `--database`: one server per database for now, a key made by `apps
+/// create --database` works on the running server, and mistakes (another
+/// scheme, `--sync normal`, a schema from a newer vodtask) are named.
+#[tokio::test]
+async fn one_server_per_database_and_its_mistakes_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = vodtask_e2e::pg::Database::create();
+    let server = Server::start(
+        &dir.path().join("a"),
+        &["--database", &db.url, "--workers", "0"],
+    );
+    let second = dir.path().join("b");
+    let message = serve_fails(&second, &["--database", &db.url]);
+    assert!(
+        message.contains("another vodtask server runs on this database"),
+        "{message}"
+    );
+    let out = Command::new(vodtask_bin())
+        .args(["apps", "create", "beside", "--database", &db.url])
+        .args(["--data-dir", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    server
+        .tasks_as(&key)
+        .await
+        .get_task_overview(pb::GetTaskOverviewRequest::default())
+        .await
+        .expect("a key made beside the server works at once");
+
+    let message = serve_fails(&second, &["--database", "mysql://db/vodtask"]);
+    assert!(
+        message.contains("--database: expected postgres://"),
+        "{message}"
+    );
+    let message = serve_fails(&second, &["--database", &db.url, "--sync", "normal"]);
+    assert!(
+        message.contains("--sync: only for the embedded SQLite store"),
+        "{message}"
+    );
+    let message = serve_fails(&second, &["--database-pool", "4"]);
+    assert!(
+        message.contains("--database-pool: only with --database"),
+        "{message}"
+    );
+
+    drop(server);
+    db.run("UPDATE vodtask_schema SET version = 999");
+    let message = serve_fails(&second, &["--database", &db.url]);
+    assert!(
+        message.contains("its schema is version 999, written by a newer vodtask"),
+        "{message}"
+    );
+}
+
 /// The README's grpcurl session, run as written (the server's free port in
 /// place of 50051): upload, transcode followed with WatchTask to FINISH
 /// with errCode 0, play and snapshot URLs, lists and the overview.

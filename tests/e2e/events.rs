@@ -480,12 +480,7 @@ async fn another_app_cannot_confirm_or_see_our_events() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data, &["--workers", "0"]);
-    let out = std::process::Command::new(vodtask_bin())
-        .args(["apps", "create", "b", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let key_b = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let key_b = server.create_app("b");
     let (mut a, mut b) = (server.events().await, server.events_as(&key_b).await);
     uploads(&server, dir.path(), 1).await;
     let got = pull(&mut a, 16, 5).await;

@@ -120,6 +120,7 @@ async fn apps_see_only_their_own_tasks_and_files() {
     let out = std::process::Command::new(vodtask_bin())
         .args(["apps", "create", "other", "--data-dir"])
         .arg(&data)
+        .args(server.database_args())
         .output()
         .unwrap();
     assert!(
@@ -133,6 +134,7 @@ async fn apps_see_only_their_own_tasks_and_files() {
     let dup = std::process::Command::new(vodtask_bin())
         .args(["apps", "create", "other", "--data-dir"])
         .arg(&data)
+        .args(server.database_args())
         .output()
         .unwrap();
     assert!(!dup.status.success(), "app names are unique");

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod origin;
+pub mod pg;
 pub mod receiver;
 pub mod s3;
 
@@ -57,6 +58,8 @@ pub struct Server {
     open_files: Option<u64>,
     /// Where its media are, with `VODTASK_TEST_STORAGE=s3`.
     pub s3: Option<s3::S3Server>,
+    /// Where its state is, with `VODTASK_TEST_DATABASE=postgres`.
+    pub database: Option<pg::Database>,
 }
 
 impl Server {
@@ -80,11 +83,15 @@ impl Server {
             args,
             open_files,
             s3: None,
+            database: None,
         };
         if s3::requested() && !server.args.iter().any(|a| a == "--storage") {
             let moto = s3::S3Server::start();
             server.args.extend(s3::S3Server::serve_args(&moto.endpoint));
             server.s3 = Some(moto);
+        }
+        if pg::requested() && !server.args.iter().any(|a| a == "--database") {
+            server.database = Some(pg::Database::create());
         }
         server.spawn();
         server
@@ -124,6 +131,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(self.default_listen())
+            .args(self.database_args())
             .args(&self.args)
             .env("RUST_LOG", "info")
             .envs(s3::ENV)
@@ -158,11 +166,21 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// `--database` of `VODTASK_TEST_DATABASE=postgres`, for admin
+    /// commands run beside the server.
+    pub fn database_args(&self) -> Vec<String> {
+        match &self.database {
+            Some(db) => vec!["--database".into(), db.url.clone()],
+            None => Vec::new(),
+        }
+    }
+
     /// Makes another app with `vodtask apps create`; returns its key.
     pub fn create_app(&self, name: &str) -> String {
         let out = Command::new(vodtask_bin())
             .args(["apps", "create", name, "--data-dir"])
             .arg(&self.data_dir)
+            .args(self.database_args())
             .output()
             .expect("vodtask apps create");
         assert!(out.status.success(), "apps create failed");
@@ -344,6 +362,20 @@ impl Fixture {
 
 /// A port free at the time of the call, for a server that must come back
 /// on the same address.
+/// A name no other test of this run uses (for databases, buckets…).
+pub fn unique_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vodtask_core::media::{FileUrls, InputMode, StorageConfig};
 use vodtask_core::outbound::AddressPolicy;
-use vodtask_core::store::SyncMode;
+use vodtask_core::store::{StoreConfig, SyncMode};
 use vodtask_core::{Engine, EngineConfig};
 use vodtask_server::{grpc, http};
 
@@ -45,6 +45,8 @@ enum AppsCommand {
         name: String,
         #[arg(long, env = "VODTASK_DATA_DIR", default_value = "./vodtask-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
         /// Make the data dir if there is none (otherwise a missing one is an
         /// error: the running server would not know the new key).
         #[arg(long)]
@@ -54,6 +56,8 @@ enum AppsCommand {
     List {
         #[arg(long, env = "VODTASK_DATA_DIR", default_value = "./vodtask-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
     /// Revoke an app's key: it stops working within a second, also on a
     /// running server. The app's tasks, files and events stay.
@@ -61,14 +65,70 @@ enum AppsCommand {
         name: String,
         #[arg(long, env = "VODTASK_DATA_DIR", default_value = "./vodtask-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
+}
+
+/// Where the state is kept: SQLite in the data dir, or PostgreSQL
+/// (docs/postgres.md).
+#[derive(clap::Args, Debug)]
+struct DatabaseArgs {
+    /// A PostgreSQL database, `postgres://user@host:port/database`, instead
+    /// of SQLite in the data dir. A schema other than `public` is chosen
+    /// with `?options=-csearch_path%3Dname`.
+    #[arg(long, env = "VODTASK_DATABASE_URL")]
+    database: Option<String>,
+    /// Connections to PostgreSQL this process holds at most.
+    #[arg(long, env = "VODTASK_DATABASE_POOL", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    database_pool: u32,
+}
+
+impl DatabaseArgs {
+    fn config(&self) -> anyhow::Result<StoreConfig> {
+        let Some(url) = &self.database else {
+            if self.database_pool != 16 {
+                anyhow::bail!("--database-pool: only with --database postgres://…");
+            }
+            return Ok(StoreConfig::Embedded);
+        };
+        let config = StoreConfig::parse(url).map_err(|e| anyhow::anyhow!("--{e}"))?;
+        Ok(match config {
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres(mut pg) => {
+                pg.pool_size = self.database_pool as usize;
+                StoreConfig::Postgres(pg)
+            }
+            other => other,
+        })
+    }
+
+    /// The database for messages: its URL without a password.
+    fn shown(&self, data_dir: &std::path::Path) -> String {
+        match &self.database {
+            Some(url) => match url::Url::parse(url) {
+                Ok(mut u) => {
+                    let _ = u.set_password(None);
+                    u.to_string()
+                }
+                Err(_) => "the database".into(),
+            },
+            None => std::path::absolute(data_dir)
+                .unwrap_or_else(|_| data_dir.to_path_buf())
+                .display()
+                .to_string(),
+        }
+    }
 }
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Where the database, media files and default.key live.
+    /// Where the SQLite database (unless --database), media files (unless
+    /// --storage), default.key and scratch space live.
     #[arg(long, env = "VODTASK_DATA_DIR", default_value = "./vodtask-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    database: DatabaseArgs,
     /// gRPC address, HOST:PORT with a name or an IP (port 0 picks a free
     /// port; the bound address is printed).
     #[arg(long, env = "VODTASK_LISTEN", default_value = "127.0.0.1:50051")]
@@ -332,13 +392,12 @@ fn colour() -> bool {
 }
 
 async fn apps(command: AppsCommand) -> anyhow::Result<()> {
-    use vodtask_core::admin::{self, Missing};
-    let shown =
-        |dir: &std::path::Path| std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    use vodtask_core::admin::{self, Missing, Place};
     match command {
         AppsCommand::Create {
             name,
             data_dir,
+            database,
             init,
         } => {
             let missing = if init {
@@ -346,13 +405,23 @@ async fn apps(command: AppsCommand) -> anyhow::Result<()> {
             } else {
                 Missing::Refuse
             };
-            let (_, key) = admin::create_app_in(&data_dir, &name, missing).await?;
-            eprintln!("created app {name:?} in {}", shown(&data_dir).display());
+            let store = database.config()?;
+            let place = Place {
+                store: &store,
+                data_dir: &data_dir,
+            };
+            let (_, key) = admin::create_app_in(&place, &name, missing).await?;
+            eprintln!("created app {name:?} in {}", database.shown(&data_dir));
             println!("{}", key.expose());
         }
-        AppsCommand::List { data_dir } => {
-            eprintln!("apps in {}", shown(&data_dir).display());
-            for app in admin::list_apps_in(&data_dir).await? {
+        AppsCommand::List { data_dir, database } => {
+            let store = database.config()?;
+            let place = Place {
+                store: &store,
+                data_dir: &data_dir,
+            };
+            eprintln!("apps in {}", database.shown(&data_dir));
+            for app in admin::list_apps_in(&place).await? {
                 let revoked = app
                     .revoke_time
                     .map(|t| {
@@ -370,12 +439,21 @@ async fn apps(command: AppsCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        AppsCommand::Revoke { name, data_dir } => {
-            let app = admin::revoke_app_in(&data_dir, &name).await?;
+        AppsCommand::Revoke {
+            name,
+            data_dir,
+            database,
+        } => {
+            let store = database.config()?;
+            let place = Place {
+                store: &store,
+                data_dir: &data_dir,
+            };
+            let app = admin::revoke_app_in(&place, &name).await?;
             let when = app.revoke_time.map(|t| t.to_rfc3339()).unwrap_or_default();
             eprintln!(
                 "revoked app {name:?} in {} ({when})",
-                shown(&data_dir).display()
+                database.shown(&data_dir)
             );
         }
     }
@@ -414,10 +492,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_upload_bytes = args.max_upload_bytes;
     config.outbound_policy = AddressPolicy::new(args.allow_outbound_cidrs);
     config.sync = args.sync;
+    config.store = args.database.config()?;
+    if config.store != StoreConfig::Embedded && args.sync != SyncMode::Full {
+        anyhow::bail!(
+            "--sync: only for the embedded SQLite store; with --database, PostgreSQL's \
+             synchronous_commit decides when a commit is on disk"
+        );
+    }
     args.storage.apply(&mut config)?;
     let engine = Engine::open(config)
         .await
-        .with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
+        .with_context(|| match &args.database.database {
+            Some(_) => format!(
+                "--data-dir {}, --database {}",
+                args.data_dir.display(),
+                args.database.shown(&args.data_dir)
+            ),
+            None => format!("--data-dir {}", args.data_dir.display()),
+        })?;
 
     let stop = CancellationToken::new();
     let grpc_limits = grpc::GrpcLimits {

@@ -30,6 +30,25 @@ pub enum AttemptOutcome {
     Gone,
 }
 
+impl AttemptOutcome {
+    /// How stores keep it.
+    pub fn code(self) -> i64 {
+        match self {
+            AttemptOutcome::Delivered => 1,
+            AttemptOutcome::Failed => 2,
+            AttemptOutcome::Gone => 3,
+        }
+    }
+
+    pub fn from_code(code: i64) -> AttemptOutcome {
+        match code {
+            1 => AttemptOutcome::Delivered,
+            3 => AttemptOutcome::Gone,
+            _ => AttemptOutcome::Failed,
+        }
+    }
+}
+
 impl CallbackAttempt {
     /// Whether this attempt ended its round (delivered, gone, or given up).
     pub fn is_final(&self) -> bool {

@@ -31,7 +31,7 @@ use crate::media::{
 };
 use crate::outbound::AddressPolicy;
 use crate::queue::Hub;
-use crate::store::{Orphans, Store, StoreConfig, SyncMode};
+use crate::store::{Access, Orphans, Store, StoreConfig, SyncMode};
 use crate::task::procedure::{ProcedurePlan, ProcedureSpec};
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery, TimeRange};
 use crate::task::{NewTask, Task, TaskRequest, TaskSpec, TaskStatus, TaskType};
@@ -161,7 +161,7 @@ impl Engine {
         check_tool("ffprobe", &config.ffprobe).await?;
         data_dir::create_private_dir(dir)?;
         let lock = data_dir::lock(dir)?;
-        let store = crate::store::open(&config.store, dir, config.sync)?;
+        let store = crate::store::open(&config.store, dir, config.sync, Access::Engine).await?;
         // Before anything runs: ffmpeg that a killed predecessor left would
         // race this process's own run of the same task on its scratch files.
         let children = crate::exec::Children::open(dir)?;
@@ -198,7 +198,8 @@ impl Engine {
                 dir.join("default.key").display()
             );
         }
-        // We hold the data dir's lock, so whatever is PROCESSING was left by a
+        // We hold the data dir's lock (and on PostgreSQL the database's
+        // engine lock), so whatever is PROCESSING was left by a
         // process that died: run it again now rather than after its lease.
         // Should this fail, the leases' expiry recovers the same tasks later.
         match store

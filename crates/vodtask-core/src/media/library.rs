@@ -663,7 +663,9 @@ mod tests {
             &crate::store::StoreConfig::default(),
             dir,
             crate::store::SyncMode::Normal,
+            crate::store::Access::Engine,
         )
+        .await
         .expect("store");
         let config = LibraryConfig {
             storage: StorageConfig::DataDir,
@@ -730,7 +732,9 @@ mod tests {
             &crate::store::StoreConfig::default(),
             dir.path(),
             crate::store::SyncMode::Normal,
+            crate::store::Access::Engine,
         )
+        .await
         .expect("store");
         let shared = dir.path().join("shared");
         let config = LibraryConfig {

@@ -5,8 +5,11 @@
 //! are durable; each status change is one `Transition` applied with its
 //! `from` set as a guard, together with the counters, in one transaction.
 
+mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::Path;
@@ -18,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::app::{App, KeyHash};
 use crate::callbacks::{AttemptsOf, CallbackAttempt};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::envelope::Draft;
 use crate::events::{Event, EventConfig};
 use crate::ids::{AppId, FileId, TaskId};
@@ -33,20 +36,67 @@ pub enum StoreConfig {
     /// SQLite in the data dir: the embedded default, one process at a time.
     #[default]
     Embedded,
+    /// A PostgreSQL database (`--database postgres://…`).
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PgConfig),
 }
 
-/// Opens (creating if needed) the configured store of `data_dir`.
-pub fn open(config: &StoreConfig, data_dir: &Path, sync: SyncMode) -> Result<Arc<dyn Store>> {
-    match config {
-        StoreConfig::Embedded => Ok(Arc::new(sqlite::SqliteStore::open_with(data_dir, sync)?)),
+impl StoreConfig {
+    /// `--database`: a `postgres://` (or `postgresql://`) URL.
+    pub fn parse(url: &str) -> Result<StoreConfig> {
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            #[cfg(feature = "postgres")]
+            Some("postgres" | "postgresql") => {
+                Ok(StoreConfig::Postgres(postgres::PgConfig::new(url)))
+            }
+            #[cfg(not(feature = "postgres"))]
+            Some("postgres" | "postgresql") => Err(Error::invalid(
+                "database",
+                "this build of vodtask has no PostgreSQL store (cargo feature `postgres`)",
+            )),
+            _ => Err(Error::invalid(
+                "database",
+                "expected postgres://user@host:port/database (without it, state is kept \
+                 in SQLite in the data dir)",
+            )),
+        }
     }
 }
 
-/// Whether `data_dir` holds the configured store already (a data dir that
-/// was set up, rather than a typo).
+/// Who opens a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The engine, which runs tasks and delivers events.
+    Engine,
+    /// `vodtask apps …`, possibly beside a running engine.
+    Admin,
+}
+
+/// Opens (creating if needed) the configured store of `data_dir`.
+pub async fn open(
+    config: &StoreConfig,
+    data_dir: &Path,
+    sync: SyncMode,
+    access: Access,
+) -> Result<Arc<dyn Store>> {
+    match config {
+        StoreConfig::Embedded => {
+            let _ = access; // The data dir's lock file says who runs.
+            Ok(Arc::new(sqlite::SqliteStore::open_with(data_dir, sync)?))
+        }
+        #[cfg(feature = "postgres")]
+        StoreConfig::Postgres(pg) => Ok(Arc::new(postgres::PgStore::open(pg, access).await?)),
+    }
+}
+
+/// Whether the configured store exists already (a data dir that was set
+/// up, rather than a typo). A database always does: the URL names it.
 pub fn exists(config: &StoreConfig, data_dir: &Path) -> bool {
     match config {
         StoreConfig::Embedded => data_dir.join(sqlite::DB_FILE).is_file(),
+        #[cfg(feature = "postgres")]
+        StoreConfig::Postgres(_) => true,
     }
 }
 

@@ -211,6 +211,33 @@ impl Overview {
     pub fn total(&self) -> i64 {
         self.by_status.iter().map(|(_, n)| n).sum()
     }
+
+    /// The overview of `range`, from the store's counters: `counted` holds
+    /// `(status code, type code, n)` for the range, `all_time` the same of
+    /// every hour (queue depth and running are counted now, whatever the
+    /// range).
+    pub fn from_counts(
+        range: HourRange,
+        counted: &[(i64, i64, i64)],
+        all_time: &[(i64, i64, i64)],
+    ) -> Overview {
+        let sum = |matches: &dyn Fn(&(i64, i64, i64)) -> bool, counts: &[(i64, i64, i64)]| {
+            counts.iter().filter(|c| matches(c)).map(|c| c.2).sum()
+        };
+        Overview {
+            by_status: TaskStatus::ALL
+                .into_iter()
+                .map(|s| (s, sum(&|c| c.0 == s.code(), counted)))
+                .collect(),
+            by_type: TaskType::ALL
+                .into_iter()
+                .map(|t| (t, sum(&|c| c.1 == t.code(), counted)))
+                .collect(),
+            queue_depth: sum(&|c| c.0 == TaskStatus::Waiting.code(), all_time),
+            running: sum(&|c| c.0 == TaskStatus::Processing.code(), all_time),
+            counted: range,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,20 +14,8 @@ use crate::time::{from_micros, to_micros};
 const COLUMNS: &str = "e.event_id, a.attempt, a.time, a.url, a.http_status, a.error, a.duration_us, \
      a.response, a.outcome, a.next_attempt";
 
-fn outcome_code(o: AttemptOutcome) -> i64 {
-    match o {
-        AttemptOutcome::Delivered => 1,
-        AttemptOutcome::Failed => 2,
-        AttemptOutcome::Gone => 3,
-    }
-}
-
 fn attempt(r: &rusqlite::Row<'_>) -> Result<CallbackAttempt> {
-    let outcome = match r.get::<_, i64>(8)? {
-        1 => AttemptOutcome::Delivered,
-        3 => AttemptOutcome::Gone,
-        _ => AttemptOutcome::Failed,
-    };
+    let outcome = AttemptOutcome::from_code(r.get(8)?);
     Ok(CallbackAttempt {
         event_id: r.get(0)?,
         attempt: r.get::<_, i64>(1)?.max(0) as u32,
@@ -78,7 +66,7 @@ pub(super) fn record(
         a.error,
         i64::try_from(a.duration.as_micros()).unwrap_or(i64::MAX),
         a.response,
-        outcome_code(a.outcome),
+        a.outcome.code(),
         a.next_attempt.map(to_micros),
     ])?;
     if let Some(outcome) = settled {

@@ -2,31 +2,17 @@
 
 use rusqlite::{OptionalExtension, Row};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::{MediaFile, SourceType};
-use crate::task::{AttemptRecord, Task, TaskOutput, TaskSpec, TaskStatus};
+use crate::store::codec::{corrupt, json};
+pub(super) use crate::store::codec::{status, to_json};
+use crate::task::{AttemptRecord, Task, TaskOutput, TaskSpec};
 use crate::time::from_micros;
 
 pub(super) const TASK_COLUMNS: &str = "seq, task_id, app_id, status, err_code, message, progress, attempt, \
      create_time, begin_process_time, finish_time, priority, session_id, session_context, input_json, \
      output_json, cancel_requested, file_id";
-
-fn corrupt(what: impl std::fmt::Display) -> Error {
-    Error::Storage(format!("unreadable row: {what}").into())
-}
-
-pub(super) fn status(code: i64) -> Result<TaskStatus> {
-    TaskStatus::from_code(code).ok_or_else(|| corrupt(format!("task status {code}")))
-}
-
-fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(corrupt)
-}
-
-pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Internal(format!("serialize: {e}")))
-}
 
 /// A task and its `seq` (the keyset tie-breaker).
 pub(super) fn task(row: &Row<'_>) -> Result<(i64, Task)> {

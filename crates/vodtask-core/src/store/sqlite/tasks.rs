@@ -9,13 +9,13 @@ use crate::error::{Error, Result};
 use crate::events::envelope::Draft;
 use crate::ids::{AppId, FileId, TaskId};
 use crate::media::MediaFile;
+use crate::store::codec::{Assign, assignments};
 use crate::store::{Claim, Lease, LeaseState, Orphans, Recovered};
 use crate::task::Outcome;
 use crate::task::errcode;
 use crate::task::query::{HourRange, Overview, Position, SortBy, SortOrder, TaskPage, TaskQuery};
 use crate::task::{
-    Cancel, Change, Inserted, LeaseUpdate, NewTask, Orphan, Recoveries, Task, TaskOutput, TaskSpec,
-    TaskStatus, TaskType,
+    Cancel, Change, Inserted, NewTask, Orphan, Task, TaskOutput, TaskSpec, TaskStatus, TaskType,
 };
 use crate::time::{Timestamp, hour_of, to_micros};
 
@@ -106,53 +106,24 @@ fn apply(conn: &Connection, cur: &Current, change: &Change) -> Result<()> {
 
 /// The fields a change sets, in one statement (none: no statement).
 fn write_fields(conn: &Connection, seq: i64, c: &Change) -> Result<()> {
+    let assignments = assignments(c)?;
+    if assignments.is_empty() {
+        return Ok(());
+    }
     let mut sets: Vec<String> = Vec::new();
     let mut values: Vec<Value> = Vec::new();
-    let mut set = |column: &str, value: Value| {
+    for a in assignments {
+        let (column, value) = match a {
+            Assign::Int(column, v) => (column, v.map_or(Value::Null, Value::Integer)),
+            Assign::Text(column, v) => (column, v.map_or(Value::Null, Value::Text)),
+            Assign::Bool(column, v) => (column, Value::Integer(v.into())),
+            Assign::Expr(expr) => {
+                sets.push(expr.to_string());
+                continue;
+            }
+        };
         values.push(value);
         sets.push(format!("{column} = ?{}", values.len()));
-    };
-    let micros = |t: Option<Timestamp>| t.map_or(Value::Null, |t| Value::Integer(to_micros(t)));
-    if let Some(v) = c.err_code {
-        set("err_code", Value::Integer(v.into()));
-    }
-    if let Some(v) = &c.message {
-        set("message", Value::Text(v.clone()));
-    }
-    if let Some(v) = c.progress {
-        set("progress", Value::Integer(v.into()));
-    }
-    if let Some(t) = c.begin_process_time {
-        set("begin_process_time", micros(t));
-    }
-    if let Some(t) = c.finish_time {
-        set("finish_time", micros(t));
-    }
-    if let Some(output) = &c.output {
-        let json = output.as_ref().map(to_json).transpose()?;
-        set("output_json", json.map_or(Value::Null, Value::Text));
-    }
-    if let Some(v) = c.cancel_requested {
-        set("cancel_requested", Value::Integer(v.into()));
-    }
-    match c.lease {
-        Some(LeaseUpdate::Take { until }) => set("lease_expires", micros(Some(until))),
-        Some(LeaseUpdate::Drop) => set("lease_expires", Value::Null),
-        None => {}
-    }
-    if matches!(c.lease, Some(LeaseUpdate::Take { .. })) {
-        sets.push("lease_token = lease_token + 1".into());
-    }
-    if c.next_attempt {
-        sets.push("attempt = attempt + 1".into());
-    }
-    match c.recoveries {
-        Some(Recoveries::Reset) => sets.push("recoveries = 0".into()),
-        Some(Recoveries::OneMore) => sets.push("recoveries = recoveries + 1".into()),
-        None => {}
-    }
-    if sets.is_empty() {
-        return Ok(());
     }
     values.push(Value::Integer(seq));
     let sql = format!(
@@ -468,63 +439,37 @@ pub(super) fn list(conn: &Connection, app: AppId, q: &TaskQuery) -> Result<TaskP
 }
 
 pub(super) fn overview(conn: &Connection, app: AppId, range: HourRange) -> Result<Overview> {
-    let mut counts: Vec<(i64, i64, i64)> = Vec::new();
-    let mut collect =
-        |stmt: &mut rusqlite::CachedStatement<'_>, args: &[&dyn rusqlite::ToSql]| -> Result<()> {
-            let mut rows = stmt.query(args)?;
-            while let Some(r) = rows.next()? {
-                counts.push((r.get(0)?, r.get(1)?, r.get(2)?));
-            }
-            Ok(())
-        };
-    let mut all_time =
-        conn.prepare_cached("SELECT status, task_type, n FROM task_counts WHERE app_id = ?1")?;
-    if range.is_unbounded() {
-        collect(&mut all_time, &[&app.0])?;
+    let collect = |stmt: &mut rusqlite::CachedStatement<'_>,
+                   args: &[&dyn rusqlite::ToSql]|
+     -> Result<Vec<(i64, i64, i64)>> {
+        let mut rows = stmt.query(args)?;
+        let mut counts = Vec::new();
+        while let Some(r) = rows.next()? {
+            counts.push((r.get(0)?, r.get(1)?, r.get(2)?));
+        }
+        Ok(counts)
+    };
+    let all_time = collect(
+        &mut conn
+            .prepare_cached("SELECT status, task_type, n FROM task_counts WHERE app_id = ?1")?,
+        &[&app.0],
+    )?;
+    let counted = if range.is_unbounded() {
+        all_time.clone()
     } else {
-        let mut stmt = conn.prepare_cached(
-            "SELECT status, task_type, SUM(n) FROM task_counts_hourly
-             WHERE app_id = ?1 AND hour >= ?2 AND hour < ?3 GROUP BY status, task_type",
-        )?;
         collect(
-            &mut stmt,
+            &mut conn.prepare_cached(
+                "SELECT status, task_type, SUM(n) FROM task_counts_hourly
+                 WHERE app_id = ?1 AND hour >= ?2 AND hour < ?3 GROUP BY status, task_type",
+            )?,
             &[
                 &app.0,
                 &range.first_hour.unwrap_or(i64::MIN),
                 &range.end_hour.unwrap_or(i64::MAX),
             ],
-        )?;
-    }
-    let mut overview = Overview {
-        counted: range,
-        ..Overview::default()
+        )?
     };
-    for status in TaskStatus::ALL {
-        let n = counts
-            .iter()
-            .filter(|c| c.0 == status.code())
-            .map(|c| c.2)
-            .sum();
-        overview.by_status.push((status, n));
-    }
-    for task_type in TaskType::ALL {
-        let n = counts
-            .iter()
-            .filter(|c| c.1 == task_type.code())
-            .map(|c| c.2)
-            .sum();
-        overview.by_type.push((task_type, n));
-    }
-    let mut rows = all_time.query([app.0])?;
-    while let Some(r) = rows.next()? {
-        let (status, n): (i64, i64) = (r.get(0)?, r.get(2)?);
-        if status == TaskStatus::Waiting.code() {
-            overview.queue_depth += n;
-        } else if status == TaskStatus::Processing.code() {
-            overview.running += n;
-        }
-    }
-    Ok(overview)
+    Ok(Overview::from_counts(range, &counted, &all_time))
 }
 
 pub(super) fn redo(conn: &Connection, app: AppId, id: &TaskId) -> Result<Task> {
