@@ -157,22 +157,21 @@ async fn mistakes_in_flags_are_named_at_start() {
         .expect("serving on a name");
 }
 
-/// `--database`: one server per database for now, a key made by `apps
-/// create --database` works on the running server, and mistakes (another
-/// scheme, `--sync normal`, a schema from a newer vodtask) are named.
+/// `--database`: a second server on the same database starts beside the
+/// first, a key made by `apps create --database` works on both at once,
+/// and mistakes (another scheme, `--sync normal`, a schema from a newer
+/// vodtask) are named.
 #[tokio::test]
-async fn one_server_per_database_and_its_mistakes_named() {
+async fn servers_share_a_database_and_its_mistakes_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let db = vodtask_e2e::pg::Database::create();
-    let server = Server::start(
+    let first = Server::start(
         &dir.path().join("a"),
         &["--database", &db.url, "--workers", "0"],
     );
-    let second = dir.path().join("b");
-    let message = serve_fails(&second, &["--database", &db.url]);
-    assert!(
-        message.contains("another vodtask server runs on this database"),
-        "{message}"
+    let second = Server::start(
+        &dir.path().join("b"),
+        &["--database", &db.url, "--workers", "0"],
     );
     let out = Command::new(vodtask_bin())
         .args(["apps", "create", "beside", "--database", &db.url])
@@ -181,32 +180,35 @@ async fn one_server_per_database_and_its_mistakes_named() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    server
-        .tasks_as(&key)
-        .await
-        .get_task_overview(pb::GetTaskOverviewRequest::default())
-        .await
-        .expect("a key made beside the server works at once");
+    for server in [&first, &second] {
+        server
+            .tasks_as(&key)
+            .await
+            .get_task_overview(pb::GetTaskOverviewRequest::default())
+            .await
+            .expect("a key made beside the servers works at once");
+    }
 
-    let message = serve_fails(&second, &["--database", "mysql://db/vodtask"]);
+    let other = dir.path().join("c");
+    let message = serve_fails(&other, &["--database", "mysql://db/vodtask"]);
     assert!(
         message.contains("--database: expected postgres://"),
         "{message}"
     );
-    let message = serve_fails(&second, &["--database", &db.url, "--sync", "normal"]);
+    let message = serve_fails(&other, &["--database", &db.url, "--sync", "normal"]);
     assert!(
         message.contains("--sync: only for the embedded SQLite store"),
         "{message}"
     );
-    let message = serve_fails(&second, &["--database-pool", "4"]);
+    let message = serve_fails(&other, &["--database-pool", "4"]);
     assert!(
         message.contains("--database-pool: only with --database"),
         "{message}"
     );
 
-    drop(server);
+    drop((first, second));
     db.run("UPDATE vodtask_schema SET version = 999");
-    let message = serve_fails(&second, &["--database", &db.url]);
+    let message = serve_fails(&other, &["--database", &db.url]);
     assert!(
         message.contains("its schema is version 999, written by a newer vodtask"),
         "{message}"

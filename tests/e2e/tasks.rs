@@ -293,30 +293,7 @@ async fn cancel_stops_the_running_ffmpeg() {
         ..
     } = Fixture::start(120, 640, 360, &[]).await;
     let id = create(&mut tasks, transcode(&file_id, &[100020])).await;
-
-    wait_processing(&mut tasks, &id).await;
-    let pid = server.pid();
-    eventually("ffmpeg to run", || async {
-        (!ffmpeg_children(pid).is_empty()).then_some(())
-    })
-    .await;
-
-    let cancelled = tasks
-        .cancel_task(pb::CancelTaskRequest {
-            task_id: id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        cancelled.status,
-        pb::TaskStatus::Aborted as i32,
-        "{cancelled:?}"
-    );
-    assert!(
-        ffmpeg_children(pid).is_empty(),
-        "ffmpeg still runs after CancelTask returned"
-    );
+    cancel_running(&mut tasks, &id, server.pid()).await;
     let again = tasks
         .cancel_task(pb::CancelTaskRequest {
             task_id: id.clone(),

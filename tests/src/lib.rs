@@ -6,6 +6,7 @@
 
 pub mod origin;
 pub mod pg;
+pub mod queue;
 pub mod receiver;
 pub mod s3;
 
@@ -615,6 +616,38 @@ pub async fn wait_processing(
         }
     })
     .await
+}
+
+/// Cancels a running task whose ffmpeg is a child of the process `pid`
+/// (the server that runs it, whichever node `tasks` talks to): waits for
+/// that ffmpeg to run, cancels, and asserts that the call returned the
+/// task ABORTED with its ffmpeg gone.
+pub async fn cancel_running(
+    tasks: &mut TaskServiceClient<InterceptedService<Channel, Auth>>,
+    task_id: &str,
+    pid: u32,
+) {
+    wait_processing(tasks, task_id).await;
+    eventually("ffmpeg to run", || async {
+        (!ffmpeg_children(pid).is_empty()).then_some(())
+    })
+    .await;
+    let cancelled = tasks
+        .cancel_task(pb::CancelTaskRequest {
+            task_id: task_id.to_string(),
+        })
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert_eq!(
+        cancelled.status,
+        pb::TaskStatus::Aborted as i32,
+        "{cancelled:?}"
+    );
+    assert!(
+        ffmpeg_children(pid).is_empty(),
+        "ffmpeg still runs after CancelTask returned"
+    );
 }
 
 /// Pids of ffmpeg processes whose parent is `parent`.

@@ -160,6 +160,17 @@ impl PushWorkers {
         })
     }
 
+    /// Runs a callback worker for each of `push_apps` and for no other.
+    pub(crate) fn sync_all(&self, push_apps: &[AppId]) {
+        let running: Vec<AppId> = lock(&self.workers).keys().copied().collect();
+        for app in running.into_iter().filter(|a| !push_apps.contains(a)) {
+            self.sync(app, DeliveryMode::Pull);
+        }
+        for &app in push_apps {
+            self.sync(app, DeliveryMode::Push);
+        }
+    }
+
     /// Starts or stops the app's callback worker to match its mode.
     pub(crate) fn sync(&self, app: AppId, mode: DeliveryMode) {
         let mut workers = lock(&self.workers);
@@ -270,7 +281,14 @@ async fn run(shared: Arc<Shared>, app: AppId, stop: CancellationToken, endpoint:
             // The retry schedule decides when to give up.
             max_deliveries: None,
         };
-        let mut credit = CONCURRENCY.saturating_sub(worker.consumer.held());
+        let held = match worker.consumer.held().await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::error!(app = app.0, "callback worker: {e}");
+                CONCURRENCY
+            }
+        };
+        let mut credit = CONCURRENCY.saturating_sub(held);
         let mut pause = None;
         let gate = if config.endpoint_disabled.is_some() || credit == 0 {
             Gate::Waiting
@@ -305,9 +323,14 @@ async fn run(shared: Arc<Shared>, app: AppId, stop: CancellationToken, endpoint:
                 }
             }
         }
-        let until = pause
-            .or_else(|| worker.consumer.next_change())
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let until = match pause {
+            Some(until) => until,
+            None => worker
+                .consumer
+                .next_change()
+                .await
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+        };
         tokio::select! {
             _ = stop.cancelled() => {}
             _ = changed.changed() => {}
@@ -334,7 +357,7 @@ impl AppWorker {
             Ok(last) => last,
             Err(e) => {
                 tracing::error!(app = app.0, "callback attempt log: {e}");
-                return self.consumer.give_back(d.handle, ERROR_PAUSE);
+                return self.consumer.give_back(d.handle, ERROR_PAUSE).await;
             }
         };
         let now = time::now();
@@ -354,21 +377,21 @@ impl AppWorker {
             && !resend
         {
             let wait = (due - now).to_std().unwrap_or(Duration::ZERO);
-            return self.consumer.give_back(d.handle, wait);
+            return self.consumer.give_back(d.handle, wait).await;
         }
         let number = previous.map_or(1, |a| a.attempt + 1);
         let secrets = match config.secrets.in_force(now) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(app = app.0, "signing secrets: {e}");
-                return self.consumer.give_back(d.handle, ERROR_PAUSE);
+                return self.consumer.give_back(d.handle, ERROR_PAUSE).await;
             }
         };
         let signing: Vec<_> = secrets.iter().collect();
         let slots = self.shared.url_slots(&config.notification_url);
         let Ok(Ok(_slot)) = tokio::time::timeout(URL_SLOT_WAIT, slots.acquire()).await else {
             // Other apps keep this URL busy: try again shortly.
-            return self.consumer.give_back(d.handle, ERROR_PAUSE);
+            return self.consumer.give_back(d.handle, ERROR_PAUSE).await;
         };
         let sent = self
             .shared
@@ -436,7 +459,7 @@ impl AppWorker {
                         if let Err(e) = store.record_attempt(app, seq, record, None).await {
                             tracing::error!(app = app.0, "callback attempt log: {e}");
                         }
-                        return self.consumer.give_back(d.handle, wait);
+                        return self.consumer.give_back(d.handle, wait).await;
                     }
                     None => Settled::DeadLettered,
                 }

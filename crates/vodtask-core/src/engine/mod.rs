@@ -142,6 +142,10 @@ fn unknown_key() -> Error {
 /// at once (a delete or a given-up write while the storage was down).
 const MEDIA_SWEEP: Duration = Duration::from_secs(30);
 
+/// How often a process sharing its store looks for apps another process
+/// switched to PUSH mode or back.
+const PUSH_APPS_RECHECK: Duration = Duration::from_secs(5);
+
 /// How long CancelTask waits for a running task's worker to stop.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
@@ -198,12 +202,17 @@ impl Engine {
                 dir.join("default.key").display()
             );
         }
-        // We hold the data dir's lock (and on PostgreSQL the database's
-        // engine lock), so whatever is PROCESSING was left by a
-        // process that died: run it again now rather than after its lease.
+        // We hold the data dir's lock, so whatever is PROCESSING in a store
+        // of our own was left by a process that died: run it again now
+        // rather than after its lease. In a store other processes share,
+        // running tasks may be theirs: only expired leases are orphans.
         // Should this fail, the leases' expiry recovers the same tasks later.
+        let orphans = match store.shared_leases() {
+            Some(_) => Orphans::ExpiredBefore(time::now()),
+            None => Orphans::All,
+        };
         match store
-            .recover(Orphans::All, config.max_recoveries, time::now())
+            .recover(orphans, config.max_recoveries, time::now())
             .await
         {
             Ok(r) if r.requeued + r.failed > 0 => {
@@ -421,10 +430,23 @@ impl Engine {
     pub async fn cancel_task(&self, app: AppId, id: &TaskId) -> Result<Task> {
         let task = self.inner.store.cancel_task(app, id, time::now()).await?;
         self.inner.task_changes.bump();
-        if task.status == TaskStatus::Processing
-            && self.inner.scheduler.cancel_local(id, CANCEL_WAIT).await
-        {
+        if task.status != TaskStatus::Processing {
+            return Ok(task);
+        }
+        if self.inner.scheduler.cancel_local(id, CANCEL_WAIT).await {
             return self.describe_task(app, id).await;
+        }
+        if self.inner.store.shared_leases().is_some() {
+            // Run by another process, which sees the flag at its next
+            // heartbeat (every second) and kills its ffmpeg.
+            let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = self.describe_task(app, id).await?;
+                if now.status != TaskStatus::Processing {
+                    return Ok(now);
+                }
+            }
         }
         Ok(task)
     }
@@ -525,6 +547,11 @@ impl Engine {
         let mut purge = tokio::time::interval(Duration::from_secs(600));
         let mut sweep = tokio::time::interval(MEDIA_SWEEP);
         sweep.tick().await;
+        // Over a shared store, another process may switch an app to PUSH
+        // or back: every process runs a callback worker for each PUSH app
+        // (their leases keep them from sending one event twice at once).
+        let shared = inner.store.shared_leases().is_some();
+        let mut push_apps = tokio::time::interval(PUSH_APPS_RECHECK);
         loop {
             tokio::select! {
                 _ = inner.closing.cancelled() => return,
@@ -542,6 +569,12 @@ impl Engine {
                         }
                         Ok(_) => {}
                         Err(e) => tracing::error!("lease recovery failed: {e}"),
+                    }
+                }
+                _ = push_apps.tick(), if shared => {
+                    match inner.store.push_apps().await {
+                        Ok(apps) => inner.push.sync_all(&apps),
+                        Err(e) => tracing::warn!("reading which apps are in PUSH mode: {e}"),
                     }
                 }
                 _ = sweep.tick() => {

@@ -63,7 +63,9 @@ impl Subscription {
             }
             let mut changed = self.consumer.changes();
             changed.borrow_and_update();
-            let credit = self.max_in_flight.saturating_sub(self.consumer.held());
+            let credit = self
+                .max_in_flight
+                .saturating_sub(self.consumer.held().await?);
             if credit > 0 {
                 let got = self.consumer.take(credit, None).await?;
                 if !got.is_empty() {
@@ -79,9 +81,9 @@ impl Subscription {
             // only credit coming back: a confirm or nack of this stream's
             // (`credit_back`), or one of its leases running out.
             let next = if credit > 0 {
-                self.consumer.next_change()
+                self.consumer.next_change().await
             } else {
-                self.consumer.next_expiry()
+                self.consumer.next_expiry().await
             };
             let until = next.map_or(self.next_heartbeat, |t| t.min(self.next_heartbeat));
             tokio::select! {

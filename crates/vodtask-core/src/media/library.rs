@@ -102,10 +102,17 @@ impl MediaLibrary {
         create_private_dir(&tmp_dir)?;
         let uploads = Arc::new(RecordedUploads(Arc::clone(&store)));
         let storage = Storage::open(&config.storage, data_dir, &tmp_dir, uploads).await?;
+        // Over a shared store, this process's name there, under which its
+        // liveness is kept: other processes' sweepers leave its writes
+        // alone while it lives.
+        let owner: Arc<str> = store
+            .shared_leases()
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), |s| s.node())
+            .into();
         Ok(MediaLibrary {
             storage,
             store,
-            owner: uuid::Uuid::new_v4().to_string().into(),
+            owner,
             tmp_dir,
             ffprobe: config.ffprobe.clone(),
             file_urls: config.file_urls.clone(),
@@ -380,6 +387,10 @@ impl MediaLibrary {
             }
             for leftover in &batch {
                 let file_id = &leftover.file_id;
+                // Marked given up first: a writer that was only slow (taken
+                // for dead) can then no longer record the file whose
+                // objects go now.
+                self.store.abandon_media_write(file_id).await?;
                 for (name, upload_id) in &leftover.multipart {
                     self.storage.abort_upload(file_id, name, upload_id).await?;
                 }

@@ -40,8 +40,10 @@ pub(super) struct AppQueue {
 
 pub(super) struct Window {
     pub(super) leases: Leases,
-    /// The app's config as last written (the store's copy is read once).
+    /// The app's config as last written (the store's copy is read once;
+    /// over a shared store, again when older than a second).
     pub(super) config: EventConfig,
+    config_read: Instant,
     /// Every unsettled event with seq ≤ this is in `leases`.
     pub(super) loaded_upto: i64,
     /// The store had nothing beyond `loaded_upto` at the last load…
@@ -62,6 +64,7 @@ impl AppQueue {
             state: Mutex::new(Window {
                 leases: Leases::new(epoch),
                 config,
+                config_read: Instant::now(),
                 loaded_upto: 0,
                 exhausted: false,
                 commits: 0,
@@ -84,6 +87,18 @@ impl AppQueue {
 
     pub(super) fn wake(&self) {
         self.signal.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// The config, if it was read within `fresh`.
+    pub(super) fn config_if_fresh(&self, fresh: std::time::Duration) -> Option<EventConfig> {
+        let s = self.lock();
+        (s.config_read.elapsed() < fresh).then(|| s.config.clone())
+    }
+
+    pub(super) fn set_config(&self, config: EventConfig) {
+        let mut s = self.lock();
+        s.config = config;
+        s.config_read = Instant::now();
     }
 
     /// A stream opens: `credit_back` will wake it through this.

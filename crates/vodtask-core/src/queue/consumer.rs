@@ -13,10 +13,12 @@ use tokio::time::Instant;
 use super::app_queue::{AppQueue, instant_at};
 use super::hub::{Hub, settled};
 use super::leases::{ConsumerId, LeaseChange, TakeRules};
+use super::shared::consumer_name;
 use crate::error::Result;
 use crate::events::{Delivery, EventConfig, MsgHandle};
 use crate::ids::AppId;
 use crate::store::Settled;
+use crate::store::leases::Wake;
 use crate::time;
 
 pub(crate) struct Consumer {
@@ -43,8 +45,12 @@ impl Consumer {
     }
 
     /// Events leased to this consumer and not yet settled or expired.
-    pub(crate) fn held(&self) -> u32 {
-        self.queue.lock().leases.held_by(self.id, time::now())
+    pub(crate) async fn held(&self) -> Result<u32> {
+        if let Some(shared) = &self.hub.shared {
+            let name = consumer_name(shared.as_ref(), self.id);
+            return shared.held_by(&name, time::now()).await;
+        }
+        Ok(self.queue.lock().leases.held_by(self.id, time::now()))
     }
 
     /// The app's event config as last written.
@@ -71,22 +77,47 @@ impl Consumer {
     }
 
     /// When something in the queue changes by itself (a delay or lease ends).
-    pub(crate) fn next_change(&self) -> Option<Instant> {
-        self.queue.next_change()
+    pub(crate) async fn next_change(&self) -> Option<Instant> {
+        match &self.hub.shared {
+            Some(shared) => Some(
+                self.hub
+                    .shared_next_change(shared.as_ref(), self.queue.app, None)
+                    .await,
+            ),
+            None => self.queue.next_change(),
+        }
     }
 
-    /// When the earliest lease (of anyone) runs out: credit may come back.
-    pub(crate) fn next_expiry(&self) -> Option<Instant> {
-        self.queue.lock().leases.next_expiry().map(instant_at)
+    /// When the earliest lease (of anyone; over a shared store, of this
+    /// consumer) runs out: credit may come back.
+    pub(crate) async fn next_expiry(&self) -> Option<Instant> {
+        match &self.hub.shared {
+            Some(shared) => Some(
+                self.hub
+                    .shared_next_change(shared.as_ref(), self.queue.app, Some(self.id))
+                    .await,
+            ),
+            None => self.queue.lock().leases.next_expiry().map(instant_at),
+        }
     }
 
     /// The event goes back to the queue, due again after `wait`.
-    pub(crate) fn give_back(&self, handle: MsgHandle, wait: Duration) {
-        self.queue.lock().leases.change(
-            &[Some(handle)],
-            LeaseChange::Nack(Some(wait)),
-            time::now(),
-        );
+    pub(crate) async fn give_back(&self, handle: MsgHandle, wait: Duration) {
+        let nack = LeaseChange::Nack(Some(wait));
+        if let Some(shared) = &self.hub.shared {
+            if let Err(e) = shared
+                .change(self.queue.app, &[Some(handle)], nack, time::now())
+                .await
+            {
+                // The lease runs out instead, and the event comes back then.
+                tracing::warn!(app = self.queue.app.0, "giving an event back: {e}");
+            }
+            return;
+        }
+        self.queue
+            .lock()
+            .leases
+            .change(&[Some(handle)], nack, time::now());
         self.queue.wake();
     }
 
@@ -110,6 +141,16 @@ impl Consumer {
         F: FnOnce(Option<Settled>) -> Fut,
         Fut: Future<Output = Result<()>>,
     {
+        if let Some(shared) = &self.hub.shared {
+            // Asked, then written: a lease that runs out in between lets a
+            // second delivery start, which finds the event settled.
+            let holds = shared.holds(self.queue.app, handle, time::now()).await?;
+            let written = write(holds.then_some(settle)).await;
+            if holds && written.is_ok() {
+                shared.announce(Wake::App(self.queue.app));
+            }
+            return written;
+        }
         let v = self
             .queue
             .lock()
@@ -130,6 +171,19 @@ impl Drop for Consumer {
             self.queue.remove_stream(self.id);
         }
         // Buffered deliveries were leased too; releasing by consumer frees them.
+        if let Some(shared) = self.hub.shared.clone() {
+            let name = consumer_name(shared.as_ref(), self.id);
+            // Should the release not run (no runtime any more), the leases
+            // run out instead.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = shared.release(&name, time::now()).await {
+                        tracing::warn!("releasing the leases of {name}: {e}");
+                    }
+                });
+            }
+            return;
+        }
         let released = self.queue.lock().leases.release(self.id, time::now());
         if released > 0 {
             if self.credit_back.is_some() {

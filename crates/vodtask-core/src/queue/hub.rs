@@ -23,6 +23,7 @@ use super::leases::{ConsumerId, LeaseChange, TakeRules, Verdicts};
 use crate::error::Result;
 use crate::events::{Delivery, DeliveryMode, EventConfig, HandleResult, MsgHandle, QueueState};
 use crate::ids::AppId;
+use crate::store::leases::{SharedLeases, Wake};
 use crate::store::{Revive, Settled, Store, Stored};
 use crate::time;
 
@@ -34,17 +35,24 @@ pub(crate) struct Hub {
     epoch: u32,
     apps: Mutex<HashMap<AppId, Arc<AppQueue>>>,
     next_consumer: AtomicU64,
+    /// Leases kept in the store, which other processes share
+    /// (`queue/shared.rs`); None: in memory, in the app queues.
+    pub(super) shared: Option<Arc<dyn SharedLeases>>,
 }
 
 impl Hub {
     /// A hub over `store`, listening to its outbox.
     pub(crate) fn new(store: Arc<dyn Store>) -> Arc<Hub> {
+        let shared = store.shared_leases();
         let hub = Arc::new(Hub {
             store,
             // Nonzero, so that handles of the old format (no epoch) are stale.
-            epoch: rand::rng().random_range(1..=u32::MAX),
+            epoch: shared
+                .as_ref()
+                .map_or_else(|| rand::rng().random_range(1..=u32::MAX), |s| s.epoch()),
             apps: Mutex::new(HashMap::new()),
             next_consumer: AtomicU64::new(1),
+            shared,
         });
         let listener = Arc::downgrade(&hub);
         hub.store.listen_outbox(Arc::new(move |apps: &[AppId]| {
@@ -52,11 +60,30 @@ impl Hub {
                 hub.committed(apps);
             }
         }));
+        if let Some(shared) = &hub.shared {
+            let listener = Arc::downgrade(&hub);
+            shared.listen(Arc::new(move |wake: &Wake| {
+                if let Some(hub) = listener.upgrade()
+                    && let Some(shared) = hub.shared.clone()
+                {
+                    hub.woken(shared.as_ref(), wake);
+                }
+            }));
+        }
         hub
     }
 
     fn apps(&self) -> MutexGuard<'_, HashMap<AppId, Arc<AppQueue>>> {
         self.apps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The app's queue if it is loaded.
+    pub(super) fn loaded(&self, app: AppId) -> Option<Arc<AppQueue>> {
+        self.apps().get(&app).cloned()
+    }
+
+    pub(super) fn all_loaded(&self) -> Vec<Arc<AppQueue>> {
+        self.apps().values().cloned().collect()
     }
 
     /// The app's queue, created (with its config read) on first use.
@@ -101,7 +128,11 @@ impl Hub {
             if !got.is_empty() || Instant::now() >= deadline {
                 return Ok(got);
             }
-            let until = queue.next_change().map_or(deadline, |t| t.min(deadline));
+            let next = match &self.shared {
+                Some(shared) => Some(self.shared_next_change(shared.as_ref(), app, None).await),
+                None => queue.next_change(),
+            };
+            let until = next.map_or(deadline, |t| t.min(deadline));
             tokio::select! {
                 _ = changed.changed() => {}
                 _ = tokio::time::sleep_until(until) => {}
@@ -119,6 +150,11 @@ impl Hub {
         consumer: Option<ConsumerId>,
         rules: Option<TakeRules>,
     ) -> Result<Vec<Delivery>> {
+        if let Some(shared) = &self.shared {
+            return self
+                .shared_take(shared.as_ref(), queue, max, consumer, rules)
+                .await;
+        }
         queue.refill(self.store.as_ref()).await?;
         let (got, dead) = {
             let mut s = queue.lock();
@@ -182,6 +218,12 @@ impl Hub {
         app: AppId,
         handles: &[String],
     ) -> Result<Vec<HandleResult>> {
+        if let Some(shared) = &self.shared {
+            let changed = shared
+                .change(app, &decode(handles), LeaseChange::Settle, time::now())
+                .await?;
+            return Ok(changed.results);
+        }
         let queue = self.queue(app).await?;
         let v = queue
             .lock()
@@ -204,6 +246,12 @@ impl Hub {
         handles: &[String],
         change: LeaseChange,
     ) -> Result<Vec<HandleResult>> {
+        if let Some(shared) = &self.shared {
+            let changed = shared
+                .change(app, &decode(handles), change, time::now())
+                .await?;
+            return Ok(changed.results);
+        }
         let queue = self.queue(app).await?;
         let v = queue
             .lock()
@@ -235,6 +283,11 @@ impl Hub {
             .revive(&queue, Some(event_ids), Revive::Settled)
             .await?;
         let now = time::now();
+        if let Some(shared) = &self.shared {
+            let seqs: Vec<i64> = pending.iter().chain(&revived).copied().collect();
+            shared.due_now(app, &seqs, now).await?;
+            return Ok(seqs.len() as u64);
+        }
         {
             let mut s = queue.lock();
             let push = s.config.mode == DeliveryMode::Push;
@@ -256,6 +309,14 @@ impl Hub {
         event_ids: Option<Vec<String>>,
         which: Revive,
     ) -> Result<Vec<i64>> {
+        if let Some(shared) = &self.shared {
+            let events = self
+                .store
+                .revive_events(queue.app, event_ids, which)
+                .await?;
+            shared.announce(Wake::App(queue.app));
+            return Ok(events.iter().map(|e| e.seq).collect());
+        }
         // No load may run between the write and the queue taking the events
         // back, or one below the window's edge could be missed.
         let _no_load = queue.loading.lock().await;
@@ -283,6 +344,12 @@ impl Hub {
         if deleted == 0 {
             return Ok(0);
         }
+        if let Some(shared) = &self.shared {
+            // Leased events may be among the deleted: their consumers'
+            // credit is back.
+            shared.announce(Wake::All);
+            return Ok(deleted);
+        }
         let loaded: Vec<_> = self.apps().values().cloned().collect();
         for queue in loaded {
             // A load that read the deleted rows has finished once this is held.
@@ -305,6 +372,9 @@ impl Hub {
 
     /// Exact counts: the loaded window from memory, the rest from the store.
     pub(crate) async fn state(&self, app: AppId) -> Result<QueueState> {
+        if let Some(shared) = &self.shared {
+            return shared.state(app, time::now()).await;
+        }
         let queue = self.queue(app).await?;
         let _no_load = queue.loading.lock().await;
         let (mem, upto) = {
@@ -323,7 +393,11 @@ impl Hub {
 
     /// The app's event config as last written.
     pub(crate) async fn config(&self, app: AppId) -> Result<EventConfig> {
-        Ok(self.queue(app).await?.lock().config.clone())
+        let queue = self.queue(app).await?;
+        if self.shared.is_some() {
+            return self.fresh_config(&queue).await;
+        }
+        Ok(queue.lock().config.clone())
     }
 
     /// Changes the app's config as one operation: `change` gets the current
@@ -341,12 +415,25 @@ impl Hub {
     {
         let queue = self.queue(app).await?;
         let _one_writer = queue.config_writes.lock().await;
-        let before = queue.lock().config.clone();
+        // Over a shared store another process may have changed it: read it
+        // again (two processes changing one app's config at once: the
+        // last write wins).
+        let before = match &self.shared {
+            Some(_) => {
+                let config = self.store.event_config(app).await?;
+                queue.set_config(config.clone());
+                config
+            }
+            None => queue.lock().config.clone(),
+        };
         let after = change(before.clone()).await?;
         if after != before {
             self.store.set_event_config(app, &after).await?;
-            queue.lock().config = after.clone();
+            queue.set_config(after.clone());
             queue.wake();
+            if let Some(shared) = &self.shared {
+                shared.announce(Wake::App(app));
+            }
         }
         Ok((before, after))
     }

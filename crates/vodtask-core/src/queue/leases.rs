@@ -37,6 +37,7 @@ use crate::events::{
     Delivery, Event, EventConfig, HandleResult, MAX_VISIBILITY_TIMEOUT, MsgHandle,
 };
 use crate::store::PendingEvent;
+pub use crate::store::leases::LeaseChange;
 use crate::time::{Timestamp, from_micros, to_micros};
 
 /// Identifies a stream (SubscribeEvents), whose leases are released together
@@ -504,17 +505,6 @@ impl From<&EventConfig> for TakeRules {
             max_deliveries: Some(c.max_deliveries),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum LeaseChange {
-    /// The event is done with (confirmed, or dead-lettered by the PUSH
-    /// worker): it settles, as the caller then writes.
-    Settle,
-    /// To this long from now (capped).
-    Extend(Duration),
-    /// Due again after the delay, or after the backoff.
-    Nack(Option<Duration>),
 }
 
 #[derive(Debug, Clone, Copy)]

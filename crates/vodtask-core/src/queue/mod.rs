@@ -13,6 +13,7 @@ mod app_queue;
 mod consumer;
 mod hub;
 pub(crate) mod leases;
+mod shared;
 
 pub(crate) use consumer::Consumer;
 pub(crate) use hub::Hub;

@@ -8,6 +8,7 @@
 mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod leases;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
@@ -252,6 +253,12 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Event leases kept in the store, when several processes share it
+    /// (None: the queue keeps them in memory).
+    fn shared_leases(&self) -> Option<Arc<dyn leases::SharedLeases>> {
+        None
+    }
+
     /// Sets the one listener of the outbox (the queue hub). Every write that
     /// adds events tells it, whichever method wrote them, so that no caller
     /// has to remember to; a store shared by several processes also tells
@@ -289,13 +296,17 @@ pub trait Store: Send + Sync + 'static {
     /// Records, before any object of the new `file` is written, that
     /// `owner` (a process) writes it.
     async fn note_media_write(&self, file: &FileId, owner: &str, now: Timestamp) -> Result<()>;
-    /// The write of `file` was given up: its objects are to be removed.
+    /// The write of `file` was given up (by its writer, or by a sweeper
+    /// that took its writer for dead): its objects are to be removed, and
+    /// its row can no longer be inserted (UNAVAILABLE).
     async fn abandon_media_write(&self, file: &FileId) -> Result<()>;
     /// A multipart upload of the object `name` of `file` was started:
     /// kept with the file's record until it is cleared.
     async fn note_multipart(&self, file: &FileId, name: &str, upload_id: &str) -> Result<()>;
     /// Files whose objects are to be removed, oldest first: given-up
-    /// writes, deleted files, and writes of owners other than `owner`.
+    /// writes, deleted files, and writes of owners other than `owner` that
+    /// are not alive (in a store of one process: every other owner; in a
+    /// shared store: those whose process stopped beating).
     async fn media_leftovers(&self, owner: &str, limit: usize) -> Result<Vec<MediaLeftover>>;
     /// The objects of `file` are gone: forget its record and uploads.
     async fn clear_media_leftover(&self, file: &FileId) -> Result<()>;

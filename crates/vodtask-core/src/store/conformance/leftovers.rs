@@ -186,3 +186,35 @@ pub async fn multipart_uploads_stay_with_their_record(store: Dyn) {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].multipart, Vec::<(String, String)>::new());
 }
+
+/// A write given up (by its writer, or by a sweeper that took the writer
+/// for dead) can no longer be recorded: its objects are going.
+pub async fn a_given_up_write_cannot_be_recorded(store: Dyn) {
+    let app = new_app(&*store, "a").await;
+    store
+        .note_media_write(&id("slow"), "node-a", at(1))
+        .await
+        .expect("note");
+    store
+        .abandon_media_write(&id("slow"))
+        .await
+        .expect("abandon");
+    let media = upload_of(app, "slow", at(2));
+    let refused = store.insert_media(&media, None, None).await;
+    assert!(
+        matches!(refused, Err(crate::error::Error::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .get_media(app, &media.file_id)
+            .await
+            .expect("get_media")
+            .is_none()
+    );
+    assert_eq!(
+        leftovers(&store, "node-a").await,
+        ["slow"],
+        "still to be swept"
+    );
+}

@@ -172,6 +172,7 @@ macro_rules! store_conformance {
                 a_refused_finish_keeps_the_records,
                 a_delete_records_the_files_it_removed,
                 multipart_uploads_stay_with_their_record,
+                a_given_up_write_cannot_be_recorded,
             ],
             isolation: [
                 apps_do_not_see_each_others_tasks,

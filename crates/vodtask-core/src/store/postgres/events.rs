@@ -72,8 +72,8 @@ pub(super) async fn emit(tx: &Tx<'_>, app: AppId, draft: &Draft, now: Timestamp)
     tx.exec(
         "WITH e AS (
              INSERT INTO events (event_id, app_id, order_key, task_id, task_sequence, event_type,
-                                 event_time, state)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq)
+                                 event_time, state, visible_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) RETURNING seq)
          INSERT INTO event_bodies (seq, content_json) SELECT seq, $9 FROM e",
         &[
             &event_id,
@@ -152,7 +152,8 @@ pub(super) async fn settle(
     let (seqs, deliveries): (Vec<i64>, Vec<i64>) =
         seqs.iter().map(|&(s, d)| (s, i64::from(d))).unzip();
     tx.exec(
-        "UPDATE events e SET state = $1, deliveries = greatest(e.deliveries, d.n)
+        "UPDATE events e SET state = $1, deliveries = greatest(e.deliveries, d.n),
+                             lease_until = NULL, consumer = NULL
          FROM unnest($2::bigint[], $3::bigint[]) AS d(seq, n)
          WHERE e.seq = d.seq AND e.app_id = $4 AND e.state = 1",
         &[&state, &seqs, &deliveries, &app.0],
@@ -236,7 +237,8 @@ pub(super) async fn revive(
         .rows(
             &format!(
                 "WITH r AS (
-                     UPDATE events SET state = {PENDING}, deliveries = 0
+                     UPDATE events SET state = {PENDING}, deliveries = 0, visible_at = event_time,
+                                       lease_until = NULL, consumer = NULL
                      WHERE app_id = $1 AND state = ANY($2)
                        AND ($3::text[] IS NULL OR event_id = ANY($3))
                      RETURNING *)

@@ -9,12 +9,15 @@
 //! insert), and events of one app are numbered under the app's row lock
 //! (so that a loader never sees a later seq commit before an earlier one).
 //!
-//! Only one engine may run on a database for now: its event leases live in
-//! its memory (`queue/leases.rs`). [`PgStore::open`] with [`Access::Engine`]
-//! holds an advisory lock that says so for as long as it lives.
+//! Event leases live in the rows too (`leases.rs`, the port of
+//! `store/leases.rs`), so that any number of processes share the database;
+//! they wake each other through LISTEN/NOTIFY (`notify.rs`).
 
 mod attempts;
 mod events;
+mod leases;
+mod nodes;
+mod notify;
 mod rows;
 mod schema;
 mod tasks;
@@ -24,14 +27,16 @@ mod conformance;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
 use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
 
 use self::rows::{MEDIA_COLUMNS, Sql, to_json};
+use super::leases::SharedLeases;
 use super::{
     Access, AppRecord, Claim, EventPage, Lease, LeaseState, MediaLeftover, Orphans, OutboxListener,
     Outcome, PendingEvent, Recovered, Revive, Settled, Store, Stored, Tail,
@@ -76,7 +81,16 @@ const PURGE_BATCH: i64 = 1000;
 pub struct PgStore {
     pool: Pool,
     listener: RwLock<Option<OutboxListener>>,
-    node: Option<NodeLock>,
+    leases: Arc<leases::PgLeases>,
+    notifier: Arc<notify::Notifier>,
+    /// Stops the notifier's tasks when the store goes.
+    stop: CancellationToken,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl From<tokio_postgres::Error> for Error {
@@ -175,8 +189,7 @@ macro_rules! write {
 }
 
 impl PgStore {
-    /// Connects, migrates the schema, and (for the engine) takes the
-    /// database's engine lock.
+    /// Connects and migrates the schema.
     pub async fn open(config: &PgConfig, access: Access) -> Result<PgStore> {
         let mut pg: tokio_postgres::Config = config.url.parse().map_err(|e| {
             Error::invalid(
@@ -191,12 +204,13 @@ impl PgStore {
         let (mut client, connection) = pg.connect(NoTls).await?;
         tokio::spawn(connection);
         schema::migrate(&mut client).await?;
-        let node = match access {
-            Access::Engine => Some(NodeLock::take(client).await?),
-            Access::Admin => None,
-        };
+        let schema: String = client
+            .query_one("SELECT current_schema()", &[])
+            .await?
+            .get(0);
+        drop(client);
         let manager = Manager::from_config(
-            pg,
+            pg.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -210,10 +224,29 @@ impl PgStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| Error::Internal(format!("database pool: {e}")))?;
+        let stop = CancellationToken::new();
+        // An admin command neither listens nor is listened to.
+        let listening = access == Access::Engine;
+        let notifier = notify::Notifier::start(pool.clone(), pg, &schema, listening, stop.clone());
+        if listening {
+            // Alive before its first write, so that no other sweeper takes
+            // that write for a dead process's.
+            nodes::beat(&pool, &notifier.node).await?;
+            tokio::spawn(nodes::keep_beating(
+                pool.clone(),
+                notifier.node.clone(),
+                stop.clone(),
+            ));
+        }
         Ok(PgStore {
+            leases: Arc::new(leases::PgLeases {
+                pool: pool.clone(),
+                notifier: Arc::clone(&notifier),
+            }),
             pool,
             listener: RwLock::new(None),
-            node,
+            notifier,
+            stop,
         })
     }
 
@@ -242,10 +275,11 @@ impl PgStore {
         };
         let emitted = std::mem::take(&mut *tx.emitted.lock().map_err(|_| poisoned())?);
         tx.txn.commit().await?;
-        if !emitted.is_empty()
-            && let Some(listener) = self.listener.read().map_err(|_| poisoned())?.as_ref()
-        {
-            listener(&emitted);
+        if !emitted.is_empty() {
+            if let Some(listener) = self.listener.read().map_err(|_| poisoned())?.as_ref() {
+                listener(&emitted);
+            }
+            self.notifier.committed(&emitted);
         }
         Ok(value)
     }
@@ -255,42 +289,20 @@ fn poisoned() -> Error {
     Error::Internal("a lock of the PostgreSQL store was poisoned".into())
 }
 
-/// The database's engine lock: a session advisory lock on a connection of
-/// its own, held while the store lives.
-struct NodeLock {
-    client: tokio_postgres::Client,
-}
-
-impl NodeLock {
-    async fn take(client: tokio_postgres::Client) -> Result<NodeLock> {
-        let taken: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtextextended('vodtask engine ' || current_schema(), 0))",
-                &[],
-            )
-            .await?
-            .get(0);
-        if !taken {
-            return Err(Error::FailedPrecondition(
-                "database: another vodtask server runs on this database (and schema); \
-                 one server per database is supported for now"
-                    .into(),
-            ));
-        }
-        Ok(NodeLock { client })
-    }
-
-    /// Why the lock is no longer held, if so.
-    fn lost(&self) -> Option<String> {
-        self.client.is_closed().then(|| {
-            "the connection holding the database's engine lock closed; \
-             restart vodtask once PostgreSQL answers"
-                .to_string()
-        })
-    }
-}
-
 async fn insert_media(tx: &Tx<'_>, m: &MediaFile) -> Result<()> {
+    // Locked: a sweeper that marks it given up waits for this commit, or
+    // this insert sees its mark.
+    let given_up = tx
+        .opt(
+            "SELECT deleting FROM media_leftovers WHERE file_id = $1 FOR UPDATE",
+            &[&m.file_id.as_str()],
+        )
+        .await?;
+    if let Some(row) = given_up
+        && row.try_get::<_, bool>(0)?
+    {
+        return Err(super::sqlite::given_up_write(&m.file_id));
+    }
     let (metadata, probe_error) = match &m.metadata {
         Ok(meta) => (Some(to_json(meta)?), None),
         Err(e) => (None, Some(e.clone())),
@@ -344,8 +356,8 @@ fn app_record(r: &tokio_postgres::Row) -> Result<AppRecord> {
 
 #[async_trait]
 impl Store for PgStore {
-    fn failure(&self) -> Option<String> {
-        self.node.as_ref().and_then(NodeLock::lost)
+    fn shared_leases(&self) -> Option<Arc<dyn SharedLeases>> {
+        Some(Arc::clone(&self.leases) as Arc<dyn SharedLeases>)
     }
 
     fn listen_outbox(&self, listener: OutboxListener) {
@@ -494,11 +506,18 @@ impl Store for PgStore {
 
     async fn media_leftovers(&self, owner: &str, limit: usize) -> Result<Vec<MediaLeftover>> {
         let c = self.client().await?;
+        let alive_since = to_micros(crate::time::now()) - nodes::ALIVE.as_micros() as i64;
         let files = c
             .rows(
-                "SELECT file_id FROM media_leftovers WHERE deleting OR owner <> $1
+                "SELECT file_id FROM media_leftovers l
+                 WHERE deleting OR (owner <> $1 AND NOT EXISTS (
+                     SELECT 1 FROM nodes n WHERE n.node = l.owner AND n.seen >= $3))
                  ORDER BY since, file_id LIMIT $2",
-                &[&owner, &i64::try_from(limit).unwrap_or(i64::MAX)],
+                &[
+                    &owner,
+                    &i64::try_from(limit).unwrap_or(i64::MAX),
+                    &alive_since,
+                ],
             )
             .await?;
         let mut out = Vec::with_capacity(files.len());

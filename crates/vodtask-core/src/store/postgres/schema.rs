@@ -123,9 +123,12 @@ CREATE TABLE event_config (
     config_json TEXT NOT NULL
 );
 
--- The outbox and the per-app queue. state: 1 pending, 3 dead-lettered,
--- 0 confirmed. The envelope lives in event_bodies, so that settling an
--- event writes a new version of a narrow row only.
+-- The outbox and the per-app queue, leases included (store/leases.rs):
+-- state 1 pending, 3 dead-lettered, 0 confirmed. A pending event is
+-- deliverable from visible_at, unless an earlier event of its order key is
+-- pending or another is leased (lease_until not yet past). Each delivery
+-- takes the next token. The envelope lives in event_bodies, so that a
+-- lease or a settle writes a new version of a narrow row only.
 CREATE TABLE events (
     seq           BIGSERIAL PRIMARY KEY,
     event_id      TEXT NOT NULL UNIQUE,
@@ -136,9 +139,19 @@ CREATE TABLE events (
     event_type    TEXT NOT NULL,
     event_time    BIGINT NOT NULL,
     state         BIGINT NOT NULL,
-    deliveries    BIGINT NOT NULL DEFAULT 0
+    deliveries    BIGINT NOT NULL DEFAULT 0,
+    visible_at    BIGINT NOT NULL,
+    lease_until   BIGINT,
+    token         BIGINT NOT NULL DEFAULT 0,
+    consumer      TEXT,
+    resend        BOOLEAN NOT NULL DEFAULT false
 ) WITH (fillfactor = 80);
 CREATE INDEX events_pending ON events (app_id, seq) WHERE state = 1;
+-- The lease's order: due first, then oldest.
+CREATE INDEX events_due ON events (app_id, visible_at, seq) WHERE state = 1;
+-- Head of line: the pending events of one key.
+CREATE INDEX events_key ON events (app_id, order_key, seq) WHERE state = 1;
+CREATE INDEX events_consumer ON events (consumer) WHERE state = 1 AND consumer IS NOT NULL;
 CREATE INDEX events_dead ON events (app_id, seq) WHERE state = 3;
 CREATE INDEX events_time ON events (event_time);
 CREATE INDEX events_by_task ON events (task_id);
@@ -180,6 +193,13 @@ CREATE TABLE media_multipart (
     PRIMARY KEY (file_id, name, upload_id)
 );
 
+-- Processes on this database and when each last said it lives
+-- (store/postgres/nodes.rs).
+CREATE TABLE nodes (
+    node TEXT PRIMARY KEY,
+    seen BIGINT NOT NULL
+) WITH (fillfactor = 50);
+
 -- The tables that churn (rows updated or deleted as fast as work flows) are
 -- vacuumed after 2% of their rows changed rather than PostgreSQL's 20%, so
 -- that dead versions do not pile up between runs. This takes autovacuum
@@ -190,6 +210,7 @@ ALTER TABLE task_counts_hourly SET (autovacuum_vacuum_scale_factor = 0.0, autova
 ALTER TABLE events SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05);
 ALTER TABLE event_bodies SET (autovacuum_vacuum_scale_factor = 0.02);
 ALTER TABLE media_leftovers SET (autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 1000);
+ALTER TABLE nodes SET (autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 1000);
 "#];
 
 /// The schema version this vodtask writes.
