@@ -18,8 +18,9 @@ use vodtask_e2e::queue::*;
 use vodtask_e2e::v1 as pb;
 use vodtask_e2e::*;
 
-/// Two API nodes without workers (`a`, `b`) and one that runs tasks (`w`),
-/// on one database and one media directory.
+/// Two API nodes without workers (`a`, `b`) and a worker node (`w`,
+/// `vodtask worker`: tasks and no API), on one database and one media
+/// directory.
 struct Cluster {
     a: Server,
     b: Server,
@@ -34,22 +35,30 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create();
         let media = format!("file://{}", dir.path().join("media").display());
-        let node = |name: &str, workers: &str| {
+        let node = |name: &str| {
             Server::start(
                 &dir.path().join(name),
-                &[
-                    "--database",
-                    &db.url,
-                    "--storage",
-                    &media,
-                    "--workers",
-                    workers,
-                ],
+                &["--database", &db.url, "--storage", &media, "--workers", "0"],
             )
         };
-        let a = node("a", "0");
-        let b = node("b", "0");
-        let w = node("w", "1");
+        let a = node("a");
+        let b = node("b");
+        // A worker node: tasks and callbacks, no API; its file URLs point
+        // at node A's file server.
+        let public_url = format!("http://{}", a.http_addr);
+        let w = Server::start_worker(
+            &dir.path().join("w"),
+            &[
+                "--database",
+                &db.url,
+                "--storage",
+                &media,
+                "--workers",
+                "1",
+                "--public-url",
+                &public_url,
+            ],
+        );
         // The first node made the default app; its key works on every node.
         let key = a.default_key();
         Cluster {
@@ -227,4 +236,54 @@ async fn a_killed_node_s_leases_run_out_and_its_events_come_back_elsewhere() {
         .into_inner();
     assert_eq!((s.ready, s.in_flight, s.delayed), (0, 0, 0), "{s:?}");
     drop(c.w);
+}
+
+/// A worker node killed mid-transcode: once its lease runs out, another
+/// worker node runs the task again as attempt 2, to the end, and the
+/// killed node's late writes could not land (its lease token is stale).
+#[tokio::test]
+async fn a_task_whose_worker_node_dies_finishes_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create();
+    let media = format!("file://{}", dir.path().join("media").display());
+    let api = Server::start(
+        &dir.path().join("api"),
+        &["--database", &db.url, "--storage", &media, "--workers", "0"],
+    );
+    let public_url = format!("http://{}", api.http_addr);
+    let worker = |name: &str| {
+        Server::start_worker(
+            &dir.path().join(name),
+            &[
+                "--database",
+                &db.url,
+                "--storage",
+                &media,
+                "--workers",
+                "1",
+                "--lease",
+                "2s",
+                "--public-url",
+                &public_url,
+            ],
+        )
+    };
+    let mut workers = [worker("w1"), worker("w2")];
+    let key = api.default_key();
+    let clip = make_clip(dir.path(), "in.mp4", 30, 640, 360);
+    let (file_id, _) = upload(&mut api.media_as(&key).await, &clip, "in.mp4")
+        .await
+        .unwrap();
+    let mut tasks = api.tasks_as(&key).await;
+    let id = create(&mut tasks, transcode(&file_id, &[100020])).await;
+    wait_processing(&mut tasks, &id).await;
+    let running = eventually("ffmpeg to run on a worker node", || {
+        let pids = [workers[0].pid(), workers[1].pid()];
+        async move { pids.iter().position(|&p| !ffmpeg_children(p).is_empty()) }
+    })
+    .await;
+    workers[running].kill9();
+    let done = wait_ended(&mut tasks, &id).await;
+    assert_finished_ok(&done);
+    assert_eq!(done.attempt, 2, "{done:?}");
 }

@@ -61,6 +61,8 @@ pub struct Server {
     pub s3: Option<s3::S3Server>,
     /// Where its state is, with `VODTASK_TEST_DATABASE=postgres`.
     pub database: Option<pg::Database>,
+    /// `serve`, or `worker` (no ports).
+    command: &'static str,
 }
 
 impl Server {
@@ -74,9 +76,28 @@ impl Server {
         Server::start_with(data_dir, extra, Some(open_files))
     }
 
+    /// Starts `vodtask worker` on `data_dir` with its flags (a
+    /// `--database` among them): a node that runs tasks and serves no API.
+    pub fn start_worker(data_dir: &Path, args: &[&str]) -> Server {
+        let mut server = Server {
+            child: None,
+            grpc_addr: String::new(),
+            http_addr: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            open_files: None,
+            s3: None,
+            database: None,
+            command: "worker",
+        };
+        server.spawn();
+        server
+    }
+
     fn start_with(data_dir: &Path, extra: &[&str], open_files: Option<u64>) -> Server {
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut server = Server {
+            command: "serve",
             child: None,
             grpc_addr: String::new(),
             http_addr: String::new(),
@@ -102,6 +123,9 @@ impl Server {
     /// to reconnect to the same address after a restart).
     fn default_listen(&self) -> Vec<&'static str> {
         let mut listen = Vec::new();
+        if self.command != "serve" {
+            return listen;
+        }
         if !self.args.iter().any(|a| a == "--listen") {
             listen.extend(["--listen", "127.0.0.1:0"]);
         }
@@ -128,7 +152,7 @@ impl Server {
             }
         };
         let mut child = command
-            .arg("serve")
+            .arg(self.command)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(self.default_listen())
@@ -151,6 +175,15 @@ impl Server {
         let line = rx
             .recv_timeout(DEADLINE)
             .expect("vodtask printed its addresses");
+        if self.command != "serve" {
+            assert!(
+                line.starts_with("vodtask worker running"),
+                "{line:?} (see {})",
+                self.data_dir.with_extension("log").display()
+            );
+            self.child = Some(child);
+            return;
+        }
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(name))

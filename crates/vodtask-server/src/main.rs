@@ -31,6 +31,9 @@ struct Cli {
 enum Command {
     /// Run the server: gRPC API, HTTP file server and task workers.
     Serve(Box<ServeArgs>),
+    /// Run a worker node: tasks and callbacks for the servers that share
+    /// its database (--database), and no API.
+    Worker(Box<WorkerArgs>),
     /// Manage apps (works while the server runs).
     Apps {
         #[command(subcommand)]
@@ -121,25 +124,16 @@ impl DatabaseArgs {
     }
 }
 
+/// What every node that runs an engine takes: its state, its media, and
+/// how it runs tasks.
 #[derive(Args)]
-struct ServeArgs {
+struct EngineArgs {
     /// Where the SQLite database (unless --database), media files (unless
     /// --storage), default.key and scratch space live.
     #[arg(long, env = "VODTASK_DATA_DIR", default_value = "./vodtask-data")]
     data_dir: PathBuf,
     #[command(flatten)]
     database: DatabaseArgs,
-    /// gRPC address, HOST:PORT with a name or an IP (port 0 picks a free
-    /// port; the bound address is printed).
-    #[arg(long, env = "VODTASK_LISTEN", default_value = "127.0.0.1:50051")]
-    listen: String,
-    /// HTTP address for media files and /healthz, HOST:PORT.
-    #[arg(long, env = "VODTASK_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
-    http_listen: String,
-    /// Prefix of file URLs handed to clients [default: http://<http-listen>,
-    /// https:// with --tls-cert].
-    #[arg(long, env = "VODTASK_PUBLIC_URL")]
-    public_url: Option<String>,
     /// Tasks run at once [default: number of cores]; 0 runs none (an API-only server).
     #[arg(long, env = "VODTASK_WORKERS")]
     workers: Option<usize>,
@@ -162,12 +156,79 @@ struct ServeArgs {
     /// the next WAL checkpoint, within about 200 ms.
     #[arg(long, env = "VODTASK_SYNC", default_value = "full", value_parser = parse_sync())]
     sync: SyncMode,
-    /// How long SIGTERM waits for clients to close their connections.
+    /// How long SIGTERM waits for clients to close their connections (and
+    /// running tasks to go back to the queue).
     #[arg(long, env = "VODTASK_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration_within(Duration::ZERO, Duration::from_secs(3600)))]
     shutdown_grace: Duration,
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "VODTASK_MAX_UPLOAD_BYTES", default_value_t = 10 << 30)]
     max_upload_bytes: u64,
+    /// An address range HTTP callbacks and pulls may reach although it is
+    /// internal (loopback, private, link-local…), e.g. `10.0.0.0/8`;
+    /// repeatable. `--allow-callback-cidr` is the old name.
+    #[arg(long = "allow-outbound-cidr", alias = "allow-callback-cidr", env = "VODTASK_ALLOW_OUTBOUND_CIDR", value_delimiter = ',', value_parser = parse_cidr)]
+    allow_outbound_cidrs: Vec<IpNet>,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+impl EngineArgs {
+    /// The engine's config, or which flag is wrong. `public_base_url`
+    /// prefixes the file URLs handed to clients.
+    fn config(self, public_base_url: String) -> anyhow::Result<EngineConfig> {
+        let mut config = EngineConfig::new(&self.data_dir);
+        if let Some(workers) = self.workers {
+            config.workers = workers;
+        }
+        config.ffmpeg = self.ffmpeg;
+        config.ffprobe = self.ffprobe;
+        config.public_base_url = public_base_url;
+        config.task_retention = self.task_retention;
+        config.lease = self.lease;
+        config.max_recoveries = self.max_recoveries;
+        config.max_upload_bytes = self.max_upload_bytes;
+        config.outbound_policy = AddressPolicy::new(self.allow_outbound_cidrs);
+        config.sync = self.sync;
+        config.store = self.database.config()?;
+        if config.store != StoreConfig::Embedded && self.sync != SyncMode::Full {
+            anyhow::bail!(
+                "--sync: only for the embedded SQLite store; with --database, PostgreSQL's \
+                 synchronous_commit decides when a commit is on disk"
+            );
+        }
+        self.storage.apply(&mut config)?;
+        Ok(config)
+    }
+
+    /// Where this engine keeps its state, for messages.
+    fn place(&self) -> String {
+        match &self.database.database {
+            Some(_) => format!(
+                "--data-dir {}, --database {}",
+                self.data_dir.display(),
+                self.database.shown(&self.data_dir)
+            ),
+            None => format!("--data-dir {}", self.data_dir.display()),
+        }
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// gRPC address, HOST:PORT with a name or an IP (port 0 picks a free
+    /// port; the bound address is printed).
+    #[arg(long, env = "VODTASK_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: String,
+    /// HTTP address for media files and /healthz, HOST:PORT.
+    #[arg(long, env = "VODTASK_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: String,
+    /// Prefix of file URLs handed to clients [default: http://<http-listen>,
+    /// https:// with --tls-cert]. With several nodes, the address clients
+    /// reach them by (a load balancer), the same on every node.
+    #[arg(long, env = "VODTASK_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Connections each port holds at once; more are refused at once (the
     /// HTTP port answers 503) [default: a share of the file-descriptor limit,
     /// at most 10000].
@@ -181,11 +242,6 @@ struct ServeArgs {
     /// connection opened or the previous answer ended.
     #[arg(long, env = "VODTASK_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = duration_within(Duration::from_secs(1), Duration::from_secs(3600)))]
     http_header_timeout: Duration,
-    /// An address range HTTP callbacks and pulls may reach although it is
-    /// internal (loopback, private, link-local…), e.g. `10.0.0.0/8`;
-    /// repeatable. `--allow-callback-cidr` is the old name.
-    #[arg(long = "allow-outbound-cidr", alias = "allow-callback-cidr", env = "VODTASK_ALLOW_OUTBOUND_CIDR", value_delimiter = ',', value_parser = parse_cidr)]
-    allow_outbound_cidrs: Vec<IpNet>,
     /// PEM certificate chain (the server's certificate first): both ports
     /// speak TLS (gRPC over HTTP/2; files over HTTP/1.1 and HTTP/2). Needs
     /// --tls-key.
@@ -194,8 +250,18 @@ struct ServeArgs {
     /// PEM private key of --tls-cert (PKCS#8, RSA or EC).
     #[arg(long, env = "VODTASK_TLS_KEY")]
     tls_key: Option<PathBuf>,
+}
+
+/// A node that runs tasks and callbacks for the servers sharing its
+/// database, and serves no API.
+#[derive(Args)]
+struct WorkerArgs {
     #[command(flatten)]
-    storage: StorageArgs,
+    engine: EngineArgs,
+    /// Prefix of the file URLs this node writes into task results and
+    /// events: the address clients reach the API nodes by.
+    #[arg(long, env = "VODTASK_PUBLIC_URL")]
+    public_url: String,
 }
 
 /// Where media are kept (docs/storage.md). S3 credentials come from the
@@ -380,6 +446,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,
+        Command::Worker(args) => worker(*args).await,
         Command::Apps { command } => apps(command).await,
     }
 }
@@ -476,40 +543,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
-    let mut config = EngineConfig::new(&args.data_dir);
-    if let Some(workers) = args.workers {
-        config.workers = workers;
-    }
-    config.ffmpeg = args.ffmpeg;
-    config.ffprobe = args.ffprobe;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    config.public_base_url = args
+    let public_url = args
         .public_url
+        .clone()
         .unwrap_or_else(|| format!("{scheme}://{http_addr}"));
-    config.task_retention = args.task_retention;
-    config.lease = args.lease;
-    config.max_recoveries = args.max_recoveries;
-    config.max_upload_bytes = args.max_upload_bytes;
-    config.outbound_policy = AddressPolicy::new(args.allow_outbound_cidrs);
-    config.sync = args.sync;
-    config.store = args.database.config()?;
-    if config.store != StoreConfig::Embedded && args.sync != SyncMode::Full {
-        anyhow::bail!(
-            "--sync: only for the embedded SQLite store; with --database, PostgreSQL's \
-             synchronous_commit decides when a commit is on disk"
-        );
-    }
-    args.storage.apply(&mut config)?;
-    let engine = Engine::open(config)
-        .await
-        .with_context(|| match &args.database.database {
-            Some(_) => format!(
-                "--data-dir {}, --database {}",
-                args.data_dir.display(),
-                args.database.shown(&args.data_dir)
-            ),
-            None => format!("--data-dir {}", args.data_dir.display()),
-        })?;
+    let place = args.engine.place();
+    let (data_dir, sync, shutdown_grace) = (
+        args.engine.data_dir.clone(),
+        args.engine.sync,
+        args.engine.shutdown_grace,
+    );
+    let config = args.engine.config(public_url)?;
+    let engine = Engine::open(config).await.context(place)?;
 
     let stop = CancellationToken::new();
     let grpc_limits = grpc::GrpcLimits {
@@ -551,8 +597,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     // One machine-readable line, so that scripts and tests learn the ports.
     println!("vodtask listening grpc={grpc_addr} http={http_addr}");
-    tracing::info!(%grpc_addr, %http_addr, tls = tls.is_some(), data_dir = %args.data_dir.display(), "vodtask serving");
-    if args.sync == SyncMode::Normal {
+    tracing::info!(%grpc_addr, %http_addr, tls = tls.is_some(), data_dir = %data_dir.display(), "vodtask serving");
+    if sync == SyncMode::Normal {
         tracing::warn!(
             "--sync normal: commits are not fsynced one by one; a power loss may take the last ~200 ms of acknowledged writes"
         );
@@ -576,12 +622,52 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         http.await??;
         anyhow::Ok(())
     };
-    match tokio::time::timeout(args.shutdown_grace, servers).await {
+    match tokio::time::timeout(shutdown_grace, servers).await {
         Ok(result) => result?,
         Err(_) => tracing::warn!(
             "connections still open after {:?}; closing them",
-            args.shutdown_grace
+            shutdown_grace
         ),
+    }
+    if let Some(reason) = failure {
+        anyhow::bail!("vodtask failed: {reason}");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    if args.engine.database.database.is_none() {
+        anyhow::bail!(
+            "vodtask worker: needs --database: a worker serves no API and runs the tasks \
+             of the servers that share its PostgreSQL database"
+        );
+    }
+    url::Url::parse(&args.public_url)
+        .map_err(|e| anyhow::anyhow!("--public-url {:?}: {e}", args.public_url))?;
+    let place = args.engine.place();
+    let shutdown_grace = args.engine.shutdown_grace;
+    let config = args.engine.config(args.public_url)?;
+    let workers = config.workers;
+    let engine = Engine::open(config).await.context(place)?;
+    // The same machine-readable line as `serve`, without ports.
+    println!("vodtask worker running workers={workers}");
+    tracing::info!(workers, "vodtask worker running");
+    let failure = tokio::select! {
+        signal = shutdown_signal() => { signal?; None }
+        reason = engine.failed() => Some(reason),
+    };
+    match &failure {
+        None => tracing::info!("shutting down: running tasks go back to the queue"),
+        Some(reason) => tracing::error!(
+            "exiting for a supervisor to restart vodtask: {reason}; running tasks go back to the queue"
+        ),
+    }
+    if tokio::time::timeout(shutdown_grace, engine.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks still running after {shutdown_grace:?}; stopping anyway");
     }
     if let Some(reason) = failure {
         anyhow::bail!("vodtask failed: {reason}");

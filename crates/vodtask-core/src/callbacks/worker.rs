@@ -275,7 +275,17 @@ async fn run(shared: Arc<Shared>, app: AppId, stop: CancellationToken, endpoint:
         while attempts.try_join_next().is_some() {}
         let mut changed = worker.consumer.changes();
         changed.borrow_and_update();
-        let config = worker.consumer.config();
+        let config = match worker.consumer.config().await {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(app = app.0, "callback worker: {e}");
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(ERROR_PAUSE) => {}
+                }
+                continue;
+            }
+        };
         let rules = TakeRules {
             lease: config.callback_timeout + LEASE_MARGIN,
             // The retry schedule decides when to give up.
@@ -351,7 +361,13 @@ impl AppWorker {
         let breaker = &self.endpoint.breaker;
         let app = self.consumer.app();
         let seq = d.handle.seq;
-        let config = self.consumer.config();
+        let config = match self.consumer.config().await {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(app = app.0, "callback worker: {e}");
+                return self.consumer.give_back(d.handle, ERROR_PAUSE).await;
+            }
+        };
         let store = &self.shared.store;
         let last = match store.last_attempt(app, seq).await {
             Ok(last) => last,

@@ -53,9 +53,13 @@ impl Consumer {
         Ok(self.queue.lock().leases.held_by(self.id, time::now()))
     }
 
-    /// The app's event config as last written.
-    pub(crate) fn config(&self) -> EventConfig {
-        self.queue.lock().config.clone()
+    /// The app's event config as last written (over a shared store, as
+    /// read within the last second: another process may change it).
+    pub(crate) async fn config(&self) -> Result<EventConfig> {
+        if self.hub.shared.is_some() {
+            return self.hub.fresh_config(&self.queue).await;
+        }
+        Ok(self.queue.lock().config.clone())
     }
 
     /// Leases up to `max` due events to this consumer; see [`Hub::take`].
