@@ -604,16 +604,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
-    let failure = tokio::select! {
-        signal = shutdown_signal() => { signal?; None }
-        reason = engine.failed() => Some(reason),
-    };
-    match &failure {
-        None => tracing::info!("shutting down: running tasks go back to the queue"),
-        Some(reason) => tracing::error!(
-            "exiting for a supervisor to restart vodtask: {reason}; running tasks go back to the queue"
-        ),
-    }
+    let failure = until_stopped(&engine).await?;
     stop.cancel();
     engine.shutdown().await;
     // A client that never closes its connection must not keep the process alive.
@@ -653,16 +644,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     // The same machine-readable line as `serve`, without ports.
     println!("vodtask worker running workers={workers}");
     tracing::info!(workers, "vodtask worker running");
-    let failure = tokio::select! {
-        signal = shutdown_signal() => { signal?; None }
-        reason = engine.failed() => Some(reason),
-    };
-    match &failure {
-        None => tracing::info!("shutting down: running tasks go back to the queue"),
-        Some(reason) => tracing::error!(
-            "exiting for a supervisor to restart vodtask: {reason}; running tasks go back to the queue"
-        ),
-    }
+    let failure = until_stopped(&engine).await?;
     if tokio::time::timeout(shutdown_grace, engine.shutdown())
         .await
         .is_err()
@@ -702,6 +684,22 @@ fn default_max_connections() -> usize {
         "connection limit per port"
     );
     n
+}
+
+/// Waits for SIGTERM or SIGINT (None) or for the engine to fail (its
+/// reason), and says which.
+async fn until_stopped(engine: &Engine) -> anyhow::Result<Option<String>> {
+    let failure = tokio::select! {
+        signal = shutdown_signal() => { signal?; None }
+        reason = engine.failed() => Some(reason),
+    };
+    match &failure {
+        None => tracing::info!("shutting down: running tasks go back to the queue"),
+        Some(reason) => tracing::error!(
+            "exiting for a supervisor to restart vodtask: {reason}; running tasks go back to the queue"
+        ),
+    }
+    Ok(failure)
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {
