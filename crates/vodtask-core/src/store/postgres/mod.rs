@@ -21,6 +21,7 @@ mod notify;
 mod rows;
 mod schema;
 mod tasks;
+mod upkeep;
 
 #[cfg(test)]
 mod conformance;
@@ -237,6 +238,7 @@ impl PgStore {
                 notifier.node.clone(),
                 stop.clone(),
             ));
+            tokio::spawn(upkeep::keep_tidy(pool.clone(), stop.clone()));
         }
         Ok(PgStore {
             leases: Arc::new(leases::PgLeases {

@@ -168,8 +168,6 @@ async fn emit_ended(tx: &Tx<'_>, cur: &Current) -> Result<()> {
 #[derive(Clone, Copy)]
 enum Lock {
     None,
-    /// A task that reads the file: a delete waits for it to commit.
-    Share,
     /// A delete: a task that reads the file waits for it to commit.
     Update,
 }
@@ -182,7 +180,6 @@ async fn media_row(
 ) -> Result<Option<MediaFile>> {
     let lock = match lock {
         Lock::None => "",
-        Lock::Share => " FOR SHARE",
         Lock::Update => " FOR UPDATE",
     };
     c.opt(
@@ -326,13 +323,21 @@ pub(super) async fn insert(tx: &Tx<'_>, task: &NewTask) -> Result<Inserted> {
     // The input rows stay locked (shared) until the commit, so that a
     // delete cannot remove a file between this check and the insert.
     let inputs = req.spec.input_files();
-    for file_id in &inputs {
-        if media_row(&**tx, task.app_id.0, file_id.as_str(), Lock::Share)
-            .await?
-            .is_none()
-        {
-            return Err(Error::NotFound(format!("file_id: no media file {file_id}")));
-        }
+    let names: Vec<&str> = inputs.iter().map(|f| f.as_str()).collect();
+    let found: Vec<String> = tx
+        .rows(
+            "SELECT file_id FROM media WHERE app_id = $1 AND file_id = ANY($2) FOR SHARE",
+            &[&task.app_id.0, &names],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    if let Some(missing) = inputs
+        .iter()
+        .find(|f| !found.iter().any(|g| g == f.as_str()))
+    {
+        return Err(Error::NotFound(format!("file_id: no media file {missing}")));
     }
     let deletes = matches!(req.spec, TaskSpec::DeleteMedia(_));
     if deletes {
@@ -343,15 +348,40 @@ pub(super) async fn insert(tx: &Tx<'_>, task: &NewTask) -> Result<Inserted> {
             )));
         }
     }
+    let role = if deletes {
+        FileRole::Deletes
+    } else {
+        FileRole::Reads
+    };
     let task_type = req.spec.task_type().code();
     let create_time = to_micros(task.create_time);
+    let hour = hour_of(task.create_time);
+    // The row, its files and its counters in one statement: one round trip
+    // instead of four (a CreateTask waits on its round trips, not on
+    // PostgreSQL's CPU).
     let inserted = tx
         .opt(
-            "INSERT INTO tasks (task_id, app_id, task_type, status, priority, create_time, session_id,
-                                session_context, request_hash, file_id, input_json)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (app_id, session_id) WHERE session_id IS NOT NULL DO NOTHING
-             RETURNING seq",
+            "WITH t AS (
+                 INSERT INTO tasks (task_id, app_id, task_type, status, priority, create_time,
+                                    session_id, session_context, request_hash, file_id, input_json)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (app_id, session_id) WHERE session_id IS NOT NULL DO NOTHING
+                 RETURNING seq),
+             f AS (
+                 INSERT INTO task_files (file_id, task_seq, role)
+                 SELECT DISTINCT u.f, t.seq, $13::bigint FROM t, unnest($12::text[]) AS u(f)
+                 ON CONFLICT DO NOTHING),
+             c AS (
+                 INSERT INTO task_counts (app_id, status, task_type, shard, n)
+                 SELECT $2, $4, $3, pg_backend_pid() % 16, 1 FROM t
+                 ON CONFLICT (app_id, status, task_type, shard)
+                 DO UPDATE SET n = task_counts.n + excluded.n),
+             h AS (
+                 INSERT INTO task_counts_hourly (app_id, hour, status, task_type, shard, n)
+                 SELECT $2, $14, $4, $3, pg_backend_pid() % 16, 1 FROM t
+                 ON CONFLICT (app_id, hour, status, task_type, shard)
+                 DO UPDATE SET n = task_counts_hourly.n + excluded.n)
+             SELECT seq FROM t",
             &[
                 &task.id.as_str(),
                 &task.app_id.0,
@@ -364,34 +394,20 @@ pub(super) async fn insert(tx: &Tx<'_>, task: &NewTask) -> Result<Inserted> {
                 &fingerprint,
                 &req.spec.main_file().map_or("", FileId::as_str),
                 &to_json(&req.spec)?,
+                &names,
+                &(role as i64),
+                &hour,
             ],
         )
         .await?;
-    let Some(row) = inserted else {
+    if inserted.is_none() {
         // A concurrent call with the same session id committed first.
         let session_id = req.session_id.as_deref().unwrap_or_default();
         let existing = by_session(tx, task.app_id, session_id)
             .await?
             .ok_or_else(|| Error::Internal("a conflicting session vanished".into()))?;
         return same_session(session_id, &fingerprint, existing);
-    };
-    let seq: i64 = row.try_get(0)?;
-    let role = if deletes {
-        FileRole::Deletes
-    } else {
-        FileRole::Reads
-    };
-    for file_id in inputs {
-        link_file(tx, seq, file_id, role).await?;
     }
-    count(
-        tx,
-        task.app_id.0,
-        create_time,
-        task_type,
-        &[(TaskStatus::Waiting.code(), 1)],
-    )
-    .await?;
     Ok(Inserted::Created(task.id.clone()))
 }
 
