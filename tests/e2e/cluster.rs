@@ -18,47 +18,74 @@ use vodtask_e2e::queue::*;
 use vodtask_e2e::v1 as pb;
 use vodtask_e2e::*;
 
-/// Two API nodes without workers (`a`, `b`) and a worker node (`w`,
-/// `vodtask worker`: tasks and no API), on one database and one media
-/// directory.
+/// One database and one media directory that the nodes of a test share.
+struct Shared {
+    dir: tempfile::TempDir,
+    db: Database,
+    media: String,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        let dir = tempfile::tempdir().unwrap();
+        let media = format!("file://{}", dir.path().join("media").display());
+        Shared {
+            dir,
+            db: Database::create(),
+            media,
+        }
+    }
+
+    /// An API node without workers.
+    fn api(&self, name: &str) -> Server {
+        Server::start(
+            &self.dir.path().join(name),
+            &[
+                "--database",
+                &self.db.url,
+                "--storage",
+                &self.media,
+                "--workers",
+                "0",
+            ],
+        )
+    }
+
+    /// A worker node (`vodtask worker`: tasks and callbacks, no API) with
+    /// one worker and `extra` flags; its file URLs point at `api`'s file
+    /// server.
+    fn worker(&self, name: &str, api: &Server, extra: &[&str]) -> Server {
+        let public_url = format!("http://{}", api.http_addr);
+        let mut args = vec![
+            "--database",
+            &self.db.url,
+            "--storage",
+            &self.media,
+            "--workers",
+            "1",
+            "--public-url",
+            &public_url,
+        ];
+        args.extend(extra);
+        Server::start_worker(&self.dir.path().join(name), &args)
+    }
+}
+
+/// Two API nodes (`a`, `b`) and a worker node (`w`).
 struct Cluster {
     a: Server,
     b: Server,
     w: Server,
     key: String,
-    _db: Database,
-    dir: tempfile::TempDir,
+    shared: Shared,
 }
 
 impl Cluster {
     fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::create();
-        let media = format!("file://{}", dir.path().join("media").display());
-        let node = |name: &str| {
-            Server::start(
-                &dir.path().join(name),
-                &["--database", &db.url, "--storage", &media, "--workers", "0"],
-            )
-        };
-        let a = node("a");
-        let b = node("b");
-        // A worker node: tasks and callbacks, no API; its file URLs point
-        // at node A's file server.
-        let public_url = format!("http://{}", a.http_addr);
-        let w = Server::start_worker(
-            &dir.path().join("w"),
-            &[
-                "--database",
-                &db.url,
-                "--storage",
-                &media,
-                "--workers",
-                "1",
-                "--public-url",
-                &public_url,
-            ],
-        );
+        let shared = Shared::new();
+        let a = shared.api("a");
+        let b = shared.api("b");
+        let w = shared.worker("w", &a, &[]);
         // The first node made the default app; its key works on every node.
         let key = a.default_key();
         Cluster {
@@ -66,16 +93,19 @@ impl Cluster {
             b,
             w,
             key,
-            _db: db,
-            dir,
+            shared,
         }
+    }
+
+    fn dir(&self) -> &Path {
+        self.shared.dir.path()
     }
 }
 
 #[tokio::test]
 async fn a_task_created_on_one_node_runs_on_another_and_is_cancelled_through_a_third() {
     let c = Cluster::start();
-    let clip = make_clip(c.dir.path(), "in.mp4", 60, 640, 360);
+    let clip = make_clip(c.dir(), "in.mp4", 60, 640, 360);
     let mut media = c.a.media_as(&c.key).await;
     let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
     let (mut on_a, mut on_b) = (c.a.tasks_as(&c.key).await, c.b.tasks_as(&c.key).await);
@@ -131,7 +161,7 @@ fn file_of(d: &pb::EventDelivery) -> String {
 #[tokio::test]
 async fn events_pulled_on_one_node_are_confirmed_on_another() {
     let c = Cluster::start();
-    let files = uploads(&c.a, &c.key, c.dir.path(), 5).await;
+    let files = uploads(&c.a, &c.key, c.dir(), 5).await;
     let mut on_a = c.a.events_as(&c.key).await;
     let mut on_b = c.b.events_as(&c.key).await;
     let got = pull(&mut on_a, 16, 5).await;
@@ -169,7 +199,7 @@ async fn a_stream_on_one_node_gets_events_committed_on_another() {
     let mut slowest = Duration::ZERO;
     for round in 0..10 {
         let sent = Instant::now();
-        let file = uploads(&c.a, &c.key, c.dir.path(), 1).await;
+        let file = uploads(&c.a, &c.key, c.dir(), 1).await;
         let committed = sent.elapsed();
         let d = next_delivery(&mut stream).await;
         slowest = slowest.max(sent.elapsed().saturating_sub(committed));
@@ -195,7 +225,7 @@ async fn a_killed_node_s_leases_run_out_and_its_events_come_back_elsewhere() {
     })
     .await
     .unwrap();
-    let files = uploads(&c.a, &c.key, c.dir.path(), 6).await;
+    let files = uploads(&c.a, &c.key, c.dir(), 6).await;
     let mut on_b = c.b.events_as(&c.key).await;
     let mut stream = on_b
         .subscribe_events(pb::SubscribeEventsRequest { max_in_flight: 3 })
@@ -235,42 +265,20 @@ async fn a_killed_node_s_leases_run_out_and_its_events_come_back_elsewhere() {
         .unwrap()
         .into_inner();
     assert_eq!((s.ready, s.in_flight, s.delayed), (0, 0, 0), "{s:?}");
-    drop(c.w);
 }
 
 /// A worker node killed mid-transcode: once its lease runs out, another
-/// worker node runs the task again as attempt 2, to the end, and the
-/// killed node's late writes could not land (its lease token is stale).
+/// worker node runs the task again as attempt 2, to the end.
 #[tokio::test]
 async fn a_task_whose_worker_node_dies_finishes_on_another() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Database::create();
-    let media = format!("file://{}", dir.path().join("media").display());
-    let api = Server::start(
-        &dir.path().join("api"),
-        &["--database", &db.url, "--storage", &media, "--workers", "0"],
-    );
-    let public_url = format!("http://{}", api.http_addr);
-    let worker = |name: &str| {
-        Server::start_worker(
-            &dir.path().join(name),
-            &[
-                "--database",
-                &db.url,
-                "--storage",
-                &media,
-                "--workers",
-                "1",
-                "--lease",
-                "2s",
-                "--public-url",
-                &public_url,
-            ],
-        )
-    };
-    let mut workers = [worker("w1"), worker("w2")];
+    let shared = Shared::new();
+    let api = shared.api("api");
+    let mut workers = [
+        shared.worker("w1", &api, &["--lease", "2s"]),
+        shared.worker("w2", &api, &["--lease", "2s"]),
+    ];
     let key = api.default_key();
-    let clip = make_clip(dir.path(), "in.mp4", 30, 640, 360);
+    let clip = make_clip(shared.dir.path(), "in.mp4", 30, 640, 360);
     let (file_id, _) = upload(&mut api.media_as(&key).await, &clip, "in.mp4")
         .await
         .unwrap();

@@ -1,7 +1,10 @@
 //! What every store writes the same way, whatever its SQL: JSON columns,
 //! status codes, and the columns a task's `Change` sets.
 
+use super::EventPage;
 use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::ids::FileId;
 use crate::task::{Change, LeaseUpdate, Recoveries, TaskStatus};
 use crate::time::{Timestamp, to_micros};
 
@@ -19,6 +22,29 @@ pub(crate) fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
 
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::Internal(format!("serialize: {e}")))
+}
+
+/// The error of recording a file whose write was given up.
+pub(crate) fn given_up_write(file: &FileId) -> Error {
+    Error::Unavailable(format!(
+        "file {file}: its write was given up and its objects removed \
+         (the writing process was taken for dead); write it again"
+    ))
+}
+
+/// A page of at most `limit` events from up to `limit + 1` `(seq, event)`
+/// rows in seq order: a row past the limit means there is a next page.
+pub(crate) fn event_page(rows: Vec<(i64, Event)>, limit: u32) -> EventPage {
+    let more = rows.len() > limit as usize;
+    let events: Vec<(i64, Event)> = rows.into_iter().take(limit as usize).collect();
+    EventPage {
+        next_after: if more {
+            events.last().map(|(s, _)| *s)
+        } else {
+            None
+        },
+        events: events.into_iter().map(|(_, e)| e).collect(),
+    }
 }
 
 /// One `SET` of a change on the `tasks` row.

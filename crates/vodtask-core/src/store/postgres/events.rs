@@ -201,23 +201,11 @@ pub(super) async fn dead_letters(
             ),
             &[&app.0, &after.unwrap_or(0), &(i64::from(limit) + 1)],
         )
-        .await?;
-    let mut events = Vec::new();
-    let mut last = None;
-    for r in &found {
-        if events.len() == limit as usize {
-            return Ok(EventPage {
-                events,
-                next_after: last,
-            });
-        }
-        last = Some(r.try_get::<_, i64>(7)?);
-        events.push(event(r)?);
-    }
-    Ok(EventPage {
-        events,
-        next_after: None,
-    })
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get::<_, i64>(7)?, event(r)?)))
+        .collect::<Result<_>>()?;
+    Ok(crate::store::codec::event_page(found, limit))
 }
 
 /// Puts settled events back in the queue (all, or those named) with their

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::notify::Notifier;
 use super::pool_error;
@@ -175,12 +176,9 @@ impl SharedLeases for PgLeases {
             .iter()
             .map(|h| i64::try_from(h.token).unwrap_or(-1))
             .collect();
-        let backoffs: Vec<i64> = (1..=12)
-            .map(|n| micros(crate::events::backoff(n)))
-            .collect();
         // $5: the extension or the nack's delay (-1: the backoff); $6 the
         // backoff after the n-th delivery.
-        let (set, value) = match change {
+        let (set, extra) = match change {
             LeaseChange::Settle => ("state = 0, lease_until = NULL, consumer = NULL", None),
             LeaseChange::Extend(by) => (
                 "lease_until = $4 + $5::bigint,
@@ -195,21 +193,22 @@ impl SharedLeases for PgLeases {
                 Some(delay.map_or(-1, micros)),
             ),
         };
+        let extra = extra.map(|value| {
+            let backoffs: Vec<i64> = (1..=12)
+                .map(|n| micros(crate::events::backoff(n)))
+                .collect();
+            (value, backoffs)
+        });
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&app.0, &seqs, &tokens, &now];
+        if let Some((value, backoffs)) = &extra {
+            params.extend([value as &(dyn ToSql + Sync), backoffs]);
+        }
         let c = self.client().await?;
-        let base: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&app.0, &seqs, &tokens, &now];
-        let value = value.unwrap_or_default();
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = match change {
-            LeaseChange::Settle => base.to_vec(),
-            _ => base
-                .into_iter()
-                .chain([&value as _, &backoffs as _])
-                .collect(),
-        };
         let held = c
             .rows(
                 &format!(
                     "WITH held AS (
-                         SELECT e.seq, e.consumer FROM events e
+                         SELECT e.seq, e.token, e.consumer FROM events e
                          JOIN unnest($2::bigint[], $3::bigint[]) AS h(seq, token)
                            ON e.seq = h.seq AND e.token = h.token
                          WHERE e.app_id = $1 AND e.state = 1 AND e.lease_until >= $4
@@ -218,29 +217,38 @@ impl SharedLeases for PgLeases {
                          UPDATE events e SET {set} FROM (SELECT DISTINCT seq FROM held) h
                          WHERE e.seq = h.seq
                          RETURNING e.seq)
-                     SELECT DISTINCT held.seq, held.consumer FROM held"
+                     SELECT DISTINCT held.seq, held.token, held.consumer FROM held"
                 ),
                 &params,
             )
             .await?;
-        let mut done: HashSet<i64> = HashSet::new();
+        // The deliveries changed, by (seq, token).
+        let mut done: HashSet<(i64, i64)> = HashSet::new();
         let mut credited: Vec<String> = Vec::new();
         for r in &held {
-            done.insert(r.try_get(0)?);
+            done.insert((r.try_get(0)?, r.try_get(1)?));
             if !matches!(change, LeaseChange::Extend(_))
-                && let Some(consumer) = r.try_get::<_, Option<String>>(1)?
+                && let Some(consumer) = r.try_get::<_, Option<String>>(2)?
             {
                 credited.push(consumer);
             }
         }
-        // What the rows say of the other handles (and of a handle named
-        // twice: its first mention did it).
-        let mut first = HashSet::new();
+        // Done for the first mention of a changed delivery; what the rows
+        // say for every other handle (a second mention included).
+        let mut answered = HashSet::new();
+        let done_here: Vec<bool> = handles
+            .iter()
+            .map(|h| {
+                h.filter(|h| h.epoch == EPOCH).is_some_and(|h| {
+                    let delivery = (h.seq, i64::try_from(h.token).unwrap_or(-1));
+                    done.contains(&delivery) && answered.insert(delivery)
+                })
+            })
+            .collect();
         let others: Vec<i64> = handles
             .iter()
-            .flatten()
-            .filter(|h| !(h.epoch == EPOCH && done.contains(&h.seq) && first.insert(h.seq)))
-            .map(|h| h.seq)
+            .zip(&done_here)
+            .filter_map(|(h, done)| h.filter(|_| !done).map(|h| h.seq))
             .collect();
         let states: HashMap<i64, i64> = if others.is_empty() {
             HashMap::new()
@@ -254,14 +262,12 @@ impl SharedLeases for PgLeases {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<_>>()?
         };
-        let mut first = HashSet::new();
         let results = handles
             .iter()
-            .map(|h| match h {
+            .zip(&done_here)
+            .map(|(h, &done)| match h {
+                _ if done => HandleResult::Done,
                 None => HandleResult::Unknown,
-                Some(h) if h.epoch == EPOCH && done.contains(&h.seq) && first.insert(h.seq) => {
-                    HandleResult::Done
-                }
                 Some(h) => match states.get(&h.seq) {
                     Some(0) => HandleResult::AlreadyConfirmed,
                     Some(_) => HandleResult::Expired,

@@ -173,7 +173,7 @@ impl Tx<'_> {
 /// transaction `$tx`) in a transaction, commits it when it succeeds, and
 /// runs it again when PostgreSQL rolled it back to break a deadlock. The
 /// body is evaluated once per try, so it borrows its inputs.
-macro_rules! write {
+macro_rules! in_tx {
     ($store:expr, |$tx:ident| $body:expr) => {{
         let store: &PgStore = $store;
         let mut tries = 0;
@@ -303,7 +303,7 @@ async fn insert_media(tx: &Tx<'_>, m: &MediaFile) -> Result<()> {
     if let Some(row) = given_up
         && row.try_get::<_, bool>(0)?
     {
-        return Err(super::sqlite::given_up_write(&m.file_id));
+        return Err(super::codec::given_up_write(&m.file_id));
     }
     let (metadata, probe_error) = match &m.metadata {
         Ok(meta) => (Some(to_json(meta)?), None),
@@ -369,7 +369,7 @@ impl Store for PgStore {
     }
 
     async fn create_app(&self, name: &str, key_hash: &KeyHash, now: Timestamp) -> Result<App> {
-        let created = write!(self, |tx| tx.opt(
+        let created = in_tx!(self, |tx| tx.opt(
             "INSERT INTO apps (name, key_hash, create_time) VALUES ($1, $2, $3)
              ON CONFLICT DO NOTHING RETURNING app_id",
             &[&name, &key_hash.0, &to_micros(now)],
@@ -420,7 +420,7 @@ impl Store for PgStore {
     }
 
     async fn revoke_app(&self, name: &str, now: Timestamp) -> Result<AppRecord> {
-        let row = write!(self, |tx| async {
+        let row = in_tx!(self, |tx| async {
             tx.exec(
                 "UPDATE apps SET revoke_time = $2 WHERE name = $1 AND revoke_time IS NULL",
                 &[&name, &to_micros(now)],
@@ -444,7 +444,7 @@ impl Store for PgStore {
         event: Option<Draft>,
         follow_up: Option<NewTask>,
     ) -> Result<()> {
-        write!(self, |tx| async {
+        in_tx!(self, |tx| async {
             insert_media(&tx, media).await?;
             if let Some(task) = &follow_up {
                 tasks::insert(&tx, task).await?;
@@ -481,7 +481,7 @@ impl Store for PgStore {
     }
 
     async fn note_media_write(&self, file: &FileId, owner: &str, now: Timestamp) -> Result<()> {
-        write!(self, |tx| tx.exec(
+        in_tx!(self, |tx| tx.exec(
             "INSERT INTO media_leftovers (file_id, owner, since, deleting)
              VALUES ($1, $2, $3, false)",
             &[&file.as_str(), &owner, &to_micros(now)],
@@ -490,7 +490,7 @@ impl Store for PgStore {
     }
 
     async fn abandon_media_write(&self, file: &FileId) -> Result<()> {
-        write!(self, |tx| tx.exec(
+        in_tx!(self, |tx| tx.exec(
             "UPDATE media_leftovers SET deleting = true WHERE file_id = $1",
             &[&file.as_str()],
         ))?;
@@ -498,7 +498,7 @@ impl Store for PgStore {
     }
 
     async fn note_multipart(&self, file: &FileId, name: &str, upload_id: &str) -> Result<()> {
-        write!(self, |tx| tx.exec(
+        in_tx!(self, |tx| tx.exec(
             "INSERT INTO media_multipart (file_id, name, upload_id) VALUES ($1, $2, $3)
              ON CONFLICT DO NOTHING",
             &[&file.as_str(), &name, &upload_id],
@@ -544,11 +544,11 @@ impl Store for PgStore {
     }
 
     async fn clear_media_leftover(&self, file: &FileId) -> Result<()> {
-        write!(self, |tx| forget_leftover(&tx, file.as_str()))
+        in_tx!(self, |tx| forget_leftover(&tx, file.as_str()))
     }
 
     async fn insert_task(&self, task: NewTask) -> Result<Inserted> {
-        write!(self, |tx| tasks::insert(&tx, &task))
+        in_tx!(self, |tx| tasks::insert(&tx, &task))
     }
 
     async fn get_task(&self, app: AppId, id: &TaskId, with_attempts: bool) -> Result<Option<Task>> {
@@ -567,15 +567,15 @@ impl Store for PgStore {
     }
 
     async fn redo_task(&self, app: AppId, id: &TaskId, _now: Timestamp) -> Result<Task> {
-        write!(self, |tx| tasks::redo(&tx, app, id))
+        in_tx!(self, |tx| tasks::redo(&tx, app, id))
     }
 
     async fn cancel_task(&self, app: AppId, id: &TaskId, now: Timestamp) -> Result<Task> {
-        write!(self, |tx| tasks::cancel(&tx, app, id, now))
+        in_tx!(self, |tx| tasks::cancel(&tx, app, id, now))
     }
 
     async fn claim_next(&self, lease_until: Timestamp, now: Timestamp) -> Result<Option<Claim>> {
-        write!(self, |tx| tasks::claim_next(&tx, lease_until, now))
+        in_tx!(self, |tx| tasks::claim_next(&tx, lease_until, now))
     }
 
     async fn heartbeat(
@@ -584,7 +584,7 @@ impl Store for PgStore {
         progress: u8,
         lease_until: Timestamp,
     ) -> Result<LeaseState> {
-        write!(self, |tx| tasks::heartbeat(
+        in_tx!(self, |tx| tasks::heartbeat(
             &tx,
             lease,
             progress,
@@ -600,7 +600,7 @@ impl Store for PgStore {
         new_media: Vec<MediaFile>,
         event: Option<Draft>,
     ) -> Result<LeaseState> {
-        write!(self, |tx| tasks::record_step(
+        in_tx!(self, |tx| tasks::record_step(
             &tx,
             lease,
             progress,
@@ -616,11 +616,11 @@ impl Store for PgStore {
         outcome: Outcome,
         now: Timestamp,
     ) -> Result<Option<Vec<FileId>>> {
-        write!(self, |tx| tasks::finish(&tx, lease, &outcome, now))
+        in_tx!(self, |tx| tasks::finish(&tx, lease, &outcome, now))
     }
 
     async fn release(&self, lease: &Lease) -> Result<bool> {
-        write!(self, |tx| tasks::release(&tx, lease))
+        in_tx!(self, |tx| tasks::release(&tx, lease))
     }
 
     async fn recover(
@@ -629,13 +629,13 @@ impl Store for PgStore {
         max_recoveries: u32,
         now: Timestamp,
     ) -> Result<Recovered> {
-        write!(self, |tx| tasks::recover(&tx, orphans, max_recoveries, now))
+        in_tx!(self, |tx| tasks::recover(&tx, orphans, max_recoveries, now))
     }
 
     async fn purge_finished(&self, before: Timestamp) -> Result<u64> {
         let mut total = 0;
         loop {
-            let n = write!(self, |tx| tasks::purge(&tx, before, PURGE_BATCH))?;
+            let n = in_tx!(self, |tx| tasks::purge(&tx, before, PURGE_BATCH))?;
             total += n;
             if n < PURGE_BATCH as u64 {
                 return Ok(total);
@@ -649,7 +649,7 @@ impl Store for PgStore {
     }
 
     async fn set_event_config(&self, app: AppId, config: &EventConfig) -> Result<()> {
-        write!(self, |tx| events::set_config(&tx, app, config))
+        in_tx!(self, |tx| events::set_config(&tx, app, config))
     }
 
     async fn load_events(&self, app: AppId, after: i64, limit: u32) -> Result<Vec<PendingEvent>> {
@@ -663,7 +663,7 @@ impl Store for PgStore {
         seqs: Vec<(i64, u32)>,
         outcome: Settled,
     ) -> Result<()> {
-        write!(self, |tx| events::settle(&tx, app, &seqs, outcome))
+        in_tx!(self, |tx| events::settle(&tx, app, &seqs, outcome))
     }
 
     async fn event_states(&self, app: AppId, seqs: Vec<i64>) -> Result<HashMap<i64, Stored>> {
@@ -687,7 +687,7 @@ impl Store for PgStore {
         event_ids: Option<Vec<String>>,
         which: Revive,
     ) -> Result<Vec<PendingEvent>> {
-        write!(self, |tx| events::revive(
+        in_tx!(self, |tx| events::revive(
             &tx,
             app,
             event_ids.as_deref(),
@@ -717,7 +717,7 @@ impl Store for PgStore {
         attempt: CallbackAttempt,
         settle: Option<Settled>,
     ) -> Result<()> {
-        write!(self, |tx| attempts::record(&tx, app, seq, &attempt, settle))
+        in_tx!(self, |tx| attempts::record(&tx, app, seq, &attempt, settle))
     }
 
     async fn last_attempt(&self, app: AppId, seq: i64) -> Result<Option<CallbackAttempt>> {
@@ -736,7 +736,7 @@ impl Store for PgStore {
     }
 
     async fn purge_events(&self, now: Timestamp) -> Result<u64> {
-        write!(self, |tx| events::purge(&tx, now))
+        in_tx!(self, |tx| events::purge(&tx, now))
     }
 }
 

@@ -178,22 +178,11 @@ pub(super) fn dead_letters(
          WHERE e.app_id = ?1 AND e.state = {DEAD} AND e.seq > ?2 ORDER BY e.seq LIMIT ?3"
     ))?;
     let mut rows = stmt.query(params![app.0, after.unwrap_or(0), limit + 1])?;
-    let mut events = Vec::new();
-    let mut last = None;
+    let mut found = Vec::new();
     while let Some(r) = rows.next()? {
-        if events.len() == limit as usize {
-            return Ok(EventPage {
-                events,
-                next_after: last,
-            });
-        }
-        last = Some(r.get::<_, i64>(7)?);
-        events.push(event(r)?);
+        found.push((r.get::<_, i64>(7)?, event(r)?));
     }
-    Ok(EventPage {
-        events,
-        next_after: None,
-    })
+    Ok(crate::store::codec::event_page(found, limit))
 }
 
 /// Puts settled events back in the queue (all, or those named) with their

@@ -207,7 +207,7 @@ fn insert_media(conn: &Connection, m: &MediaFile) -> Result<()> {
         |r| r.get(0),
     ))?;
     if given_up == Some(true) {
-        return Err(given_up_write(&m.file_id));
+        return Err(crate::store::codec::given_up_write(&m.file_id));
     }
     let (metadata, probe_error) = match &m.metadata {
         Ok(meta) => (Some(to_json(meta)?), None),
@@ -232,14 +232,6 @@ fn insert_media(conn: &Connection, m: &MediaFile) -> Result<()> {
     ])?;
     // Its objects are complete and now have their row.
     forget_leftover(conn, m.file_id.as_str())
-}
-
-/// The error of recording a file whose write was given up.
-pub(crate) fn given_up_write(file: &FileId) -> Error {
-    Error::Unavailable(format!(
-        "file {file}: its write was given up and its objects removed \
-         (the writing process was taken for dead); write it again"
-    ))
 }
 
 fn forget_leftover(conn: &Connection, file_id: &str) -> Result<()> {
