@@ -9,11 +9,11 @@
 // A failed unwrap is a failed test, with its reason in the panic.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vodtask_e2e::pg::Database;
+use vodtask_e2e::pg::{Database, Instance};
 use vodtask_e2e::queue::*;
 use vodtask_e2e::v1 as pb;
 use vodtask_e2e::*;
@@ -21,34 +21,43 @@ use vodtask_e2e::*;
 /// One database and one media directory that the nodes of a test share.
 struct Shared {
     dir: tempfile::TempDir,
-    db: Database,
+    database: String,
+    /// Dropped when the test ends, when the test made it.
+    _made: Option<Database>,
     media: String,
 }
 
 impl Shared {
+    /// On a database of its own on the test server.
     fn new() -> Shared {
+        let db = Database::create();
+        let mut shared = Shared::on(db.url.clone());
+        shared._made = Some(db);
+        shared
+    }
+
+    /// On the database at `url`.
+    fn on(database: String) -> Shared {
         let dir = tempfile::tempdir().unwrap();
         let media = format!("file://{}", dir.path().join("media").display());
         Shared {
             dir,
-            db: Database::create(),
+            database,
+            _made: None,
             media,
         }
     }
 
     /// An API node without workers.
     fn api(&self, name: &str) -> Server {
-        Server::start(
-            &self.dir.path().join(name),
-            &[
-                "--database",
-                &self.db.url,
-                "--storage",
-                &self.media,
-                "--workers",
-                "0",
-            ],
-        )
+        self.node(name, &["--workers", "0"])
+    }
+
+    /// An API node (with workers unless `extra` says otherwise).
+    fn node(&self, name: &str, extra: &[&str]) -> Server {
+        let mut args = vec!["--database", &self.database, "--storage", &self.media];
+        args.extend(extra);
+        Server::start(&self.dir.path().join(name), &args)
     }
 
     /// A worker node (`vodtask worker`: tasks and callbacks, no API) with
@@ -58,7 +67,7 @@ impl Shared {
         let public_url = format!("http://{}", api.http_addr);
         let mut args = vec![
             "--database",
-            &self.db.url,
+            &self.database,
             "--storage",
             &self.media,
             "--workers",
@@ -294,4 +303,298 @@ async fn a_task_whose_worker_node_dies_finishes_on_another() {
     let done = wait_ended(&mut tasks, &id).await;
     assert_finished_ok(&done);
     assert_eq!(done.attempt, 2, "{done:?}");
+}
+
+/// What the consumer of the crash test knows: events whose confirm answered
+/// CONFIRMED (they must never come back), events whose confirm got no
+/// answer (a node or the database died on the way: confirmed or not), and
+/// per key (a task, or the file of an upload) the sequences it settled.
+#[derive(Default)]
+struct Ledger {
+    confirmed: HashSet<String>,
+    unanswered: HashSet<String>,
+    settled: HashMap<String, BTreeSet<i64>>,
+    /// Keys whose last event (a procedure's FINISH, an upload's one) was settled.
+    ended: HashSet<String>,
+}
+
+fn key_of(d: &pb::EventDelivery) -> String {
+    let e = d.event.as_ref().unwrap();
+    if e.task_id.is_empty() {
+        file_of(d)
+    } else {
+        e.task_id.clone()
+    }
+}
+
+impl Ledger {
+    /// A delivery: never one confirmed before, never ahead of its task's order.
+    fn delivered(&mut self, d: &pb::EventDelivery) {
+        let e = d.event.as_ref().unwrap();
+        assert!(
+            !self.confirmed.contains(&e.event_id),
+            "event {} came back after its confirm returned CONFIRMED",
+            e.event_id
+        );
+        let settled = self.settled.entry(key_of(d)).or_default();
+        if self.unanswered.remove(&e.event_id) {
+            // Back, so that confirm never committed.
+            settled.remove(&e.task_sequence);
+        }
+        assert!(
+            e.task_sequence == 1 || settled.contains(&(e.task_sequence - 1)),
+            "event {} (#{} of {}) delivered before #{} was settled",
+            e.event_id,
+            e.task_sequence,
+            key_of(d),
+            e.task_sequence - 1
+        );
+    }
+
+    /// The answer to its confirm: None when none came.
+    fn answered(&mut self, d: &pb::EventDelivery, status: Option<i32>) {
+        let e = d.event.as_ref().unwrap();
+        match status {
+            Some(s) if s == pb::HandleStatus::Confirmed as i32 => {
+                self.confirmed.insert(e.event_id.clone());
+            }
+            Some(_) => return, // expired: it comes back
+            None => {
+                self.unanswered.insert(e.event_id.clone());
+            }
+        }
+        self.settled
+            .entry(key_of(d))
+            .or_default()
+            .insert(e.task_sequence);
+        if e.event_type != "ProcedureStateChanged" || envelope_of(d)["data"]["status"] == "FINISH" {
+            self.ended.insert(key_of(d));
+        }
+    }
+}
+
+fn envelope_of(d: &pb::EventDelivery) -> serde_json::Value {
+    serde_json::from_str(&d.event.as_ref().unwrap().content_json).unwrap()
+}
+
+/// A procedure in CHANGE mode, whose every subtask start and end is an
+/// event of the task (five in all), in order.
+fn procedure(file_id: &str) -> pb::CreateTaskRequest {
+    let subtasks = [
+        pb::subtask_spec::Kind::Transcode(pb::TranscodeSubtask { definition: 100010 }),
+        pb::subtask_spec::Kind::CoverBySnapshot(pb::CoverBySnapshotSubtask {
+            definition: 10,
+            position_type: pb::PositionType::Percent as i32,
+            position: 50.0,
+        }),
+    ];
+    pb::CreateTaskRequest {
+        spec: Some(pb::TaskSpec {
+            kind: Some(pb::task_spec::Kind::Procedure(pb::ProcedureSpec {
+                file_id: file_id.into(),
+                subtasks: subtasks
+                    .into_iter()
+                    .map(|k| pb::SubtaskSpec { kind: Some(k) })
+                    .collect(),
+                notify_mode: pb::NotifyMode::Change as i32,
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The crash test of the event queue, across nodes: two API+worker nodes
+/// and a worker node on a PostgreSQL of the test's own. While procedures
+/// run and a consumer pulls through one node and confirms through the
+/// other, a node is killed with SIGKILL, then PostgreSQL itself crashes
+/// and restarts (the nodes reconnect by themselves), then the worker node
+/// is killed. In the end every event was confirmed, each task's in order,
+/// none that was confirmed came back, and every procedure finished.
+#[tokio::test]
+async fn nodes_and_postgres_crash_while_events_flow_and_nothing_is_lost_or_comes_back() {
+    let pg = Instance::start();
+    let shared = Shared::on(pg.url());
+    let lease = ["--workers", "1", "--lease", "2s"];
+    let n1 = shared.node("n1", &lease);
+    let mut n2 = shared.node("n2", &lease);
+    let mut n3 = shared.worker("n3", &n1, &["--lease", "2s"]);
+    let key = n1.default_key();
+    n1.events_as(&key)
+        .await
+        .modify_event_config(pb::ModifyEventConfigRequest {
+            visibility_timeout_seconds: Some(5),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let clip = make_clip(shared.dir.path(), "in.mp4", 4, 160, 120);
+    let (file_id, _) = upload(&mut n1.media_as(&key).await, &clip, "in.mp4")
+        .await
+        .unwrap();
+    let mut expected = uploads(&n1, &key, shared.dir.path(), 40).await;
+    expected.insert(file_id.clone());
+
+    let mut ledger = Ledger::default();
+    let mut procedures = Vec::new();
+    let mut kills = 0;
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 3000, "consumption did not finish");
+        let (mut from, mut to) = (n1.events_as(&key).await, n2.events_as(&key).await);
+        if rounds % 2 == 0 {
+            std::mem::swap(&mut from, &mut to);
+        }
+        // One procedure per round for the first eight, through either node.
+        if rounds <= 8 {
+            let node = if rounds % 2 == 0 { &n1 } else { &n2 };
+            let id = create(&mut node.tasks_as(&key).await, procedure(&file_id)).await;
+            expected.insert(id.clone());
+            procedures.push(id);
+        }
+        let batch = match from
+            .pull_events(pb::PullEventsRequest {
+                max_events: 7,
+                wait_seconds: Some(1),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner().events,
+            // A node restarting, or the database down: try again.
+            Err(s) => {
+                assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
+                Vec::new()
+            }
+        };
+        batch.iter().for_each(|d| ledger.delivered(d));
+        let kill = [3, 6, 9].contains(&rounds);
+        let answers = if batch.is_empty() || (kill && rand::random::<bool>()) {
+            None
+        } else {
+            to.confirm_events(pb::ConfirmEventsRequest {
+                msg_handles: batch.iter().map(|d| d.msg_handle.clone()).collect(),
+            })
+            .await
+            .ok()
+            .map(|r| r.into_inner().results)
+        };
+        if let Some(answers) = answers {
+            for (d, a) in batch.iter().zip(answers) {
+                ledger.answered(d, Some(a.status));
+            }
+        }
+        match rounds {
+            3 => {
+                n2.kill9();
+                n2.restart();
+            }
+            6 => {
+                pg.crash();
+                pg.start_again();
+            }
+            9 => {
+                n3.kill9();
+                n3.restart();
+            }
+            _ => {}
+        }
+        kills += usize::from(kill);
+        if batch.is_empty() && ledger.ended.is_superset(&expected) {
+            let s = from
+                .describe_events_state(pb::DescribeEventsStateRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            if (s.ready, s.in_flight, s.delayed, s.dead_lettered) == (0, 0, 0, 0) {
+                break;
+            }
+        }
+    }
+    assert_eq!(kills, 3);
+    eprintln!(
+        "{rounds} rounds; {} events confirmed, {} confirms unanswered",
+        ledger.confirmed.len(),
+        ledger.unanswered.len()
+    );
+    // Every key's events were settled from the first to the last.
+    for (key, settled) in &ledger.settled {
+        let last = *settled.last().unwrap();
+        assert_eq!(settled.len() as i64, last, "{key}: {settled:?}");
+    }
+    let mut tasks = n1.tasks_as(&key).await;
+    for id in &procedures {
+        let t = describe(&mut tasks, id).await;
+        assert_finished_ok(&t);
+        eprintln!("{id}: attempt {}", t.attempt);
+    }
+}
+
+/// PostgreSQL gone for ten seconds: calls answer UNAVAILABLE at once
+/// instead of hanging, the worker waits, and when the database is back
+/// everything resumes by itself: the running task finishes, new tasks
+/// are taken, and the events of both arrive.
+#[tokio::test]
+async fn while_postgres_is_down_calls_fail_fast_and_everything_resumes_after() {
+    let pg = Instance::start();
+    let shared = Shared::on(pg.url());
+    let node = shared.node("n", &["--workers", "1", "--lease", "2s"]);
+    let key = node.default_key();
+    let clip = make_clip(shared.dir.path(), "in.mp4", 30, 640, 360);
+    let (file_id, _) = upload(&mut node.media_as(&key).await, &clip, "in.mp4")
+        .await
+        .unwrap();
+    let mut tasks = node.tasks_as(&key).await;
+    let mut events = node.events_as(&key).await;
+    let running = create(&mut tasks, transcode(&file_id, &[100020])).await;
+    wait_processing(&mut tasks, &running).await;
+
+    pg.crash();
+    let down = Instant::now();
+    let refused = |what: &str, r: Result<(), tonic::Status>, started: Instant| {
+        let s = r.expect_err(what);
+        assert_eq!(s.code(), tonic::Code::Unavailable, "{what}: {s:?}");
+        assert!(s.message().contains("database"), "{what}: {s:?}");
+        eprintln!("{what} answered UNAVAILABLE in {:?}", started.elapsed());
+    };
+    let t = Instant::now();
+    let r = tasks
+        .describe_task(pb::DescribeTaskRequest {
+            task_id: running.clone(),
+        })
+        .await;
+    refused("DescribeTask", r.map(drop), t);
+    let t = Instant::now();
+    let r = tasks.create_task(snapshot(&file_id, 10, &[0])).await;
+    refused("CreateTask", r.map(drop), t);
+    let t = Instant::now();
+    let r = events
+        .pull_events(pb::PullEventsRequest {
+            max_events: 16,
+            wait_seconds: Some(0),
+        })
+        .await;
+    refused("PullEvents", r.map(drop), t);
+    // The outage lasts ten seconds (this wait is the scenario, not a hope).
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(down.elapsed())).await;
+    pg.start_again();
+
+    let later = eventually("CreateTask to work again", || {
+        let mut tasks = tasks.clone();
+        let request = snapshot(&file_id, 10, &[0, 1000]);
+        async move { tasks.create_task(request).await.ok() }
+    })
+    .await
+    .into_inner()
+    .task_id;
+    assert_finished_ok(&wait_ended(&mut tasks, &running).await);
+    assert_finished_ok(&wait_ended(&mut tasks, &later).await);
+    // The upload's event and both tasks' events, none lost.
+    let mut keys = HashSet::new();
+    while keys.len() < 3 {
+        for d in pull(&mut events, 16, 5).await {
+            confirm_one(&mut events, &d).await;
+            keys.insert(key_of(&d));
+        }
+    }
+    assert_eq!(keys, HashSet::from([file_id, running, later]));
 }

@@ -68,3 +68,130 @@ impl Drop for Database {
         }
     }
 }
+
+/// A PostgreSQL server of the test's own: a cluster made by the installed
+/// PostgreSQL's `initdb` in a temporary directory, listening on a free port
+/// of 127.0.0.1, so that a test can crash and restart it without disturbing
+/// anything else. Stopped and removed when this is dropped.
+pub struct Instance {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+/// Where Debian puts the server's programs (`initdb`, `pg_ctl`), unless
+/// `VODTASK_TEST_PG_BIN` says.
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl Instance {
+    pub fn start() -> Instance {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        // PostgreSQL refuses to run as root: then its files and processes
+        // belong to the `postgres` user.
+        let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        if as_root {
+            let chown = Command::new("chown")
+                .args(["postgres:", &dir.path().display().to_string()])
+                .status()
+                .unwrap();
+            assert!(
+                chown.success(),
+                "chown the instance's directory to postgres"
+            );
+        }
+        let instance = Instance {
+            dir,
+            port: crate::free_port(),
+        };
+        instance.pg(
+            "initdb",
+            &["-D", &instance.data(), "-U", "postgres", "-A", "trust"],
+        );
+        instance.start_again();
+        instance
+    }
+
+    /// The instance's `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server the way a crash does (`pg_ctl stop -m immediate`:
+    /// no checkpoint, every connection cut); its next start recovers from
+    /// the write-ahead log.
+    pub fn crash(&self) {
+        self.pg(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
+             -c max_connections=200 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Runs one of the server's programs, as `postgres` when we are root.
+    fn pg(&self, program: &str, args: &[&str]) {
+        self.try_pg(program, args)
+            .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"));
+    }
+
+    fn try_pg(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let bin_dir = std::env::var("VODTASK_TEST_PG_BIN").unwrap_or_else(|_| PG_BIN.into());
+        let program = format!("{bin_dir}/{program}");
+        let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        let mut command = if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", &program]);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let out = command
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run it: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // Already stopped, when the test failed while it was down.
+        let data = self.data();
+        let _ = self.try_pg("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
+}

@@ -31,7 +31,7 @@ use crate::media::{
 };
 use crate::outbound::AddressPolicy;
 use crate::queue::Hub;
-use crate::store::{Access, Orphans, Store, StoreConfig, SyncMode};
+use crate::store::{Access, Duty, Orphans, Store, StoreConfig, SyncMode};
 use crate::task::procedure::{ProcedurePlan, ProcedureSpec};
 use crate::task::query::{HourRange, Overview, TaskPage, TaskQuery, TimeRange};
 use crate::task::{NewTask, Task, TaskRequest, TaskSpec, TaskStatus, TaskType};
@@ -141,6 +141,8 @@ fn unknown_key() -> Error {
 /// How often the sweeper looks for objects to remove that were not removed
 /// at once (a delete or a given-up write while the storage was down).
 const MEDIA_SWEEP: Duration = Duration::from_secs(30);
+/// How often expired events and ended tasks are deleted.
+const RETENTION: Duration = Duration::from_secs(600);
 
 /// How often a process sharing its store looks for apps another process
 /// switched to PUSH mode or back.
@@ -186,7 +188,8 @@ impl Engine {
         .await?;
         // Start-up chores that fail are logged, not fatal: a server that
         // cannot start cannot be told, through its API, what to do instead.
-        match library.sweep().await {
+        let sweep = its_turn(store.as_ref(), Duty::MediaSweep, MEDIA_SWEEP).await;
+        match if sweep { library.sweep().await } else { Ok(0) } {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 "removed the media of {n} files a previous run left unfinished or deleted"
@@ -544,7 +547,7 @@ impl Engine {
         let inner = &self.inner;
         let recover_every = (inner.config.lease / 3).max(Duration::from_secs(1));
         let mut recover = tokio::time::interval(recover_every);
-        let mut purge = tokio::time::interval(Duration::from_secs(600));
+        let mut purge = tokio::time::interval(RETENTION);
         let mut sweep = tokio::time::interval(MEDIA_SWEEP);
         sweep.tick().await;
         // Over a shared store, another process may switch an app to PUSH
@@ -578,6 +581,9 @@ impl Engine {
                     }
                 }
                 _ = sweep.tick() => {
+                    if !its_turn(inner.store.as_ref(), Duty::MediaSweep, MEDIA_SWEEP).await {
+                        continue;
+                    }
                     match inner.library.sweep().await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!("removed the media of {n} deleted or given-up files"),
@@ -585,6 +591,9 @@ impl Engine {
                     }
                 }
                 _ = purge.tick() => {
+                    if !its_turn(inner.store.as_ref(), Duty::Retention, RETENTION).await {
+                        continue;
+                    }
                     match inner.hub.forget_expired().await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!("retention deleted {n} events"),
@@ -598,6 +607,20 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Whether this process runs a periodic duty now (over a shared store, one
+/// process per period does). A run is claimed for a little less than the
+/// period, so that the next tick of whichever process comes first finds it
+/// due; should the store not answer, the duty waits for the next tick.
+async fn its_turn(store: &dyn Store, duty: Duty, every: Duration) -> bool {
+    match store.claim_duty(duty, every.mul_f64(0.9)).await {
+        Ok(mine) => mine,
+        Err(e) => {
+            tracing::warn!("claiming the {} duty: {e}", duty.name());
+            false
         }
     }
 }

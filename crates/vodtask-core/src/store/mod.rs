@@ -13,12 +13,12 @@ pub mod leases;
 pub mod postgres;
 pub mod sqlite;
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-
-use std::collections::{HashMap, HashSet};
 
 use crate::app::{App, KeyHash};
 use crate::callbacks::{AttemptsOf, CallbackAttempt};
@@ -246,6 +246,24 @@ pub struct MediaLeftover {
     pub multipart: Vec<(String, String)>,
 }
 
+/// Periodic work that runs once across the processes sharing a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duty {
+    /// Deleting expired events and ended tasks.
+    Retention,
+    /// Removing the media objects of deleted and given-up files.
+    MediaSweep,
+}
+
+impl Duty {
+    pub fn name(self) -> &'static str {
+        match self {
+            Duty::Retention => "retention",
+            Duty::MediaSweep => "media sweep",
+        }
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Why the store can no longer write, if so (a dead writer thread).
@@ -370,6 +388,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Recovered>;
     /// Deletes tasks that ended before `before` (retention).
     async fn purge_finished(&self, before: Timestamp) -> Result<u64>;
+    /// Whether this process is to run `duty` now. A store several
+    /// processes share says yes to one of them per `every`; a store one
+    /// process owns always says yes.
+    async fn claim_duty(&self, duty: Duty, every: Duration) -> Result<bool> {
+        let _ = (duty, every);
+        Ok(true)
+    }
 
     // Events. A task's completion event is written by the transition that
     // ends it (finish, abort, recovery giving up), in the same transaction.

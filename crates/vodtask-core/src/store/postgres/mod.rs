@@ -14,6 +14,7 @@
 //! they wake each other through LISTEN/NOTIFY (`notify.rs`).
 
 mod attempts;
+mod duties;
 mod events;
 mod leases;
 mod nodes;
@@ -39,8 +40,8 @@ use tokio_util::sync::CancellationToken;
 use self::rows::{MEDIA_COLUMNS, Sql, to_json};
 use super::leases::SharedLeases;
 use super::{
-    Access, AppRecord, Claim, EventPage, Lease, LeaseState, MediaLeftover, Orphans, OutboxListener,
-    Outcome, PendingEvent, Recovered, Revive, Settled, Store, Stored, Tail,
+    Access, AppRecord, Claim, Duty, EventPage, Lease, LeaseState, MediaLeftover, Orphans,
+    OutboxListener, Outcome, PendingEvent, Recovered, Revive, Settled, Store, Stored, Tail,
 };
 use crate::app::{App, KeyHash};
 use crate::callbacks::{AttemptsOf, CallbackAttempt};
@@ -75,6 +76,9 @@ const DEFAULT_POOL: usize = 16;
 /// How long a call waits for the database to take a connection, or for a
 /// connection from a full pool, before it fails with UNAVAILABLE.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a silent database is waited for before its connection is
+/// taken for broken.
+const CUT_OFF: Duration = Duration::from_secs(10);
 /// Deadlock victims are retried this many times.
 const RETRIES: u32 = 5;
 const PURGE_BATCH: i64 = 1000;
@@ -199,6 +203,17 @@ impl PgStore {
             )
         })?;
         pg.connect_timeout(CONNECT_TIMEOUT);
+        // A database cut off without a word (packets dropped, not refused)
+        // would hold a call until the kernel gives up, minutes later: a
+        // connection whose sent data goes unacknowledged this long, or
+        // whose idle peer stops answering keepalives, is broken instead,
+        // and the pool replaces it. The URL's own settings win.
+        if pg.get_tcp_user_timeout().is_none() {
+            pg.tcp_user_timeout(CUT_OFF);
+        }
+        if !config.url.contains("keepalives_idle") {
+            pg.keepalives_idle(CUT_OFF);
+        }
         if pg.get_application_name().is_none() {
             pg.application_name("vodtask");
         }
@@ -708,6 +723,11 @@ impl Store for PgStore {
     async fn push_apps(&self) -> Result<Vec<AppId>> {
         let c = self.client().await?;
         attempts::push_apps(&c).await
+    }
+
+    async fn claim_duty(&self, duty: Duty, every: Duration) -> Result<bool> {
+        let c = self.client().await?;
+        duties::claim(&c, duty, &self.notifier.node, every).await
     }
 
     async fn record_attempt(

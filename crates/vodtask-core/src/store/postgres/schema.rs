@@ -10,7 +10,8 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE apps (
     app_id      BIGSERIAL PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -211,7 +212,17 @@ ALTER TABLE events SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyz
 ALTER TABLE event_bodies SET (autovacuum_vacuum_scale_factor = 0.02);
 ALTER TABLE media_leftovers SET (autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 1000);
 ALTER TABLE nodes SET (autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 1000);
-"#];
+"#,
+    r#"
+-- Periodic work that runs once across all processes (duties.rs): the
+-- process that claimed the latest run, and when the next one is due.
+CREATE TABLE duties (
+    duty TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    due  BIGINT NOT NULL
+);
+"#,
+];
 
 /// The schema version this vodtask writes.
 pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
