@@ -113,7 +113,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 server.client_transport = [args.client_a, args.client_b][side];
                 let (drained, tally) = server
                     .run(async |server| {
-                        queue::drain(server, args.consumers, args.events, mode).await
+                        queue::drain(&[server], args.consumers, args.events, mode).await
                     })
                     .await?;
                 if tally.not_confirmed() > 0 {

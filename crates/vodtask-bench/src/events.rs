@@ -12,7 +12,7 @@
 
 mod floor;
 mod jetstream;
-mod vodtask;
+pub mod vodtask;
 
 use std::time::Duration;
 

@@ -4,6 +4,7 @@
 //! asserted.
 
 mod callbacks;
+mod cluster;
 mod compare;
 mod consumers;
 mod events;
@@ -37,6 +38,10 @@ enum Command {
     /// A transcode through vodtask against the same ffmpeg command run
     /// directly, and how many tasks at once the worker pool sustains.
     Media(media::Args),
+    /// vodtask on PostgreSQL through one and two API nodes (CreateTask,
+    /// event consume rates, commit-to-delivery across nodes), beside SQLite
+    /// and pgmq on the same PostgreSQL.
+    Cluster(cluster::Args),
     /// Two server binaries side by side: drains of one pre-loaded queue,
     /// alternating, with the CPU time each spent per event.
     Compare(compare::Args),
@@ -51,5 +56,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Media(args) => media::run(args).await,
         Command::Consumers(args) => consumers::run(args).await,
         Command::Compare(args) => compare::run(args).await,
+        Command::Cluster(args) => cluster::run(args).await,
     }
 }

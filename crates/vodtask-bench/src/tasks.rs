@@ -204,8 +204,27 @@ async fn create_and_fill(
     Ok((create, Some(fill)))
 }
 
+/// `count` transcode tasks of `file_id` created from every client at once
+/// (each client on its own connection, to whichever node it was made for).
+pub async fn create_many(
+    clients: &[TaskClient],
+    file_id: String,
+    count: u64,
+) -> anyhow::Result<(Rate, Latencies)> {
+    let phase = CreatePhase {
+        name: "create",
+        file_id,
+        first: 0,
+        count,
+        with_snapshots: false,
+        sample_stride: u64::MAX,
+    };
+    let created = create_tasks(clients, phase).await?;
+    Ok((created.rate, created.latencies))
+}
+
 /// CreateTask only checks that the file exists, so a few bytes do.
-async fn upload_file(server: &Server) -> anyhow::Result<String> {
+pub async fn upload_file(server: &Server) -> anyhow::Result<String> {
     let mut media = server.media_client().await?;
     server::upload(&mut media, "bench.bin".into(), String::new(), &[0; 4096]).await
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::sync::mpsc;
 use vodtask_proto::v1 as pb;
 
@@ -45,24 +45,8 @@ pub async fn consume_run(
 ) -> anyhow::Result<ConsumeRun> {
     let flags = ["--workers", "0", "--ffprobe", plan.ffprobe];
     Server::with(server_args, &flags, async |server| {
-        let preload =
-            queue::preload(&server.default_app(), plan.events, plan.upload_clients).await?;
-        let ready = server
-            .event_client()
-            .await?
-            .describe_events_state(pb::DescribeEventsStateRequest {})
-            .await
-            .context("DescribeEventsState")?
-            .into_inner()
-            .ready;
-        if u64::try_from(ready).unwrap_or(0) != plan.events {
-            bail!(
-                "{0} uploads left {ready} events ready, not {0}",
-                plan.events
-            );
-        }
-        eprintln!("  pre-loaded; draining");
-        let (consume, tally) = queue::drain(server, plan.consumers, plan.events, mode).await?;
+        let preload = queue::fill(server, plan.events, plan.upload_clients).await?;
+        let (consume, tally) = queue::drain(&[server], plan.consumers, plan.events, mode).await?;
         Ok(ConsumeRun {
             binary: server.binary.clone(),
             preload,
@@ -104,22 +88,34 @@ pub async fn latency_run(
     waiter: Waiter,
 ) -> anyhow::Result<LatencyRun> {
     Server::with(server_args, &["--workers", "0"], async |server| {
-        let media = server.media_client().await?;
-        let events = server.event_client().await?;
-        let wait = |arrived| async move {
-            match waiter {
-                Waiter::LongPoll => wait_by_long_poll(events, arrived).await,
-                Waiter::Stream => wait_on_stream(events, arrived).await,
-            }
-        };
-        sample_latency(samples, wait, |n| {
-            let mut media = media.clone();
-            async move { queue::upload(&mut media, n).await }
-        })
-        .await
-        .with_context(|| format!("vodtask, {waiter:?} consumer"))
+        latency_between(server, server, samples, waiter).await
     })
     .await
+}
+
+/// Events committed through `producer` (uploads), each timed to its
+/// arrival at a consumer of `consumer` that waits for it (another node on
+/// the same database, or the same server).
+pub async fn latency_between(
+    producer: &Server,
+    consumer: &Server,
+    samples: usize,
+    waiter: Waiter,
+) -> anyhow::Result<LatencyRun> {
+    let media = producer.media_client().await?;
+    let events = consumer.event_client().await?;
+    let wait = |arrived| async move {
+        match waiter {
+            Waiter::LongPoll => wait_by_long_poll(events, arrived).await,
+            Waiter::Stream => wait_on_stream(events, arrived).await,
+        }
+    };
+    sample_latency(samples, wait, |n| {
+        let mut media = media.clone();
+        async move { queue::upload(&mut media, n).await }
+    })
+    .await
+    .with_context(|| format!("vodtask, {waiter:?} consumer"))
 }
 
 async fn wait_by_long_poll(

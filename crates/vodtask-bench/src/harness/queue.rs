@@ -66,6 +66,25 @@ pub async fn preload(app: &AppHandle, count: u64, clients: usize) -> anyhow::Res
     Ok(Rate::since(started, count))
 }
 
+/// `preload`s `count` events through `server` and checks that exactly
+/// that many are ready before anything drains them.
+pub async fn fill(server: &Server, count: u64, clients: usize) -> anyhow::Result<Rate> {
+    let rate = preload(&server.default_app(), count, clients).await?;
+    let ready = server
+        .event_client()
+        .await?
+        .describe_events_state(pb::DescribeEventsStateRequest {})
+        .await
+        .context("DescribeEventsState")?
+        .into_inner()
+        .ready;
+    if u64::try_from(ready).unwrap_or(0) != count {
+        bail!("{count} uploads left {ready} events ready, not {count}");
+    }
+    eprintln!("  pre-loaded; draining");
+    Ok(rate)
+}
+
 /// Uploads file number `n`; returns its file id, which its event names.
 pub async fn upload(client: &mut MediaClient, n: u64) -> anyhow::Result<String> {
     let file_name = padded(format!("bench-{n:08}-"), FILE_NAME_LEN - 4, 'f') + ".mp4";
@@ -179,19 +198,21 @@ impl Tally {
 }
 
 /// `consumers` consumers drain the queue, pre-loaded with `events` events;
-/// timed from the first request to the last CONFIRMED result.
+/// timed from the first request to the last CONFIRMED result. Consumer `i`
+/// connects to `servers[i % servers.len()]` (nodes on one database); the
+/// CPU reading is the first server's.
 pub async fn drain(
-    server: &Server,
+    servers: &[&Server],
     consumers: usize,
     events: u64,
     mode: Mode,
 ) -> anyhow::Result<(Drained, Arc<Tally>)> {
     let mut clients = Vec::with_capacity(consumers);
-    for _ in 0..consumers {
+    for server in servers.iter().cycle().take(consumers) {
         clients.push(server.event_client().await?);
     }
     let tally = Arc::new(Tally::new(events));
-    let meter = cpu::Meter::start(server.pid());
+    let meter = cpu::Meter::start(servers.first().and_then(|s| s.pid()));
     let started = Instant::now();
     // Dropping the set aborts the consumers, which closes their streams.
     let mut running = JoinSet::new();

@@ -217,6 +217,12 @@ impl Server {
     }
 
     /// The server's process id (for its memory).
+    /// The server's data dir (for a node that joins it on one database:
+    /// its `default.key`).
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.path().join("data"))
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
