@@ -48,6 +48,22 @@ impl Shared {
         }
     }
 
+    /// A clip of `seconds` made with ffmpeg and uploaded through `node`;
+    /// its file id.
+    async fn upload_clip(
+        &self,
+        node: &Server,
+        key: &str,
+        seconds: u32,
+        size: (u32, u32),
+    ) -> String {
+        let clip = make_clip(self.dir.path(), "in.mp4", seconds, size.0, size.1);
+        let (file_id, _) = upload(&mut node.media_as(key).await, &clip, "in.mp4")
+            .await
+            .unwrap();
+        file_id
+    }
+
     /// An API node without workers.
     fn api(&self, name: &str) -> Server {
         self.node(name, &["--workers", "0"])
@@ -114,9 +130,7 @@ impl Cluster {
 #[tokio::test]
 async fn a_task_created_on_one_node_runs_on_another_and_is_cancelled_through_a_third() {
     let c = Cluster::start();
-    let clip = make_clip(c.dir(), "in.mp4", 60, 640, 360);
-    let mut media = c.a.media_as(&c.key).await;
-    let (file_id, _) = upload(&mut media, &clip, "in.mp4").await.unwrap();
+    let file_id = c.shared.upload_clip(&c.a, &c.key, 60, (640, 360)).await;
     let (mut on_a, mut on_b) = (c.a.tasks_as(&c.key).await, c.b.tasks_as(&c.key).await);
 
     let short = create(&mut on_a, snapshot(&file_id, 10, &[0, 1000])).await;
@@ -287,10 +301,7 @@ async fn a_task_whose_worker_node_dies_finishes_on_another() {
         shared.worker("w2", &api, &["--lease", "2s"]),
     ];
     let key = api.default_key();
-    let clip = make_clip(shared.dir.path(), "in.mp4", 30, 640, 360);
-    let (file_id, _) = upload(&mut api.media_as(&key).await, &clip, "in.mp4")
-        .await
-        .unwrap();
+    let file_id = shared.upload_clip(&api, &key, 30, (640, 360)).await;
     let mut tasks = api.tasks_as(&key).await;
     let id = create(&mut tasks, transcode(&file_id, &[100020])).await;
     wait_processing(&mut tasks, &id).await;
@@ -427,10 +438,7 @@ async fn nodes_and_postgres_crash_while_events_flow_and_nothing_is_lost_or_comes
         })
         .await
         .unwrap();
-    let clip = make_clip(shared.dir.path(), "in.mp4", 4, 160, 120);
-    let (file_id, _) = upload(&mut n1.media_as(&key).await, &clip, "in.mp4")
-        .await
-        .unwrap();
+    let file_id = shared.upload_clip(&n1, &key, 4, (160, 120)).await;
     let mut expected = uploads(&n1, &key, shared.dir.path(), 40).await;
     expected.insert(file_id.clone());
 
@@ -539,10 +547,7 @@ async fn while_postgres_is_down_calls_fail_fast_and_everything_resumes_after() {
     let shared = Shared::on(pg.url());
     let node = shared.node("n", &["--workers", "1", "--lease", "2s"]);
     let key = node.default_key();
-    let clip = make_clip(shared.dir.path(), "in.mp4", 30, 640, 360);
-    let (file_id, _) = upload(&mut node.media_as(&key).await, &clip, "in.mp4")
-        .await
-        .unwrap();
+    let file_id = shared.upload_clip(&node, &key, 30, (640, 360)).await;
     let mut tasks = node.tasks_as(&key).await;
     let mut events = node.events_as(&key).await;
     let running = create(&mut tasks, transcode(&file_id, &[100020])).await;

@@ -84,12 +84,10 @@ const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 impl Instance {
     pub fn start() -> Instance {
-        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         // PostgreSQL refuses to run as root: then its files and processes
         // belong to the `postgres` user.
-        let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-        if as_root {
+        if running_as_root() {
             let chown = Command::new("chown")
                 .args(["postgres:", &dir.path().display().to_string()])
                 .status()
@@ -161,11 +159,9 @@ impl Instance {
     }
 
     fn try_pg(&self, program: &str, args: &[&str]) -> Result<(), String> {
-        use std::os::unix::fs::MetadataExt;
         let bin_dir = std::env::var("VODTASK_TEST_PG_BIN").unwrap_or_else(|_| PG_BIN.into());
         let program = format!("{bin_dir}/{program}");
-        let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-        let mut command = if as_root {
+        let mut command = if running_as_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--", &program]);
             c
@@ -186,6 +182,11 @@ impl Instance {
             ))
         }
     }
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 impl Drop for Instance {

@@ -12,7 +12,7 @@
 //! stream's max_in_flight). Latency: an upload committed through the first
 //! node, timed to a consumer waiting on the last one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -427,7 +427,7 @@ async fn consume_run(args: &Args, setup: Setup, mode: Mode) -> anyhow::Result<(R
 /// The yardstick on a database of its own.
 async fn pgmq_run(
     args: &Args,
-    bin: &PathBuf,
+    bin: &Path,
     mode: Mode,
     payload_bytes: usize,
 ) -> anyhow::Result<Rate> {

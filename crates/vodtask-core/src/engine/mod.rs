@@ -188,13 +188,16 @@ impl Engine {
         .await?;
         // Start-up chores that fail are logged, not fatal: a server that
         // cannot start cannot be told, through its API, what to do instead.
-        let sweep = its_turn(store.as_ref(), Duty::MediaSweep, MEDIA_SWEEP).await;
-        match if sweep { library.sweep().await } else { Ok(0) } {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                "removed the media of {n} files a previous run left unfinished or deleted"
-            ),
-            Err(e) => tracing::error!("removing media left by a crash failed (retried later): {e}"),
+        if its_turn(store.as_ref(), Duty::MediaSweep, MEDIA_SWEEP).await {
+            match library.sweep().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    "removed the media of {n} files a previous run left unfinished or deleted"
+                ),
+                Err(e) => {
+                    tracing::error!("removing media left by a crash failed (retried later): {e}")
+                }
+            }
         }
 
         if store.app_count().await? == 0 {
